@@ -1,0 +1,1 @@
+"""Statistics over stored results; reads the store, never trains."""

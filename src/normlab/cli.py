@@ -1,0 +1,375 @@
+"""The ``normlab`` command: a thin roof over the library.
+
+Exit codes: 0 success; 1 some runs failed (the others are saved); 2 bad input (a
+study file, an option, a database that is not normlab's).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from normlab.analysis.summary import StudySummary
+    from normlab.store.db import Store
+    from normlab.studies.plan import Unit
+    from normlab.studies.runner import RunReport
+
+app = typer.Typer(
+    help="Rigorous, fast experiments on normalization layers and batch size.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+DbOpt = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Dataset folder (default: $NORMLAB_DATA, else the user cache)."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", help="CPU threads (default: all cores).", min=1)
+]
+StackOpt = Annotated[
+    int, typer.Option("--max-stack", help="Most runs trained together in one stack.", min=1)
+]
+StudyOpt = Annotated[
+    str | None, typer.Option("--study", help="Study name (default: the latest one).")
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _open_store(db: Path) -> Store:
+    from normlab.store.db import Store, StoreError
+
+    try:
+        return Store(db)
+    except (StoreError, OSError) as e:
+        raise _fail(str(e)) from None
+    except Exception as e:  # sqlite3.DatabaseError: a file that is not a database
+        raise _fail(f"{db}: cannot open as a database ({e})") from None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _execute(
+    name: str,
+    spec: dict[str, object],
+    configs: list,
+    db: Path,
+    data_dir: Path | None,
+    device: str,
+    threads: int | None,
+    max_stack: int,
+) -> RunReport:
+    """Register the study, train what is missing with a progress bar, return the report."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from normlab import runtime
+    from normlab.data.download import DownloadError
+    from normlab.data.idx import IdxError
+    from normlab.studies.runner import DataCache, pending_units, run_units
+
+    try:
+        dev = runtime.resolve_device(device)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    runtime.set_threads(threads)
+    store = _open_store(db)
+    store.register_study(name, spec, configs)
+    units, finished = pending_units(store, configs, max_stack)
+    todo = sum(len(u.configs) for u in units)
+    err.print(
+        f"study [bold]{name}[/bold]: {len(configs)} runs, {finished} already finished, "
+        f"{todo} to train in {len(units)} stacks",
+        highlight=False,
+    )
+    data = DataCache(data_dir, dev, log=err.print)
+    if units:
+        try:
+            data.splits(units[0].configs[0])
+        except (DownloadError, IdxError, FileNotFoundError, ValueError) as e:
+            raise _fail(str(e)) from None
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not units,
+    ) as bar:
+        task = bar.add_task("training", total=sum(u.steps for u in units))
+        report = run_units(
+            store, units, data, progress=lambda n: bar.advance(task, n), log=err.print
+        )
+    report.skipped = finished
+    store.close()
+    return report
+
+
+def _summary_table(summary: StudySummary, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for f in summary.factors:
+        table.add_column(f)
+    table.add_column("test acc (mean ± 95% CI)", justify="right")
+    table.add_column("test loss", justify="right")
+    table.add_column("s / epoch", justify="right")
+    table.add_column("runs", justify="right")
+    for g in summary.groups:
+        runs = f"{g.finished}/{g.runs}" + (f" ({g.diverged} diverged)" if g.diverged else "")
+        table.add_row(
+            *(str(v) for v in g.factors.values()),
+            g.test_acc.format(4),
+            g.test_loss.format(4),
+            g.epoch_seconds.format(2),
+            runs,
+        )
+    return table
+
+
+def _finish(report: RunReport, db: Path) -> None:
+    out.print(f"results in {db}", highlight=False)
+    if report.failures:
+        for f in report.failures:
+            err.print(f"[red]failed[/red] {f}", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path, typer.Argument(help="Study file (TOML).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print runs, stacks and an estimate; train nothing.")
+    ] = False,
+    db: DbOpt = Path("normlab.db"),
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    max_stack: StackOpt = 16,
+) -> None:
+    """Run a study file: the grid's runs, grouped into stacks, skipping finished runs."""
+    from normlab.studies.spec import StudyError, load_study
+
+    try:
+        spec = load_study(study_file)
+        configs = spec.runs(str(study_file))
+    except StudyError as e:
+        raise _fail(str(e)) from None
+    if dry_run:
+        _print_plan(spec.name, configs, db, max_stack)
+        return
+    report = _execute(
+        spec.name, spec.model_dump(), configs, db, data_dir, device, threads, max_stack
+    )
+    _show(db, spec.name)
+    _finish(report, db)
+
+
+def _print_plan(name: str, configs: list, db: Path, max_stack: int) -> None:
+    from normlab.studies.plan import estimate_seconds, plan
+
+    units: list[Unit] = plan(configs, max_stack)
+    done = set()
+    if db.exists():
+        from normlab.store.db import FINISHED
+
+        store = _open_store(db)
+        done = {r for r, s in store.statuses(c.run_id for c in configs).items() if s in FINISHED}
+        store.close()
+    table = Table(
+        title=f"study {name}: {len(configs)} runs in {len(units)} stacks", title_justify="left"
+    )
+    for col in (
+        "stack",
+        "runs",
+        "norm",
+        "batch",
+        "hidden",
+        "optimizer",
+        "inputs",
+        "epochs",
+        "steps",
+        "finished",
+    ):
+        table.add_column(col)
+    for i, u in enumerate(units, 1):
+        c = u.configs[0]
+        table.add_row(
+            str(i),
+            f"{len(u.configs)}" + (" (chain)" if u.chain else ""),
+            c.norm,
+            "/".join(str(x.batch_size) for x in u.configs) if u.chain else str(c.batch_size),
+            "-".join(map(str, c.hidden)),
+            c.optimizer,
+            c.inputs,
+            str(c.epochs),
+            str(u.steps),
+            str(sum(r in done for r in u.run_ids)),
+        )
+    out.print(table)
+    pending = [u for u in units if not set(u.run_ids) <= done]
+    out.print(
+        f"estimated time for the {sum(len(u.configs) for u in pending)} unfinished runs: "
+        f"~{_duration(estimate_seconds(pending))} (rough, calibrated on a 2-core CPU)",
+        highlight=False,
+    )
+
+
+@app.command()
+def reproduce(
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration.", min=1)] = 3,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs per run.", min=1)] = 5,
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")
+    ] = "32,64,128,256",
+    inputs: Annotated[
+        str, typer.Option("--inputs", help="raw (0-255, as the seed), scaled (/255), standardized.")
+    ] = "raw",
+    semantics: Annotated[
+        str, typer.Option("--semantics", help="keras (as the seed) or torch conventions.")
+    ] = "keras",
+    faithful: Annotated[
+        bool, typer.Option("--faithful", help="Also run the notebook exactly as written.")
+    ] = False,
+    db: DbOpt = Path("normlab.db"),
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    max_stack: StackOpt = 16,
+) -> None:
+    """The seed notebook's study done right: BN applied vs none × batch sizes × seeds."""
+    from pydantic import ValidationError
+
+    from normlab.studies import reproduce as rp
+
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+        procedure = rp.corrected(seeds, epochs, sizes, inputs, semantics)
+        notebook = rp.faithful(inputs, semantics) if faithful else None
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        first = e.errors()[0] if isinstance(e, ValidationError) else None
+        message = (
+            (f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']} (got {first['input']!r})")
+            if first
+            else f"--batch-sizes: {e}"
+        )
+        raise _fail(message) from None
+    started = time.perf_counter()
+    report = _execute(
+        procedure.name, procedure.spec, procedure.configs, db, data_dir, device, threads, max_stack
+    )
+    if notebook is not None:
+        more = _execute(
+            notebook.name, notebook.spec, notebook.configs, db, data_dir, device, threads, max_stack
+        )
+        report.failures += more.failures
+    _show(db, procedure.name, title=f"{procedure.name}: final-epoch test metrics over seeds")
+    if notebook is not None:
+        _show_faithful(db, notebook)
+    err.print(f"took {_duration(time.perf_counter() - started)}", highlight=False)
+    _finish(report, db)
+
+
+def _show_faithful(db: Path, notebook) -> None:
+    from normlab.analysis.faithful import compare
+
+    store = _open_store(db)
+    rows, identical = compare(store, notebook)
+    store.close()
+    table = Table(
+        title=f"{notebook.name}: the notebook as written (seed {notebook.cell7.seed}, "
+        "all 60,000 training images)",
+        title_justify="left",
+    )
+    for col in ("cell", "model", "batch", "epochs", "test acc", "test loss"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(v) for v in r))
+    out.print(table)
+    out.print(identical, highlight=False)
+
+
+def _show(db: Path, study: str | None, title: str | None = None) -> None:
+    from normlab.analysis.summary import summarize
+    from normlab.store.db import StoreError
+
+    store = _open_store(db)
+    try:
+        name = store.resolve_study(study)
+    except StoreError as e:
+        raise _fail(str(e)) from None
+    summary = summarize(store, name)
+    store.close()
+    out.print(_summary_table(summary, title or f"{name}: final-epoch test metrics over seeds"))
+
+
+@app.command()
+def show(db: DbOpt = Path("normlab.db"), study: StudyOpt = None) -> None:
+    """Print the summary table of a study in the database."""
+    if not db.exists():
+        raise _fail(f"{db}: no such database")
+    _show(db, study)
+
+
+@app.command()
+def export(
+    out_file: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    db: DbOpt = Path("normlab.db"),
+    study: StudyOpt = None,
+) -> None:
+    """Write one row per run × epoch (config, metrics, timing, status) to CSV or Parquet."""
+    from normlab.store import export as ex
+    from normlab.store.db import StoreError
+
+    if fmt not in ex.FORMATS:
+        raise _fail(f"--format: {fmt!r} is not one of csv, parquet")
+    if not db.exists():
+        raise _fail(f"{db}: no such database")
+    store = _open_store(db)
+    try:
+        name = store.resolve_study(study)
+        n = ex.export(store, name, fmt, out_file)
+    except (StoreError, RuntimeError) as e:
+        raise _fail(str(e)) from None
+    finally:
+        store.close()
+    out.print(f"wrote {n} rows of study {name} to {out_file}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - for `python -m normlab.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

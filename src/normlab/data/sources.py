@@ -1,0 +1,86 @@
+"""Where each dataset's files come from and what their content must hash to.
+
+Digests are SHA-256 of the *decompressed* IDX content, so a gzip file and its raw
+counterpart verify alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One dataset: its four IDX files with digests, download mirrors and system folders."""
+
+    name: str
+    files: dict[str, tuple[str, str]]  # role -> (IDX file name without .gz, sha256)
+    mirrors: tuple[str, ...]
+    system_dirs: tuple[Path, ...] = ()
+
+
+MNIST = DatasetSource(
+    name="mnist",
+    files={
+        "train_images": (
+            "train-images-idx3-ubyte",
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        ),
+        "train_labels": (
+            "train-labels-idx1-ubyte",
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        ),
+        "test_images": (
+            "t10k-images-idx3-ubyte",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        ),
+        "test_labels": (
+            "t10k-labels-idx1-ubyte",
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ),
+    },
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+)
+
+FASHION_MNIST = DatasetSource(
+    name="fashion-mnist",
+    files={
+        "train_images": (
+            "train-images-idx3-ubyte",
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        ),
+        "train_labels": (
+            "train-labels-idx1-ubyte",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        ),
+        "test_images": (
+            "t10k-images-idx3-ubyte",
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        ),
+        "test_labels": (
+            "t10k-labels-idx1-ubyte",
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ),
+    },
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    # Debian's dataset-fashion-mnist package installs here.
+    system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+)
+
+DATASETS: dict[str, DatasetSource] = {s.name: s for s in (MNIST, FASHION_MNIST)}
+
+
+def get_source(name: str) -> DatasetSource:
+    """The source called ``name``, or a ValueError listing the known ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}"
+        ) from None

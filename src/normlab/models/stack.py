@@ -1,0 +1,134 @@
+"""An MLP described by data and built as a stack of K independent members.
+
+Dense weights are shaped [K, in, out] and each layer is one batched matmul, so K runs
+that share an architecture and batch size train as one computation. Nothing couples
+the members: each has its own weights, normalization statistics and random streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from normlab.models.init import init_linear
+from normlab.models.norms import NormSettings, make_norm
+from normlab.seeding import derive_seed
+
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """Architecture of every member of a stack.
+
+    A hidden block is Dense -> [norm if "before"] -> activation -> [norm if "after"]
+    -> dropout; the output layer is Dense to ``n_classes`` logits (the softmax lives in
+    the loss).
+    """
+
+    n_inputs: int
+    hidden: tuple[int, ...]
+    n_classes: int
+    activation: str = "relu"
+    norm: str = "none"
+    norm_position: str = "before"
+    dropout: float = 0.0
+    init: str = "glorot_uniform"
+    init_scale: float = 1.0
+    norm_settings: NormSettings = field(default_factory=NormSettings)
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"
+            )
+        if self.norm_position not in ("before", "after"):
+            raise ValueError(f"norm_position must be before or after, got {self.norm_position!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (self.n_inputs, *self.hidden, self.n_classes)
+
+
+class StackedMLP(nn.Module):
+    """K members of one MLPSpec, member k initialised from ``seeds[k]``."""
+
+    def __init__(self, spec: MLPSpec, seeds: Sequence[int]) -> None:
+        super().__init__()
+        self.spec, self.k = spec, len(seeds)
+        weights, biases = [], []
+        for layer, (fan_in, fan_out) in enumerate(zip(spec.widths, spec.widths[1:], strict=False)):
+            drawn = [
+                init_linear(
+                    spec.init,
+                    fan_in,
+                    fan_out,
+                    spec.init_scale,
+                    torch.Generator().manual_seed(derive_seed(seed, "init", layer)),
+                )
+                for seed in seeds
+            ]
+            weights.append(nn.Parameter(torch.stack([w for w, _ in drawn])))
+            biases.append(nn.Parameter(torch.stack([b for _, b in drawn])))
+        self.weights, self.biases = nn.ParameterList(weights), nn.ParameterList(biases)
+        self.norms = nn.ModuleList(
+            make_norm(spec.norm, self.k, width, spec.norm_settings) for width in spec.hidden
+        )
+        self.act = ACTIVATIONS[spec.activation]
+
+    def forward(
+        self, x: torch.Tensor, dropout_masks: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Logits [K, B, C] for inputs [K, B, D] (one batch per member) or [B, D] (shared).
+
+        ``dropout_masks`` (one [K, B, width] tensor per hidden layer, already scaled by
+        1/(1-p)) applies dropout; eval passes none.
+        """
+        h = (
+            self._first_dense(x)
+            if x.dim() == 2
+            else torch.baddbmm(self.biases[0].unsqueeze(1), x, self.weights[0])
+        )
+        for i, norm in enumerate(self.norms):
+            h = self.act(norm(h)) if self.spec.norm_position == "before" else norm(self.act(h))
+            if dropout_masks is not None:
+                h = h * dropout_masks[i]
+            h = torch.baddbmm(self.biases[i + 1].unsqueeze(1), h, self.weights[i + 1])
+        return h
+
+    def _first_dense(self, x: torch.Tensor) -> torch.Tensor:
+        # All members read the same examples: one [B, D] x [D, K*out] GEMM instead of K.
+        w = self.weights[0]
+        out = (x @ w.permute(1, 0, 2).reshape(w.shape[1], -1)).view(x.shape[0], self.k, -1)
+        return out.transpose(0, 1) + self.biases[0].unsqueeze(1)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Member ``k``'s parameters and buffers, unstacked (cloned)."""
+        return {name: t[k].detach().clone() for name, t in self._stacked_tensors()}
+
+    def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        """Overwrite member ``k`` with ``state`` from ``member_state``."""
+        with torch.no_grad():
+            for name, t in self._stacked_tensors():
+                t[k].copy_(state[name])
+
+    def _stacked_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        tensors = [*self.named_parameters(), *self.named_buffers()]
+        return [(n, t) for n, t in tensors if t.dim() > 0]
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per member [K] for logits [K, B, C] and labels [K, B] or [B]."""
+    k, b, c = logits.shape
+    y = y.expand(k, b) if y.dim() == 1 else y
+    return (
+        F.cross_entropy(logits.reshape(k * b, c), y.reshape(k * b), reduction="none")
+        .view(k, b)
+        .mean(1)
+    )

@@ -1,0 +1,1 @@
+"""The SQLite study store: schema, resume bookkeeping, export."""

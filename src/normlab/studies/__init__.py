@@ -1,0 +1,1 @@
+"""Study specs (TOML <-> pydantic), grids -> runs -> cohorts, and the study runner."""

@@ -1,0 +1,115 @@
+"""Study files: fixed settings plus a grid of factors, expanded into runs.
+
+A study file is TOML::
+
+    name = "bn-vs-batch-size"
+    seeds = 3                      # shorthand for grid.seed = [0, 1, 2]
+    [fixed]                        # any run field (see RunConfig), one value each
+    inputs = "scaled"
+    [grid]                         # any run field, a list of values each
+    norm = ["none", "batch"]
+    batch_size = [32, 256]
+
+``depth`` and ``width`` may stand in for ``hidden`` (``hidden = [width] * depth``).
+The runs are the Cartesian product of the grid over the fixed settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from normlab.studies.config import RunConfig
+
+SHORTHANDS = ("depth", "width")
+
+
+class StudyError(ValueError):
+    """A study that cannot be run; the message is one line naming file, field and value."""
+
+
+class StudySpec(BaseModel):
+    """A study as declared: name, fixed settings and a grid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    seeds: int | None = Field(None, ge=1, description="shorthand for grid.seed = range(seeds)")
+    fixed: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+
+    def runs(self, source: str = "<study>") -> list[RunConfig]:
+        """Every run of the study, validated; StudyError names the offending field."""
+        grid = dict(self.grid)
+        if self.seeds is not None:
+            if "seed" in grid or "seed" in self.fixed:
+                raise StudyError(f"{source}: seeds: give either seeds or a seed field, not both")
+            grid["seed"] = list(range(self.seeds))
+        for key, values in grid.items():
+            if not values:
+                raise StudyError(f"{source}: grid.{key}: empty list of values")
+            if key in self.fixed:
+                raise StudyError(f"{source}: {key}: set both in fixed and in grid")
+        keys = list(grid)
+        configs: list[RunConfig] = []
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            chosen = dict(zip(keys, combo, strict=True))
+            settings = _expand_shorthands({**self.fixed, **chosen}, source)
+            try:
+                configs.append(RunConfig(**settings))
+            except ValidationError as err:
+                raise StudyError(_one_line(err, source, grid, chosen)) from None
+        return list(dict.fromkeys(configs))  # a grid may name one run twice
+
+
+def _expand_shorthands(settings: dict[str, Any], source: str) -> dict[str, Any]:
+    if not any(k in settings for k in SHORTHANDS):
+        return settings
+    if "hidden" in settings:
+        raise StudyError(f"{source}: hidden: give either hidden or depth/width, not both")
+    depth, width = settings.pop("depth", 1), settings.pop("width", 512)
+    if not isinstance(depth, int) or not isinstance(width, int) or depth < 1 or width < 1:
+        raise StudyError(f"{source}: depth/width must be positive integers, got {depth}/{width}")
+    return {**settings, "hidden": [width] * depth}
+
+
+def _one_line(
+    err: ValidationError, source: str, grid: dict[str, list[Any]], chosen: dict[str, Any]
+) -> str:
+    first = err.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    if not field:  # a rule across fields: say which combination broke it
+        where = ", ".join(f"{k}={v!r}" for k, v in chosen.items()) or "fixed settings"
+        return f"{source}: {first['msg'].removeprefix('Value error, ')} (at {where})"
+    section = "grid" if field in grid else "fixed"
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join([*RunConfig.model_fields, *SHORTHANDS])
+        return f"{source}: {section}.{field}: unknown field (allowed: {allowed})"
+    return f"{source}: {section}.{field}: {first['msg']} (got {first.get('input')!r})"
+
+
+def load_study(path: Path | str) -> StudySpec:
+    """Parse and validate the study file at ``path``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such study file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise StudyError(f"{path}: not valid TOML: {err}") from None
+    try:
+        spec = StudySpec(**data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            allowed = ", ".join(StudySpec.model_fields)
+            raise StudyError(f"{path}: {loc}: unknown key (allowed: {allowed})") from None
+        raise StudyError(f"{path}: {loc}: {first['msg']} (got {first.get('input')!r})") from None
+    spec.runs(str(path))  # validate every run now, before anything trains
+    return spec
