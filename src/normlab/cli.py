@@ -138,12 +138,17 @@ def _execute(
 
 
 def _summary_table(summary: StudySummary, title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption="mean ± 95% CI over seeds (Student t)",
+        caption_justify="left",
+    )
     for f in summary.factors:
         table.add_column(f)
-    table.add_column("test acc (mean ± 95% CI)", justify="right")
+    table.add_column("test acc", justify="right")
     table.add_column("test loss", justify="right")
-    table.add_column("s / epoch", justify="right")
+    table.add_column("s/epoch", justify="right")
     table.add_column("runs", justify="right")
     for g in summary.groups:
         runs = f"{g.finished}/{g.runs}" + (f" ({g.diverged} diverged)" if g.diverged else "")
@@ -293,7 +298,7 @@ def reproduce(
             notebook.name, notebook.spec, notebook.configs, db, data_dir, device, threads, max_stack
         )
         report.failures += more.failures
-    _show(db, procedure.name, title=f"{procedure.name}: final-epoch test metrics over seeds")
+    _show(db, procedure.name, factors=["norm", "batch_size"])
     if notebook is not None:
         _show_faithful(db, notebook)
     err.print(f"took {_duration(time.perf_counter() - started)}", highlight=False)
@@ -319,7 +324,7 @@ def _show_faithful(db: Path, notebook) -> None:
     out.print(identical, highlight=False)
 
 
-def _show(db: Path, study: str | None, title: str | None = None) -> None:
+def _show(db: Path, study: str | None, factors: list[str] | None = None) -> None:
     from normlab.analysis.summary import summarize
     from normlab.store.db import StoreError
 
@@ -328,9 +333,9 @@ def _show(db: Path, study: str | None, title: str | None = None) -> None:
         name = store.resolve_study(study)
     except StoreError as e:
         raise _fail(str(e)) from None
-    summary = summarize(store, name)
+    summary = summarize(store, name, factors)
     store.close()
-    out.print(_summary_table(summary, title or f"{name}: final-epoch test metrics over seeds"))
+    out.print(_summary_table(summary, f"{name}: final-epoch test metrics over seeds"))
 
 
 @app.command()

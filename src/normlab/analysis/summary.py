@@ -65,12 +65,14 @@ class StudySummary:
     groups: list[GroupSummary]
 
 
-def summarize(store: Store, study: str) -> StudySummary:
-    """Group ``study``'s runs by the factors that vary in it and summarize each group."""
+def summarize(store: Store, study: str, factors: list[str] | None = None) -> StudySummary:
+    """Group ``study``'s runs by ``factors`` (default: the config fields that vary in it,
+    the seed aside) and summarize each group."""
     runs = store.runs(study)
     configs = {r["id"]: json.loads(r["config"]) for r in runs}
-    keys = [k for k in next(iter(configs.values()), {}) if k not in _NOT_FACTORS]
-    factors = [k for k in keys if len({json.dumps(c[k]) for c in configs.values()}) > 1]
+    if factors is None:
+        keys = [k for k in next(iter(configs.values()), {}) if k not in _NOT_FACTORS]
+        factors = [k for k in keys if len({json.dumps(c[k]) for c in configs.values()}) > 1]
     last: dict[str, dict] = {}
     seconds: dict[str, list[float]] = {}
     for e in store.epochs(study):

@@ -60,16 +60,24 @@ def _fetch_verified(url: str, expected_sha256: str, final: Path, timeout_s: floa
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     tmp = Path(tmp_name)
     try:
+        received = 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            declared = resp.headers.get("Content-Length")
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
-        content = idx.read_bytes(tmp)
+                received += len(chunk)
+        if declared is not None and received != int(declared):
+            return f"incomplete: received {received} of {declared} bytes"
+        try:
+            content = idx.read_bytes(tmp)
+        except idx.IdxError:
+            return "corrupt or truncated gzip data"
         digest = idx.sha256(content)
         if digest != expected_sha256:
             return f"checksum mismatch (got {digest[:12]}…, expected {expected_sha256[:12]}…)"
         os.replace(tmp, final)
         return None
-    except (urllib.error.URLError, HTTPException, OSError, idx.IdxError) as err:
+    except (urllib.error.URLError, HTTPException, OSError) as err:
         return f"{type(err).__name__}: {err}"
     finally:
         tmp.unlink(missing_ok=True)

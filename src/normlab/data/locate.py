@@ -60,15 +60,17 @@ def _mirrors(source: DatasetSource) -> tuple[str, ...]:
 
 
 def load(
-    name: str = "mnist",
+    dataset: str | DatasetSource = "mnist",
     data_dir: Path | str | None = None,
     *,
     download: bool = True,
     log: Callable[[str], None] | None = None,
     **download_options: float,
 ) -> RawDataset:
-    """Load dataset ``name``, verifying every file's SHA-256 and the image/label counts."""
-    source = get_source(name)
+    """Load a dataset (by name, or a custom source), verifying every file's SHA-256 and
+    that images and labels pair up."""
+    source = get_source(dataset) if isinstance(dataset, str) else dataset
+    name = source.name
     root = data_root(data_dir)
     arrays: dict[str, np.ndarray] = {}
     for role in ROLES:

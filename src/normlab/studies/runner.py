@@ -135,7 +135,11 @@ def pending_units(
     number of runs already finished."""
     status = store.statuses(c.run_id for c in configs)
     done = {rid for rid, s in status.items() if s in FINISHED}
-    units = [u for u in plan(configs, max_stack) if not set(u.run_ids) <= done]
+    chained = {c.run_id for c in configs if c.carried_from} | {
+        c.carried_from for c in configs if c.carried_from
+    }
+    todo = [c for c in configs if c.run_id not in done or c.run_id in chained]
+    units = [u for u in plan(todo, max_stack) if not set(u.run_ids) <= done]
     pending = {rid for u in units for rid in u.run_ids}
     return units, sum(1 for c in configs if c.run_id not in pending)
 

@@ -1,0 +1,59 @@
+"""Shared fixtures: the real MNIST files beside the checkout, loaded once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from normlab import runtime  # noqa: F401  (flush denormals before any torch op in tests)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mnist_root() -> Path:
+    candidates = [Path(p) for p in (os.environ.get("NORMLAB_DATA"),) if p]
+    candidates.append(REPO.parent / "shared" / "data")
+    for root in candidates:
+        if (root / "mnist" / "train-images-idx3-ubyte.gz").is_file():
+            return root
+    pytest.fail(
+        "real MNIST not found: set NORMLAB_DATA to a folder holding mnist/*.gz "
+        f"(looked in {', '.join(map(str, candidates))})"
+    )
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return _mnist_root()
+
+
+@pytest.fixture(scope="session")
+def mnist_raw(data_root):
+    from normlab.data.locate import load
+
+    return load("mnist", data_root, download=False)
+
+
+@pytest.fixture(scope="session")
+def mnist_scaled(mnist_raw):
+    from normlab.data.prepare import prepare
+
+    return prepare(mnist_raw, "scaled")
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist_raw):
+    """A 2,000-image slice of real MNIST (scaled) for fast training tests."""
+    from normlab.data.locate import RawDataset
+    from normlab.data.prepare import prepare
+
+    small = RawDataset(
+        "mnist",
+        mnist_raw.x_train[:2500],
+        mnist_raw.y_train[:2500],
+        mnist_raw.x_test[:1000],
+        mnist_raw.y_test[:1000],
+    )
+    return prepare(small, "scaled", val_size=500)

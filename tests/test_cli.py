@@ -1,0 +1,190 @@
+"""The normlab command end to end on real MNIST."""
+
+import csv
+import sqlite3
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from normlab.cli import app
+
+runner = CliRunner()
+
+STUDY = """
+name = "tiny"
+seeds = 2
+[fixed]
+hidden = [32]
+epochs = 2
+inputs = "scaled"
+[grid]
+norm = ["none", "batch"]
+batch_size = [1000]
+"""
+
+
+@pytest.fixture
+def env(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("NORMLAB_DATA", str(data_root))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(STUDY)
+    return tmp_path
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_help_lists_commands_and_is_fast_to_import():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("run", "reproduce", "show", "export"):
+        assert command in result.output
+    # `normlab --help` must not import torch (it takes seconds)
+    code = "import sys, normlab.cli; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_show_export_and_resume(env):
+    dry = invoke("run", "tiny.toml", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "study tiny: 4 runs in 2 stacks" in dry.output and "estimated time" in dry.output
+
+    first = invoke("run", "tiny.toml")
+    assert first.exit_code == 0, first.output
+    assert "4 to train in 2 stacks" in first.output
+    assert "results in normlab.db" in first.output
+    conn = sqlite3.connect(env / "normlab.db")
+    assert conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0] == 4
+    assert conn.execute("SELECT count(*) FROM epochs").fetchone()[0] == 8
+    assert conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 4 * 2 * 55
+    accs = [r[0] for r in conn.execute("SELECT test_acc FROM epochs WHERE epoch = 2")]
+    assert all(0.8 < a < 1.0 for a in accs)  # real training on real data
+
+    again = invoke("run", "tiny.toml")
+    assert again.exit_code == 0 and "4 already finished, 0 to train" in again.output
+    assert conn.execute("SELECT count(*) FROM epochs").fetchone()[0] == 8
+
+    shown = invoke("show")
+    assert shown.exit_code == 0 and "batch" in shown.output and "2/2" in shown.output
+
+    assert invoke("export", "--format", "csv", "--out", "e.csv").exit_code == 0
+    with open(env / "e.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    assert list(rows[0])[:21] == [
+        "study",
+        "run_id",
+        "cohort",
+        "norm",
+        "norm_position",
+        "batch_size",
+        "lr",
+        "optimizer",
+        "seed",
+        "inputs",
+        "semantics",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "test_loss",
+        "test_acc",
+        "epoch_seconds",
+        "eval_seconds",
+        "status",
+    ]
+    assert invoke("export", "--format", "parquet", "--out", "e.parquet").exit_code == 0
+    table = pq.read_table(env / "e.parquet")
+    assert table.num_rows == 8 and table.column("test_acc").to_pylist() == [
+        float(r["test_acc"]) for r in rows
+    ]
+
+
+def test_interrupted_run_is_redone(env):
+    assert invoke("run", "tiny.toml").exit_code == 0
+    conn = sqlite3.connect(env / "normlab.db")
+    conn.execute(
+        "UPDATE runs SET status = 'running' WHERE rowid IN (SELECT rowid FROM runs LIMIT 1)"
+    )
+    conn.commit()
+    result = invoke("run", "tiny.toml")
+    assert "3 already finished, 1 to train in 1 stacks" in result.output
+    assert conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0] == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "missing.toml"), "missing.toml: no such study file"),
+        (("show", "--db", "nope.db"), "nope.db: no such database"),
+        (("export", "--format", "xlsx", "--out", "x"), "--format: 'xlsx' is not one of"),
+        (("reproduce", "--inputs", "rgb"), "--inputs: Input should be 'raw', 'scaled' or"),
+        (("reproduce", "--batch-sizes", "3x"), "--batch-sizes:"),
+        (("run", "tiny.toml", "--device", "cuda:7"), "cuda"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(env, args, message):
+    if "cuda" in args and "cuda:7" in args:
+        import torch
+
+        if torch.cuda.device_count() > 7:
+            pytest.skip("this machine has a cuda:7")
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_bad_study_file_exits_2(env):
+    (env / "bad.toml").write_text('name = "b"\n[grid]\nnorm = ["batchy"]\n')
+    result = invoke("run", "bad.toml")
+    assert result.exit_code == 2
+    assert "bad.toml: grid.norm: Input should be" in result.output
+
+
+def test_reproduce_small_on_real_mnist(env):
+    result = invoke(
+        "reproduce",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-sizes",
+        "512",
+        "--inputs",
+        "scaled",
+        "--semantics",
+        "torch",
+        "--db",
+        "r.db",
+    )
+    assert result.exit_code == 0, result.output
+    assert "reproduce-scaled-torch-1ep-2seeds-b512" in result.output
+    assert "mean ± 95% CI over seeds" in result.output
+    lines = [
+        ln for ln in result.output.splitlines() if "512" in ln and ("none" in ln or "batch" in ln)
+    ]
+    assert len(lines) == 2 and all("2/2" in ln for ln in lines)
+
+
+@pytest.mark.slow
+def test_reproduce_faithful_shows_the_bn_arm_is_the_same_network(env):
+    result = invoke(
+        "reproduce",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-sizes",
+        "256",
+        "--faithful",
+        "--db",
+        "f.db",
+    )
+    assert result.exit_code == 0, result.output
+    assert "the notebook as written" in result.output
+    assert "repeats cell 7's first 5 epochs exactly" in result.output

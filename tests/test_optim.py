@@ -1,0 +1,88 @@
+"""Stacked optimizers against torch.optim on unstacked parameters, and Keras's Adam formula."""
+
+import math
+
+import pytest
+import torch
+
+from normlab.train.optim import SGD, Adam
+
+
+def _run(stacked, make_ref, lrs, steps=6, active=None):
+    torch.manual_seed(0)
+    k = len(lrs)
+    params = [torch.randn(k, 7, 5), torch.zeros(k, 5)]
+    refs = [[p[m].clone().requires_grad_() for p in params] for m in range(k)]
+    opts = [make_ref(refs[m], lrs[m]) for m in range(k)]
+    state = stacked.init(params)
+    for _ in range(steps):
+        grads = [torch.randn_like(p) for p in params]
+        stacked.step(state, params, grads, lrs, active or [True] * k)
+        for m in range(k):
+            for r, g in zip(refs[m], grads, strict=True):
+                r.grad = g[m].clone()
+            opts[m].step()
+    return params, refs
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1e-3])
+def test_adam_matches_torch_adam(eps):
+    lrs = [1e-3, 3e-2, 1e-3]
+    params, refs = _run(Adam(eps=eps), lambda p, lr: torch.optim.Adam(p, lr=lr, eps=eps), lrs)
+    for m in range(3):
+        for p, r in zip(params, refs[m], strict=True):
+            torch.testing.assert_close(p[m], r.detach(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_matches_torch_sgd(momentum, nesterov):
+    lrs = [0.1, 0.01]
+    params, refs = _run(
+        SGD(momentum=momentum, nesterov=nesterov),
+        lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=momentum, nesterov=nesterov),
+        lrs,
+    )
+    for m in range(2):
+        for p, r in zip(params, refs[m], strict=True):
+            torch.testing.assert_close(p[m], r.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_adam_keras_epsilon_placement_matches_keras_formula():
+    """Keras: p -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps_hat)."""
+    torch.manual_seed(0)
+    eps_hat, lr, b1, b2 = 1e-3, 0.01, 0.9, 0.999
+    p = torch.randn(1, 6)
+    mine = [p.clone()]
+    opt = Adam(eps=eps_hat, eps_before_bias_correction=True)
+    state = opt.init(mine)
+    m = torch.zeros(6)
+    v = torch.zeros(6)
+    ref = p[0].clone().double()
+    for t in range(1, 8):
+        g = torch.randn(1, 6) * 1e-2  # small gradients: where the placement matters
+        opt.step(state, mine, [g], [lr], [True])
+        m = b1 * m + (1 - b1) * g[0].double()
+        v = b2 * v + (1 - b2) * g[0].double() ** 2
+        alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        ref = ref - alpha * m / (v.sqrt() + eps_hat)
+    torch.testing.assert_close(mine[0][0].double(), ref, rtol=1e-5, atol=1e-7)
+
+
+def test_inactive_members_are_frozen_even_with_nan_gradients():
+    opt = Adam()
+    params = [torch.ones(2, 3)]
+    state = opt.init(params)
+    opt.step(
+        state,
+        params,
+        [torch.stack([torch.ones(3), torch.full((3,), math.nan)])],
+        [0.1, 0.1],
+        [True, False],
+    )
+    assert (params[0][1] == 1).all()
+    assert (params[0][0] < 1).all()
+
+
+def test_nesterov_needs_momentum():
+    with pytest.raises(ValueError, match="nesterov needs momentum"):
+        SGD(momentum=0.0, nesterov=True)

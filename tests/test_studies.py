@@ -1,0 +1,102 @@
+import pytest
+
+from normlab.studies.config import RunConfig
+from normlab.studies.plan import estimate_seconds, plan
+from normlab.studies.reproduce import corrected, faithful
+from normlab.studies.spec import StudyError, load_study
+
+GOOD = """
+name = "demo"
+seeds = 2
+[fixed]
+inputs = "scaled"
+epochs = 1
+[grid]
+norm = ["none", "batch"]
+batch_size = [32, 256]
+lr = [1e-3, 1e-2]
+"""
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def test_grid_expands_to_cartesian_product_grouped_by_cohort(tmp_path):
+    spec = load_study(_write(tmp_path, GOOD))
+    runs = spec.runs()
+    assert len(runs) == 2 * 2 * 2 * 2
+    assert {r.inputs for r in runs} == {"scaled"}
+    units = plan(runs, max_stack=16)
+    assert len(units) == 4 and all(len(u.configs) == 4 for u in units)  # seeds x lrs stack
+    assert len(plan(runs, max_stack=3)) == 8
+    assert estimate_seconds(units) > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'name="x"\n[grid]\nnorm=["none","batchy"]',
+            "study.toml: grid.norm: Input should be 'none', 'batch', 'layer', 'group', 'rms', "
+            "'batch_renorm' or 'ghost_batch' (got 'batchy')",
+        ),
+        ('name="x"\n[fixed]\nlr=-1', "study.toml: fixed.lr: Input should be greater than 0"),
+        ('name="x"\n[fixed]\nlearning_rate=0.1', "study.toml: fixed.learning_rate: unknown field"),
+        ('name="x"\n[grid]\nnorm=[]', "study.toml: grid.norm: empty list of values"),
+        ('name="x"\n[grid]\nnorm="batch"', "study.toml: grid.norm: Input should be a valid list"),
+        ('[grid]\nnorm=["none"]', "study.toml: name: Field required"),
+        ('name="x"\ncolour="red"', "study.toml: colour: unknown key"),
+        (
+            'name="x"\n[fixed]\nnorm="group"\nhidden=[100]',
+            "study.toml: groups 32 must divide every hidden width (100,)",
+        ),
+        (
+            'name="x"\n[fixed]\nnorm="batch"\n[grid]\nbatch_size=[1, 8]',
+            "study.toml: norm 'batch' needs batch_size >= 2, got 1 (at batch_size=1)",
+        ),
+        ('name="x"\nseeds=2\n[grid]\nseed=[1]', "give either seeds or a seed field"),
+        ("name = ", "study.toml: not valid TOML"),
+    ],
+)
+def test_invalid_files_get_one_line_errors(tmp_path, text, message):
+    with pytest.raises(StudyError) as info:
+        load_study(_write(tmp_path, text))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(StudyError, match="no such study file"):
+        load_study(tmp_path / "nope.toml")
+
+
+def test_depth_and_width_shorthands(tmp_path):
+    spec = load_study(_write(tmp_path, 'name="d"\n[fixed]\nwidth=64\n[grid]\ndepth=[1,3]'))
+    assert [r.hidden for r in spec.runs()] == [(64,), (64, 64, 64)]
+    with pytest.raises(StudyError, match="either hidden or depth/width"):
+        load_study(_write(tmp_path, 'name="d"\n[fixed]\nwidth=64\nhidden=[3]'))
+
+
+def test_run_identity_and_semantics_defaults():
+    a, b = RunConfig(seed=1), RunConfig(seed=1, init="glorot_uniform")
+    assert a.run_id == b.run_id  # init resolved from the keras preset
+    assert RunConfig(semantics="torch").init == "torch_default"
+    assert RunConfig(seed=1).cohort_key == RunConfig(seed=2, lr=0.1).cohort_key
+    assert RunConfig(batch_size=64).cohort_key != RunConfig().cohort_key
+    settings = RunConfig(semantics="torch").norm_settings()
+    assert (settings.eps, settings.momentum, settings.unbiased_running_var) == (1e-5, 0.1, True)
+
+
+def test_reproduce_procedures():
+    proc = corrected(seeds=3)
+    assert len(proc.configs) == 2 * 4 * 3
+    assert len(plan(proc.configs)) == 8
+    nb = faithful()
+    units = plan(nb.configs)
+    chains = [u for u in units if u.chain]
+    assert len(chains) == 1 and [c.batch_size for c in chains[0].configs] == [32, 64, 128, 256]
+    assert all(c.norm == "none" and c.val_size == 0 for c in nb.configs)
+    assert nb.cell12[0].carried_from is None and nb.cell12[1].carried_from == nb.cell12[0].run_id

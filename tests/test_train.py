@@ -1,0 +1,166 @@
+"""The stacked loop: independence of members, agreement with a plain PyTorch loop,
+divergence handling and determinism; on synthetic data and on real MNIST."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from normlab.data.prepare import Split, Splits
+from normlab.models.norms import NormSettings
+from normlab.models.stack import MLPSpec, StackedMLP
+from normlab.seeding import derive_seed
+from normlab.train.loop import evaluate, train_stack
+from normlab.train.optim import SGD, Adam
+
+TORCH_BN = NormSettings(eps=1e-5, momentum=0.1, unbiased_running_var=True)
+
+
+def synthetic_splits(n=512, d=12, classes=3, seed=0) -> Splits:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x[:, :classes] * torch.arange(1, classes + 1)).argmax(1)
+    cut = n // 4
+    return Splits(
+        Split(x[2 * cut :], y[2 * cut :]),
+        Split(x[:cut], y[:cut]),
+        Split(x[cut : 2 * cut], y[cut : 2 * cut]),
+        "raw",
+        classes,
+    )
+
+
+def _train(spec, splits, seeds, lrs, optimizer=None, epochs=2, batch=16):
+    model = StackedMLP(spec, seeds)
+    results = train_stack(
+        model, optimizer or Adam(), splits, seeds=seeds, lrs=lrs, batch_size=batch, epochs=epochs
+    )
+    return model, results
+
+
+def _losses(result):
+    return torch.tensor([loss for _, loss in result.step_losses])
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "ghost_batch", "batch_renorm", "group"])
+def test_member_alone_equals_member_in_stack_of_8(norm):
+    spec = MLPSpec(
+        12,
+        (32, 16),
+        3,
+        norm=norm,
+        dropout=0.2,
+        norm_settings=NormSettings(groups=4, ghost_batch_size=8),
+    )
+    splits = synthetic_splits()
+    seeds, lrs = list(range(8)), [1e-3 * (1 + m % 3) for m in range(8)]
+    _, stacked = _train(spec, splits, seeds, lrs)
+    _, alone = _train(spec, splits, [seeds[5]], [lrs[5]])
+    torch.testing.assert_close(_losses(stacked[5]), _losses(alone[0]), rtol=1e-5, atol=1e-6)
+    assert stacked[5].epochs[-1].test_acc == pytest.approx(alone[0].epochs[-1].test_acc)
+    assert not torch.equal(_losses(stacked[4]), _losses(stacked[5]))
+
+
+def test_member_alone_equals_member_in_stack_on_real_mnist(mnist_small):
+    spec = MLPSpec(784, (128,), 10, norm="batch", dropout=0.2)
+    seeds = [10, 11, 12, 13, 14, 15, 16, 17]
+    _, stacked = _train(spec, mnist_small, seeds, [1e-3] * 8, epochs=1, batch=32)
+    _, alone = _train(spec, mnist_small, [13], [1e-3], epochs=1, batch=32)
+    torch.testing.assert_close(_losses(stacked[3]), _losses(alone[0]), rtol=1e-4, atol=1e-5)
+    assert stacked[3].epochs[0].val_acc == pytest.approx(alone[0].epochs[0].val_acc, abs=2e-3)
+    assert alone[0].epochs[0].val_acc > 0.8  # it really learns MNIST
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_stacked_training_matches_plain_pytorch_loop(optimizer, mnist_small):
+    """One member of the stack vs nn.Sequential + torch.optim on the same batches."""
+    seed, lr, batch = 4, (1e-3 if optimizer == "adam" else 0.05), 64
+    spec = MLPSpec(784, (64,), 10, norm="batch", norm_settings=TORCH_BN, init="torch_default")
+    stacked_opt = Adam() if optimizer == "adam" else SGD(momentum=0.9, nesterov=True)
+    model, results = _train(spec, mnist_small, [seed], [lr], stacked_opt, epochs=2, batch=batch)
+
+    fresh = StackedMLP(spec, [seed])
+    ref = nn.Sequential(nn.Linear(784, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10))
+    with torch.no_grad():
+        for layer, i in ((ref[0], 0), (ref[3], 1)):
+            layer.weight.copy_(fresh.weights[i][0].T)
+            layer.bias.copy_(fresh.biases[i][0])
+    opt = (
+        torch.optim.Adam(ref.parameters(), lr=lr)
+        if optimizer == "adam"
+        else torch.optim.SGD(ref.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    )
+    order = torch.Generator().manual_seed(derive_seed(seed, "data_order", 0))
+    x, y = mnist_small.train.x, mnist_small.train.y
+    losses = []
+    for _ in range(2):
+        perm = torch.randperm(len(y), generator=order)
+        for i in range(len(y) // batch):
+            idx = perm[i * batch : (i + 1) * batch]
+            loss = nn.functional.cross_entropy(ref(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    torch.testing.assert_close(_losses(results[0]), torch.tensor(losses), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.weights[1][0], ref[3].weight.detach().T, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        model.norms[0].running_var[0], ref[1].running_var, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_diverging_member_is_recorded_and_frozen_others_unaffected():
+    spec = MLPSpec(12, (32,), 3)
+    splits = synthetic_splits()
+    model, results = _train(
+        spec, splits, [0, 1, 2], [0.01, 1e12, 0.01], SGD(momentum=0.9), epochs=3
+    )
+    bad = results[1]
+    assert bad.diverged and bad.diverged_step is not None
+    assert all(math.isfinite(loss) for s, loss in bad.step_losses if s < bad.diverged_step)
+    assert bad.step_losses[-1][0] == bad.diverged_step
+    assert len(bad.epochs) <= 3 and not results[0].diverged and len(results[0].epochs) == 3
+    assert all(torch.isfinite(w[1]).all() for w in model.weights)  # frozen before NaN
+    _, without = _train(spec, splits, [0, 2], [0.01, 0.01], SGD(momentum=0.9), epochs=3)
+    torch.testing.assert_close(_losses(results[2]), _losses(without[1]))
+
+
+def test_same_study_twice_gives_identical_numbers(mnist_small):
+    spec = MLPSpec(784, (64,), 10, norm="batch", dropout=0.2)
+    runs = [
+        _train(spec, mnist_small, [1, 2], [1e-3, 2e-3], epochs=1, batch=50)[1] for _ in range(2)
+    ]
+    for a, b in zip(*runs, strict=True):
+        assert a.step_losses == b.step_losses
+        assert [(e.val_loss, e.test_acc) for e in a.epochs] == [
+            (e.val_loss, e.test_acc) for e in b.epochs
+        ]
+
+
+def test_evaluate_counts_correctly():
+    spec = MLPSpec(12, (8,), 3)
+    model = StackedMLP(spec, [0, 1])
+    splits = synthetic_splits()
+    loss, acc = evaluate(model, splits.test)
+    logits = model(splits.test.x)
+    want = (logits.argmax(-1) == splits.test.y).double().mean(1)
+    torch.testing.assert_close(acc, want)
+    assert loss.shape == (2,) and model.training
+
+
+def test_batch_larger_than_data_is_an_error():
+    with pytest.raises(ValueError, match="exceeds the 256 training examples"):
+        _train(MLPSpec(12, (8,), 3), synthetic_splits(), [0], [1e-3], batch=1000)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_matches_cpu():
+    spec = MLPSpec(12, (32,), 3, norm="batch", dropout=0.0)
+    cpu = synthetic_splits()
+    gpu = Splits(*(Split(s.x.cuda(), s.y.cuda()) for s in (cpu.train, cpu.val, cpu.test)), "raw", 3)
+    m_cpu = StackedMLP(spec, [0])
+    m_gpu = StackedMLP(spec, [0]).cuda()
+    m_gpu.load_state_dict(m_cpu.state_dict())
+    r_gpu = train_stack(m_gpu, Adam(), gpu, seeds=[0], lrs=[1e-3], batch_size=16, epochs=1)
+    assert len(r_gpu[0].step_losses) == 16 and math.isfinite(r_gpu[0].epochs[0].test_loss)
