@@ -7,7 +7,7 @@ from normlab.data.prepare import prepare, validation_indices
 
 def test_validation_split_is_fixed_by_seed_and_disjoint():
     t1, v1 = validation_indices(100, 10, data_seed=3)
-    t2, v2 = validation_indices(100, 10, data_seed=3)
+    _, v2 = validation_indices(100, 10, data_seed=3)
     _, v3 = validation_indices(100, 10, data_seed=4)
     np.testing.assert_array_equal(v1, v2)
     assert not np.array_equal(v1, v3)

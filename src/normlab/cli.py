@@ -214,18 +214,7 @@ def _print_plan(name: str, configs: list, db: Path, max_stack: int) -> None:
     table = Table(
         title=f"study {name}: {len(configs)} runs in {len(units)} stacks", title_justify="left"
     )
-    for col in (
-        "stack",
-        "runs",
-        "norm",
-        "batch",
-        "hidden",
-        "optimizer",
-        "inputs",
-        "epochs",
-        "steps",
-        "finished",
-    ):
+    for col in ("#", "runs", "norm", "batch", "hidden", "opt", "inputs", "ep", "steps", "done"):
         table.add_column(col)
     for i, u in enumerate(units, 1):
         c = u.configs[0]
