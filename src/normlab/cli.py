@@ -6,7 +6,6 @@ study file, an option, a database that is not normlab's).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -132,7 +131,6 @@ def _execute(
         report = run_units(
             store, units, data, progress=lambda n: bar.advance(task, n), log=err.print
         )
-    report.skipped = finished
     store.close()
     return report
 
@@ -359,11 +357,3 @@ def export(
     finally:
         store.close()
     out.print(f"wrote {n} rows of study {name} to {out_file}", highlight=False)
-
-
-def main() -> None:  # pragma: no cover - for `python -m normlab.cli`
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -25,7 +25,7 @@ Other differences the presets capture:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 SemanticsName = Literal["keras", "torch"]
@@ -42,9 +42,6 @@ class Semantics:
     bn_unbiased_running_var: bool
     adam_eps: float
     adam_eps_before_bias_correction: bool
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def keras_to_torch_momentum(momentum_keras: float) -> float:

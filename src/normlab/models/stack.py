@@ -108,20 +108,6 @@ class StackedMLP(nn.Module):
         out = (x @ w.permute(1, 0, 2).reshape(w.shape[1], -1)).view(x.shape[0], self.k, -1)
         return out.transpose(0, 1) + self.biases[0].unsqueeze(1)
 
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Member ``k``'s parameters and buffers, unstacked (cloned)."""
-        return {name: t[k].detach().clone() for name, t in self._stacked_tensors()}
-
-    def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
-        """Overwrite member ``k`` with ``state`` from ``member_state``."""
-        with torch.no_grad():
-            for name, t in self._stacked_tensors():
-                t[k].copy_(state[name])
-
-    def _stacked_tensors(self) -> list[tuple[str, torch.Tensor]]:
-        tensors = [*self.named_parameters(), *self.named_buffers()]
-        return [(n, t) for n, t in tensors if t.dim() > 0]
-
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy per member [K] for logits [K, B, C] and labels [K, B] or [B]."""

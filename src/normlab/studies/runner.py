@@ -123,7 +123,6 @@ class RunReport:
     """What one invocation did."""
 
     trained: int = 0
-    skipped: int = 0
     diverged: int = 0
     failures: list[str] = field(default_factory=list)
 
