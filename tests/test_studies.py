@@ -1,7 +1,7 @@
 import pytest
 
 from normlab.studies.config import RunConfig
-from normlab.studies.plan import estimate_seconds, plan
+from normlab.studies.plan import choose_stack_size, estimate_seconds, member_bytes, plan
 from normlab.studies.reproduce import corrected, faithful
 from normlab.studies.spec import StudyError, load_study
 
@@ -100,3 +100,29 @@ def test_reproduce_procedures():
     assert len(chains) == 1 and [c.batch_size for c in chains[0].configs] == [32, 64, 128, 256]
     assert all(c.norm == "none" and c.val_size == 0 for c in nb.configs)
     assert nb.cell12[0].carried_from is None and nb.cell12[1].carried_from == nb.cell12[0].run_id
+
+
+def test_stack_size_is_capped_by_stacking_and_memory_and_evened_out():
+    assert choose_stack_size(784, (512,), 32, 10) == 10
+    assert choose_stack_size(784, (512,), 32, 20) == 10  # two stacks of 10, not 16 + 4
+    assert choose_stack_size(784, (512,), 32, 40) == 14  # three stacks of 14, 14, 12
+    assert choose_stack_size(784, (512,), 32, 40, max_stack=4) == 4
+    one = member_bytes(784, (512,), 32)
+    assert choose_stack_size(784, (512,), 32, 16, memory_budget=5 * one) == 4
+    assert choose_stack_size(784, (512,), 32, 16, memory_budget=one // 2) == 1
+    assert member_bytes(784, (2048,), 32) > 3 * one  # wider layers cost more
+    sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(20)])]
+    assert sizes == [10, 10]
+
+
+def test_precision_is_part_of_a_run_but_fp32_ids_are_unchanged():
+    import hashlib
+    import json
+
+    fp32, bf16 = RunConfig(), RunConfig(precision="bf16")
+    legacy = fp32.model_dump(mode="json")
+    del legacy["precision"]
+    canonical = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
+    assert fp32.run_id == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert bf16.run_id != fp32.run_id and bf16.cohort_key != fp32.cohort_key
+    assert "bf16" in corrected(seeds=1, precision="bf16").name

@@ -138,6 +138,24 @@ def test_same_study_twice_gives_identical_numbers(mnist_small):
         ]
 
 
+def test_bf16_trains_real_mnist_with_fp32_weights_and_statistics(mnist_small):
+    spec = MLPSpec(784, (64,), 10, norm="batch", dropout=0.2)
+    fp32 = _train(spec, mnist_small, [3], [1e-3], epochs=1, batch=32)
+    model = StackedMLP(spec, [3])
+    bf16 = train_stack(
+        model, Adam(), mnist_small, seeds=[3], lrs=[1e-3], batch_size=32, epochs=1,
+        precision="bf16",
+    )  # fmt: skip
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.norms[0].running_var.dtype == torch.float32
+    assert bf16[0].epochs[0].val_acc > 0.8
+    assert bf16[0].epochs[0].val_acc == pytest.approx(fp32[1][0].epochs[0].val_acc, abs=0.03)
+    assert _losses(bf16[0]).tolist() != _losses(fp32[1][0]).tolist()  # it really ran in bf16
+    with pytest.raises(ValueError, match="precision must be fp32 or bf16"):
+        train_stack(model, Adam(), mnist_small, seeds=[3], lrs=[1e-3], batch_size=32, epochs=1,
+                    precision="fp16")  # fmt: skip
+
+
 def test_evaluate_counts_correctly():
     spec = MLPSpec(12, (8,), 3)
     model = StackedMLP(spec, [0, 1])

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from normlab.analysis.summary import StudySummary
     from normlab.store.db import Store
     from normlab.studies.plan import Unit
@@ -24,10 +24,29 @@ app = typer.Typer(
     help="Rigorous, fast experiments on normalization layers and batch size.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: answers without importing rich
 )
-out = Console()
-err = Console(stderr=True)
+
+
+class _Console:
+    """A rich Console made on first use, so that ``--help`` never imports rich."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr, self._console = stderr, None
+
+    def get(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.get(), name)
+
+
+out = _Console(stderr=False)
+err = _Console(stderr=True)
 
 DbOpt = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
 DataDirOpt = Annotated[
@@ -123,7 +142,7 @@ def _execute(
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=err,
+        console=err.get(),
         transient=False,
         disable=not units,
     ) as bar:
@@ -136,6 +155,8 @@ def _execute(
 
 
 def _summary_table(summary: StudySummary, title: str) -> Table:
+    from rich.table import Table
+
     table = Table(
         title=title,
         title_justify="left",
@@ -209,6 +230,8 @@ def _print_plan(name: str, configs: list, db: Path, max_stack: int) -> None:
         store = _open_store(db)
         done = {r for r, s in store.statuses(c.run_id for c in configs).items() if s in FINISHED}
         store.close()
+    from rich.table import Table
+
     table = Table(
         title=f"study {name}: {len(configs)} runs in {len(units)} stacks", title_justify="left"
     )
@@ -253,6 +276,13 @@ def reproduce(
     faithful: Annotated[
         bool, typer.Option("--faithful", help="Also run the notebook exactly as written.")
     ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="fp32, or bf16: matmuls in bfloat16 (AMX), weights and statistics fp32.",
+        ),
+    ] = "fp32",
     db: DbOpt = Path("normlab.db"),
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "cpu",
@@ -266,7 +296,7 @@ def reproduce(
 
     try:
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
-        procedure = rp.corrected(seeds, epochs, sizes, inputs, semantics)
+        procedure = rp.corrected(seeds, epochs, sizes, inputs, semantics, precision)
         notebook = rp.faithful(inputs, semantics) if faithful else None
     except ValueError as e:  # pydantic's ValidationError is a ValueError
         first = e.errors()[0] if isinstance(e, ValidationError) else None
@@ -298,6 +328,8 @@ def _show_faithful(db: Path, notebook) -> None:
     store = _open_store(db)
     rows, identical = compare(store, notebook)
     store.close()
+    from rich.table import Table
+
     table = Table(
         title=f"{notebook.name}: the notebook as written (seed {notebook.cell7.seed}, "
         "all 60,000 training images)",

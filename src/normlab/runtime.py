@@ -23,11 +23,15 @@ torch.set_flush_denormal(True)
 
 
 def set_threads(threads: int | None) -> int:
-    """Use ``threads`` intra-op threads (all cores when None); return the count in force."""
+    """Use ``threads`` threads (all cores when None) in PyTorch and in normlab's fused
+    kernels; return the count in force."""
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+        from normlab.models import fused  # here, so that Numba loads only when needed
+
+        fused.set_threads(threads)
     return torch.get_num_threads()
 
 

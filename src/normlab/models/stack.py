@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normlab.models import fused
+from normlab.models.dropout import reference_mask
 from normlab.models.init import init_linear
-from normlab.models.norms import NormSettings, make_norm
+from normlab.models.norms import BatchNorm, NormSettings, make_norm
 from normlab.seeding import derive_seed
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
@@ -83,30 +86,64 @@ class StackedMLP(nn.Module):
         self.act = ACTIVATIONS[spec.activation]
 
     def forward(
-        self, x: torch.Tensor, dropout_masks: Sequence[torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        dropout_keys: np.ndarray | None = None,
+        first_layer: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits [K, B, C] for inputs [K, B, D] (one batch per member) or [B, D] (shared).
 
-        ``dropout_masks`` (one [K, B, width] tensor per hidden layer, already scaled by
-        1/(1-p)) applies dropout; eval passes none.
+        ``dropout_keys`` ([hidden layers, K], from ``dropout.step_keys``) applies dropout
+        with those masks; eval passes none. ``first_layer`` is ``shared_first_layer()``,
+        computed once by a caller that feeds many chunks of shared inputs.
         """
-        h = (
-            self._first_dense(x)
-            if x.dim() == 2
-            else torch.baddbmm(self.biases[0].unsqueeze(1), x, self.weights[0])
-        )
+        if x.dim() == 2:
+            # All members read the same examples: one [B, D] x [D, K*out] GEMM instead of
+            # K, its output viewed as [K, B, out] without a copy.
+            w_cat, b_cat = first_layer or self.shared_first_layer()
+            h = torch.addmm(b_cat, x, w_cat).view(x.shape[0], self.k, -1).transpose(0, 1)
+        else:
+            h = torch.baddbmm(self.biases[0].unsqueeze(1), x, self.weights[0])
         for i, norm in enumerate(self.norms):
-            h = self.act(norm(h)) if self.spec.norm_position == "before" else norm(self.act(h))
-            if dropout_masks is not None:
-                h = h * dropout_masks[i]
+            keys = None if dropout_keys is None or self.spec.dropout == 0 else dropout_keys[i]
+            h = self._hidden_block(norm, h, keys)
             h = torch.baddbmm(self.biases[i + 1].unsqueeze(1), h, self.weights[i + 1])
         return h
 
-    def _first_dense(self, x: torch.Tensor) -> torch.Tensor:
-        # All members read the same examples: one [B, D] x [D, K*out] GEMM instead of K.
+    def shared_first_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """First-layer weights [D, K*out] and bias [K*out] laid out for shared inputs."""
         w = self.weights[0]
-        out = (x @ w.permute(1, 0, 2).reshape(w.shape[1], -1)).view(x.shape[0], self.k, -1)
-        return out.transpose(0, 1) + self.biases[0].unsqueeze(1)
+        return w.permute(1, 0, 2).reshape(w.shape[1], -1), self.biases[0].reshape(-1)
+
+    def _hidden_block(
+        self, norm: nn.Module, h: torch.Tensor, keys: np.ndarray | None
+    ) -> torch.Tensor:
+        p = self.spec.dropout if keys is not None else 0.0
+        h = h.float()  # normalization and its statistics stay fp32 under bf16 autocast
+        if h.device.type == "cpu" and self.spec.activation == "relu":
+            # The seed's block ([batch norm ->] ReLU -> dropout) has fused CPU kernels.
+            inference = not self.training and not torch.is_grad_enabled()
+            if type(norm) is nn.Identity:
+                return h.relu_() if inference else fused.ReluDropout.apply(h, keys, p)
+            if type(norm) is BatchNorm and self.spec.norm_position == "before":
+                eps = norm.settings.eps
+                if inference:
+                    return fused.bn_relu_eval_(
+                        h, norm.weight, norm.bias, norm.running_mean, norm.running_var, eps
+                    )
+                if self.training:
+                    h, mean, var = fused.BatchNormReluDropout.apply(
+                        h, norm.weight, norm.bias, eps, keys, p
+                    )
+                    norm.update_running(mean, var, h.shape[1])
+                    return h
+        h = self.act(norm(h)) if self.spec.norm_position == "before" else norm(self.act(h))
+        if keys is None or p == 0.0:
+            return h
+        _, b, width = h.shape
+        if h.device.type == "cpu":
+            return h * fused.mask(keys, b, width, p)
+        return h * reference_mask(keys, b, width, p, h.device)
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -8,18 +8,27 @@ as written) form a *chain* trained one leg after another on one model.
 from __future__ import annotations
 
 import itertools
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from normlab.studies.config import RunConfig
 
+# From the cost curves (BENCHMARKS.md): per model, a stack of 16 trains 1.5-3x faster
+# than one model alone, and going from 16 to 32 gains under 10% at every width measured
+# while doubling the memory, so 16 is the largest stack chosen by default.
 DEFAULT_MAX_STACK = 16
+MEMORY_BUDGET = 2 << 30  # bytes a stack may use by default: training state + activations
+_EVAL_ROWS = 1000  # normlab.train.loop.EVAL_CHUNK
+_N_INPUTS = 784  # MNIST and Fashion-MNIST
 
-# Rough costs on the 2-core CPU normlab was calibrated on (see BENCHMARKS.md when it
-# exists): effective GEMM throughput, optimizer memory traffic and per-step overhead.
-_FLOPS_PER_S = 60e9
-_ADAM_BYTES_PER_S = 12e9
-_STEP_OVERHEAD_S = 4e-4
+# Rough costs on the 2-core CPU normlab was calibrated on (benchmarks/run.py, see
+# BENCHMARKS.md): effective GEMM throughput with the fused elementwise work folded in,
+# Adam's memory traffic, and the fixed cost of one step (Python, dispatch, kernels).
+_FLOPS_PER_S = 150e9
+_ADAM_BYTES_PER_S = 50e9
+_STEP_OVERHEAD_S = 1e-3
 _TRAIN_EXAMPLES = {"mnist": 60000, "fashion-mnist": 60000}
 _TEST_EXAMPLES = 10000
 
@@ -46,8 +55,46 @@ def _n_train(c: RunConfig) -> int:
     return _TRAIN_EXAMPLES[c.dataset] - c.val_size
 
 
+def member_bytes(n_inputs: int, hidden: Sequence[int], batch_size: int, n_classes: int = 10) -> int:
+    """Memory one member of a stack needs while training, in bytes.
+
+    Weights, gradients and Adam's two moments (4 float32 copies of the parameters), the
+    step's activations (input batch; per hidden layer pre-activation, output and
+    gradients) and the evaluation chunk's activations.
+    """
+    widths = (n_inputs, *hidden, n_classes)
+    params = sum(a * b + b for a, b in itertools.pairwise(widths))
+    activations = batch_size * (n_inputs + 4 * sum(hidden) + 3 * n_classes)
+    evaluation = _EVAL_ROWS * (sum(hidden) + n_classes)
+    return 4 * (4 * params + activations + evaluation)
+
+
+def choose_stack_size(
+    n_inputs: int,
+    hidden: Sequence[int],
+    batch_size: int,
+    n_runs: int,
+    max_stack: int = DEFAULT_MAX_STACK,
+    memory_budget: int | None = None,
+) -> int:
+    """How many of ``n_runs`` like runs to train per stack.
+
+    As many as stacking pays for (``max_stack``) and memory allows (``memory_budget``,
+    default the smaller of 2 GiB and a quarter of physical memory), then evened out:
+    20 runs under a cap of 16 train as two stacks of 10, not 16 and 4.
+    """
+    if memory_budget is None:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        memory_budget = min(MEMORY_BUDGET, physical // 4)
+    fits = max(1, memory_budget // member_bytes(n_inputs, hidden, batch_size))
+    cap = max(1, min(max_stack, fits, n_runs))
+    stacks = math.ceil(n_runs / cap)
+    return math.ceil(n_runs / stacks)
+
+
 def plan(configs: Sequence[RunConfig], max_stack: int = DEFAULT_MAX_STACK) -> list[Unit]:
-    """Group ``configs`` into chains and stacks of at most ``max_stack`` members."""
+    """Group ``configs`` into chains and stacks of at most ``max_stack`` members, each
+    cohort's stack size chosen by ``choose_stack_size``."""
     if max_stack < 1:
         raise ValueError(f"max_stack must be >= 1, got {max_stack}")
     by_id = {c.run_id: c for c in configs}
@@ -65,8 +112,10 @@ def plan(configs: Sequence[RunConfig], max_stack: int = DEFAULT_MAX_STACK) -> li
         elif c.carried_from not in by_id:
             raise ValueError(f"run {c.run_id} is carried from {c.carried_from}, not in this study")
     for members in cohorts.values():
-        for start in range(0, len(members), max_stack):
-            units.append(Unit(tuple(members[start : start + max_stack])))
+        c = members[0]
+        size = choose_stack_size(_N_INPUTS, c.hidden, c.batch_size, len(members), max_stack)
+        for start in range(0, len(members), size):
+            units.append(Unit(tuple(members[start : start + size])))
     return units
 
 
@@ -77,7 +126,7 @@ def estimate_seconds(units: Sequence[Unit]) -> float:
         legs = unit.configs if unit.chain else unit.configs[:1]
         k = 1 if unit.chain else len(unit.configs)
         for c in legs:
-            widths = (784, *c.hidden, 10)
+            widths = (_N_INPUTS, *c.hidden, 10)
             params = sum(a * b + b for a, b in itertools.pairwise(widths))
             steps = _n_train(c) // c.batch_size
             per_step = (

@@ -36,6 +36,7 @@ def corrected(
     batch_sizes: Sequence[int] = SEED_BATCH_SIZES,
     inputs: str = "raw",
     semantics: str = "keras",
+    precision: str = "fp32",
 ) -> Procedure:
     """BN (applied) vs none × ``batch_sizes`` × ``seeds`` seeds, a fresh model for each."""
     spec: dict[str, object] = {
@@ -46,9 +47,17 @@ def corrected(
         "inputs": inputs,
         "semantics": semantics,
     }
+    if precision != "fp32":
+        spec["precision"] = precision
     configs = [
         RunConfig(
-            norm=norm, batch_size=b, seed=s, epochs=epochs, inputs=inputs, semantics=semantics
+            norm=norm,
+            batch_size=b,
+            seed=s,
+            epochs=epochs,
+            inputs=inputs,
+            semantics=semantics,
+            precision=precision,
         )
         for norm in ("none", "batch")
         for b in batch_sizes
@@ -56,6 +65,7 @@ def corrected(
     ]
     name = (
         f"reproduce-{inputs}-{semantics}-{epochs}ep-{seeds}seeds-b{'-'.join(map(str, batch_sizes))}"
+        + ("" if precision == "fp32" else f"-{precision}")
     )
     return Procedure(name, spec, configs)
 

@@ -6,6 +6,7 @@ learning rate; members share only the architecture, the batch size and the clock
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 import torch
 
 from normlab.data.prepare import Split, Splits
+from normlab.models.dropout import step_keys
 from normlab.models.stack import StackedMLP, member_losses
 from normlab.seeding import derive_seed
 from normlab.train.optim import Optimizer
 
-EVAL_CHUNK = 2500
+EVAL_CHUNK = 1000  # rows per evaluation GEMM: its [rows, K*width] output stays in cache
+SYNC_EVERY = 100  # steps between host reads of the divergence flags on a GPU
 
 
 @dataclass
@@ -58,15 +61,20 @@ class MemberResult:
 
 
 @torch.no_grad()
-def evaluate(model: StackedMLP, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(
+    model: StackedMLP, split: Split, precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss [K] and accuracy [K] of every member on ``split``, in eval mode."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros(model.k, dtype=torch.float64, device=split.x.device)
     correct = torch.zeros(model.k, dtype=torch.long, device=split.x.device)
+    with autocast(split.x.device, precision):
+        first_layer = model.shared_first_layer()
     for start in range(0, len(split), EVAL_CHUNK):
         x, y = split.x[start : start + EVAL_CHUNK], split.y[start : start + EVAL_CHUNK]
-        logits = model(x)
+        with autocast(split.x.device, precision):
+            logits = model(x, first_layer=first_layer).float()
         loss_sum += member_losses(logits, y).double() * len(y)
         correct += (logits.argmax(-1) == y).sum(1)
     model.train(was_training)
@@ -74,18 +82,24 @@ def evaluate(model: StackedMLP, split: Split) -> tuple[torch.Tensor, torch.Tenso
     return (loss_sum / n).float(), correct.double() / n
 
 
-def _dropout_masks(
-    generators: Sequence[torch.Generator], model: StackedMLP, batch: int, device: torch.device
-) -> list[torch.Tensor] | None:
-    p = model.spec.dropout
-    if p == 0.0:
-        return None
-    scale = 1.0 / (1.0 - p)
-    masks = []
-    for width in model.spec.hidden:
-        u = torch.stack([torch.rand(batch, width, generator=g, device=device) for g in generators])
-        masks.append((u >= p).to(u.dtype) * scale)
-    return masks
+def _record_divergence(
+    first_bad: torch.Tensor, active: list[bool], results: list[MemberResult]
+) -> None:
+    if not active or not bool(first_bad.any()):
+        return
+    for m, bad_step in enumerate(first_bad.tolist()):
+        if bad_step and active[m]:
+            active[m] = False
+            results[m].diverged_step = bad_step
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for the matmuls when ``precision`` is bf16; otherwise nothing."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
 
 
 def train_stack(
@@ -99,6 +113,7 @@ def train_stack(
     epochs: int,
     log_every: int = 1,
     stream: int = 0,
+    precision: str = "fp32",
     progress: Callable[[int], None] | None = None,
 ) -> list[MemberResult]:
     """Train every member of ``model`` for ``epochs`` epochs; one result per member.
@@ -106,10 +121,13 @@ def train_stack(
     Each epoch visits the training split in a fresh random order per member, in
     ``len(train) // batch_size`` full batches (the incomplete last batch is dropped so
     that every step normalizes over exactly ``batch_size`` examples). A member whose
-    loss becomes NaN/inf is marked diverged at that step and its parameters are frozen;
-    the others go on. ``stream`` selects fresh random streams for data order and
-    dropout (used when one model is carried through several trainings). ``progress``
-    is called with the number of steps just done.
+    loss becomes NaN/inf is marked diverged at that step and its parameters are frozen
+    (at once on a CPU; on a GPU within ``SYNC_EVERY`` steps, to keep the host from
+    waiting on the device every step); the others go on. ``stream`` selects fresh random
+    streams for data order and dropout (used when one model is carried through several
+    trainings). ``precision`` "bf16" runs the matmuls in bfloat16 under autocast while
+    weights, optimizer state and normalization statistics stay fp32. ``progress`` is
+    called with the number of steps just done.
     """
     k, device = model.k, splits.train.x.device
     if len(seeds) != k or len(lrs) != k:
@@ -121,13 +139,16 @@ def train_stack(
     order_gens = [
         torch.Generator(device).manual_seed(derive_seed(s, "data_order", stream)) for s in seeds
     ]
-    drop_gens = [
-        torch.Generator(device).manual_seed(derive_seed(s, "dropout", stream)) for s in seeds
-    ]
+    dropout_bases = [derive_seed(s, "dropout", stream) for s in seeds]
+    n_hidden = len(model.spec.hidden) if model.spec.dropout > 0 else 0
+    # A CPU reads a flag for free; on a GPU reading one waits for the queue to drain, so
+    # divergence is tracked on the device and looked at every SYNC_EVERY steps there.
+    check_every = 1 if device.type == "cpu" else SYNC_EVERY
     params = list(model.parameters())
     opt_state = optimizer.init([p.detach() for p in params])
     results = [MemberResult() for _ in range(k)]
     active = [True] * k
+    first_bad = torch.zeros(k, dtype=torch.long, device=device)
     x_all, y_all = splits.train.x, splits.train.y
     model.train()
     step = 0
@@ -141,23 +162,24 @@ def train_stack(
         logged_steps: list[int] = []
         logged_losses: list[torch.Tensor] = []
         for i in range(steps_per_epoch):
-            idx = order[:, i * batch_size : (i + 1) * batch_size]
-            x, y = x_all[idx], y_all[idx]
-            logits = model(x, _dropout_masks(drop_gens, model, batch_size, device))
-            losses = member_losses(logits, y)
+            idx = order[:, i * batch_size : (i + 1) * batch_size].reshape(-1)
+            x = x_all.index_select(0, idx).view(k, batch_size, -1)
+            y = y_all.index_select(0, idx).view(k, batch_size)
+            keys = step_keys(dropout_bases, step, n_hidden) if n_hidden else None
+            with autocast(device, precision):
+                logits = model(x, keys)
+            losses = member_losses(logits.float(), y)
             for p in params:
                 p.grad = None
             losses.sum().backward()
             step += 1
             losses = losses.detach()
-            finite = torch.isfinite(losses)
-            if not bool(finite.all()):
-                for m in torch.nonzero(~finite).flatten().tolist():
-                    if active[m]:
-                        active[m] = False
-                        results[m].diverged_step = step
+            bad = ~torch.isfinite(losses)
+            first_bad.masked_fill_(bad & (first_bad == 0), step)
+            if step % check_every == 0 or i == steps_per_epoch - 1:
+                _record_divergence(first_bad, active, results)
             optimizer.step(opt_state, params, [p.grad for p in params], lrs, active)
-            loss_sum += losses.double()
+            loss_sum += losses
             correct += (logits.detach().argmax(-1) == y).sum(1)
             if step % log_every == 0:
                 logged_steps.append(step)
@@ -167,11 +189,11 @@ def train_stack(
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         val_loss, val_acc = (
-            evaluate(model, splits.val)
+            evaluate(model, splits.val, precision)
             if len(splits.val)
             else (torch.full((k,), math.nan), torch.full((k,), math.nan))
         )
-        test_loss, test_acc = evaluate(model, splits.test)
+        test_loss, test_acc = evaluate(model, splits.test, precision)
         eval_seconds = time.perf_counter() - t1
         if progress:
             progress(steps_per_epoch % 100)

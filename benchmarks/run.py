@@ -1,0 +1,323 @@
+"""normlab's performance benchmark: every figure of BENCHMARKS.md from one run.
+
+Seed network (784-512-10, ReLU, dropout 0.2, BN before the ReLU or none), raw pixels,
+Keras-semantics Adam, real MNIST (55,000 training images, validation 5,000 and test
+10,000 evaluated after every epoch). Sections:
+
+  floor     the step's matmuls (forward; weight gradients; input gradient of layer 2 only)
+            and one fused Adam update of the stacked parameters, K=16, each timed alone
+  baseline  a plain PyTorch loop: one model, in memory, denormal flush, fused Adam,
+            F.dropout, the same evaluation every epoch; Keras fit when TensorFlow imports
+  stack     normlab, K=16, fp32 (and bf16 at B >= 128): seconds per model-epoch (median
+            of the epochs after the first), evaluation share of the epoch, ratio to floor
+  reproduce `normlab reproduce --seeds 5` end to end (a fresh process and database), fp32
+            and bf16, with its floor and the final test accuracies of both
+  curves    seconds per model-epoch of training steps for K = 1..32 and widths 128-2048
+  memory    peak RSS after the K=16 section; `normlab --help` wall time
+
+Usage: python benchmarks/run.py [--quick] [--out benchmarks/results.json]
+Timings on a shared machine are noisy: compare ratios taken within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.adam import adam as adam_kernel
+
+# normlab's imports flush denormals; they come before any torch op runs.
+from normlab import runtime
+from normlab.analysis.summary import summarize
+from normlab.data.locate import load
+from normlab.data.prepare import Split, Splits, prepare
+from normlab.models.stack import MLPSpec, StackedMLP
+from normlab.store.db import Store
+from normlab.studies.plan import choose_stack_size
+from normlab.train.loop import train_stack
+from normlab.train.optim import Adam
+
+BATCHES = (32, 64, 128, 256)
+BF16_BATCHES = (128, 256)  # where bf16 is meant to pay; AMX needs large matmuls
+K = 16
+N_TRAIN = 55000
+
+
+def _median_time(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def floor(batch: int, k: int = K, width: int = 512, reps: int = 30) -> dict[str, float]:
+    """Seconds per model-epoch of the matmuls and of the Adam update, timed in isolation."""
+    x = (torch.rand(k, batch, 784) * 255).floor()
+    w1, b1 = torch.randn(k, 784, width) * 0.05, torch.zeros(k, 1, width)
+    h, w2, b2 = torch.rand(k, batch, width), torch.randn(k, width, 10), torch.zeros(k, 1, 10)
+    g_h, g_out = torch.randn(k, batch, width), torch.randn(k, batch, 10)
+
+    def matmuls() -> None:
+        torch.baddbmm(b1, x, w1)
+        torch.baddbmm(b2, h, w2)
+        torch.bmm(x.transpose(1, 2), g_h)
+        torch.bmm(h.transpose(1, 2), g_out)
+        torch.bmm(g_out, w2.transpose(1, 2))
+
+    params = [torch.randn(k, 784, width), torch.randn(k, width), torch.randn(k, width, 10)]
+    params.append(torch.randn(k, 10))
+    grads = [torch.randn_like(p) for p in params]
+    m, v = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    steps = [torch.zeros(()) for _ in params]
+
+    def adam() -> None:
+        adam_kernel(params, grads, m, v, [], steps, fused=True, amsgrad=False, beta1=0.9,
+                    beta2=0.999, lr=1e-3, weight_decay=0.0, eps=1e-7, maximize=False)  # fmt: skip
+
+    per_epoch = (N_TRAIN // batch) / k
+    mm, ad = _median_time(matmuls, reps) * per_epoch, _median_time(adam, reps) * per_epoch
+    return {"matmul": mm, "adam": ad, "floor": mm + ad}
+
+
+def plain_loop(splits, batch: int, epochs: int) -> float:
+    """Median seconds per epoch of a textbook in-memory PyTorch loop on one model."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
+    x, y = splits.train.x, splits.train.y
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(y))
+        for i in range(len(y) // batch):
+            idx = perm[i * batch : (i + 1) * batch]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            for split in (splits.val, splits.test):
+                F.cross_entropy(logits := model(split.x), split.y)
+                (logits.argmax(1) == split.y).float().mean()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:] if len(times) > 1 else times)
+
+
+def keras_fit(splits, batch: int, norm: str, epochs: int) -> float | None:
+    """Median seconds per epoch of the seed's Keras model and ``fit``; None without TF."""
+    try:
+        import keras  # optional: TensorFlow is not a dependency
+    except ImportError:
+        return None
+    layers = [keras.layers.Input((784,)), keras.layers.Dense(512)]
+    layers += [keras.layers.BatchNormalization()] if norm == "batch" else []
+    layers += [keras.layers.Activation("relu"), keras.layers.Dropout(0.2), keras.layers.Dense(10)]
+    model = keras.Sequential(layers)
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(True))
+    x, y = splits.train.x.numpy(), splits.train.y.numpy()
+    val = (splits.val.x.numpy(), splits.val.y.numpy())
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, validation_data=val, verbose=0)
+        model.evaluate(splits.test.x.numpy(), splits.test.y.numpy(), verbose=0)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:] if len(times) > 1 else times)
+
+
+def stack(splits, batch: int, norm: str, epochs: int, precision: str = "fp32") -> dict:
+    """normlab's seconds per model-epoch at K=16 (median after the first epoch)."""
+    spec = MLPSpec(784, (512,), 10, norm=norm, dropout=0.2)
+    seeds = list(range(K))
+    model = StackedMLP(spec, seeds)
+    opt = Adam(eps=1e-7, eps_before_bias_correction=True)
+    results = train_stack(model, opt, splits, seeds=seeds, lrs=[1e-3] * K, batch_size=batch,
+                          epochs=epochs, precision=precision)  # fmt: skip
+    steady = results[0].epochs[1:] or results[0].epochs
+    seconds = statistics.median(e.seconds for e in steady)
+    eval_seconds = statistics.median(e.eval_seconds for e in steady)
+    return {"seconds": seconds, "eval_share": eval_seconds / seconds,
+            "test_acc": statistics.mean(r.epochs[-1].test_acc for r in results)}  # fmt: skip
+
+
+def curve_point(splits, k: int, width: int, batch: int = 128, steps: int = 40) -> float:
+    """Seconds per model-epoch of training steps alone (no evaluation) for a stack of k."""
+    spec = MLPSpec(784, (width,), 10, norm="batch", dropout=0.2)
+    seeds = list(range(k))
+    model = StackedMLP(spec, seeds)
+    x, y = splits.train.x[: steps * batch], splits.train.y[: steps * batch]
+    tiny = Splits(Split(x, y), Split(x[:0], y[:0]), Split(x[:batch], y[:batch]), "raw", 10)
+    opt = Adam(eps=1e-7, eps_before_bias_correction=True)
+    train_stack(model, opt, tiny, seeds=seeds, lrs=[1e-3] * k, batch_size=batch, epochs=1)
+    start = time.perf_counter()
+    train_stack(model, opt, tiny, seeds=seeds, lrs=[1e-3] * k, batch_size=batch, epochs=1)
+    per_step = (time.perf_counter() - start) / steps
+    return per_step * (N_TRAIN // batch) / k
+
+
+def reproduce(db: Path, precision: str, data_dir: str | None) -> dict:
+    """Wall time of `normlab reproduce --seeds 5` in a fresh process, and its accuracies."""
+    cmd = [sys.executable, "-m", "normlab", "reproduce", "--seeds", "5", "--db", str(db),
+           "--precision", precision]  # fmt: skip
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    store = Store(db)
+    name = "reproduce-raw-keras-5ep-5seeds-b32-64-128-256" + (
+        "" if precision == "fp32" else f"-{precision}"
+    )
+    rows = summarize(store, name, ["norm", "batch_size"])
+    store.close()
+    acc = {f"{r['norm']}@{r['batch_size']}": r["test_acc"].mean for r in rows}
+    return {"seconds": wall, "test_acc": acc}
+
+
+def help_seconds() -> float:
+    cmd = [sys.executable, "-m", "normlab", "--help"]
+    return _median_time(lambda: subprocess.run(cmd, check=True, capture_output=True), 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 timed epoch, fewer points")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    args = parser.parse_args()
+    epochs = 2 if args.quick else 3  # the first epoch is warm-up; median of the rest
+    splits = prepare(load("mnist", args.data_dir), "raw")
+    out: dict = {"environment": runtime.environment(torch.device("cpu")), "quick": args.quick}
+    out["load_average_start"] = os.getloadavg()
+
+    print("## floor (K=16) and baselines, seconds per model-epoch", flush=True)
+    out["floor"], out["plain"], out["keras"] = {}, {}, {}
+    for b in BATCHES:
+        out["floor"][b] = floor(b)
+        out["plain"][b] = plain_loop(splits, b, epochs)
+        out["keras"][b] = {n: keras_fit(splits, b, n, epochs) for n in ("none", "batch")}
+        f = out["floor"][b]
+        print(f"B={b:<4} floor {f['floor']:.3f} (matmul {f['matmul']:.3f} + adam "
+              f"{f['adam']:.3f})  plain PyTorch {out['plain'][b]:.3f}", flush=True)  # fmt: skip
+
+    print("## normlab K=16", flush=True)
+    out["stack"] = {}
+    for precision, batches in (("fp32", BATCHES), ("bf16", BF16_BATCHES)):
+        for b in batches:
+            for norm in ("none", "batch"):
+                r = stack(splits, b, norm, epochs, precision)
+                r["vs_floor"] = r["seconds"] / out["floor"][b]["floor"]
+                r["vs_plain"] = out["plain"][b] / r["seconds"]
+                out["stack"][f"{precision}/{norm}/{b}"] = r
+                print(f"{precision} {norm:<5} B={b:<4} {r['seconds']:.3f} s/model-epoch  "
+                      f"{r['vs_floor']:.2f}x floor  eval {100 * r['eval_share']:.1f}%  "
+                      f"{r['vs_plain']:.2f}x faster than plain", flush=True)  # fmt: skip
+    out["peak_rss_mb_after_k16"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    if not args.quick:
+        print("## normlab reproduce --seeds 5", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            for precision in ("fp32", "bf16"):
+                out[f"reproduce_{precision}"] = reproduce(
+                    Path(tmp) / "r.db", precision, args.data_dir
+                )
+                print(f"{precision}: {out[f'reproduce_{precision}']['seconds']:.1f} s", flush=True)
+        out["reproduce_floor"] = 5 * 5 * 2 * sum(out["floor"][b]["floor"] for b in BATCHES)
+
+    print("## cost curves (B=128, BN), seconds per model-epoch of training steps", flush=True)
+    out["curves"] = {}
+    ks = (1, 4, 16) if args.quick else (1, 2, 4, 8, 16, 32)
+    for width in (128, 512, 2048):
+        for k in ks:
+            out["curves"][f"{width}/{k}"] = curve_point(splits, k, width)
+        row = "  ".join(f"K={k} {out['curves'][f'{width}/{k}']:.3f}" for k in ks)
+        print(f"width {width:<5} {row}  auto K={choose_stack_size(784, (width,), 128, 64)}",
+              flush=True)  # fmt: skip
+    out["help_seconds"] = help_seconds()
+    out["load_average_end"] = os.getloadavg()
+    args.out.write_text(json.dumps(out, indent=2))
+    print()
+    print(render(out))
+    print(f"wrote {args.out}")
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def render(out: dict) -> str:
+    """Every figure of the run as one markdown table (seconds per model-epoch unless noted)."""
+    rows = ["| figure | " + " | ".join(f"B={b}" for b in BATCHES) + " |"]
+    rows.append("|---|" + "---|" * len(BATCHES))
+
+    def row(name: str, values: list[str]) -> None:
+        rows.append(f"| {name} | " + " | ".join(values) + " |")
+
+    fl = {b: out["floor"][b] for b in BATCHES}
+    for norm in ("none", "batch"):
+        row(f"Keras fit, {norm}", [_fmt(out["keras"][b][norm]) for b in BATCHES])
+    row("plain PyTorch loop (none)", [_fmt(out["plain"][b]) for b in BATCHES])
+    row("floor K=16: matmul + Adam", [
+        f"{fl[b]['floor']:.3f} ({fl[b]['matmul']:.3f} + {fl[b]['adam']:.3f})" for b in BATCHES
+    ])  # fmt: skip
+    for precision in ("fp32", "bf16"):
+        for norm in ("none", "batch"):
+            cells = [out["stack"].get(f"{precision}/{norm}/{b}") for b in BATCHES]
+            row(f"normlab K=16 {precision} {norm} (× floor)", [
+                f"{c['seconds']:.3f} ({c['vs_floor']:.2f}×)" if c else "—" for c in cells
+            ])  # fmt: skip
+    for norm in ("none", "batch"):
+        cells = [out["stack"][f"fp32/{norm}/{b}"] for b in BATCHES]
+        row(f"evaluation share of the epoch, fp32 {norm}",
+            [f"{100 * c['eval_share']:.1f}%" for c in cells])  # fmt: skip
+        row(f"bf16 speed-up over fp32, {norm}", [
+            f"{c['seconds'] / out['stack'][f'bf16/{norm}/{b}']['seconds']:.2f}×"
+            if f"bf16/{norm}/{b}" in out["stack"] else "—"
+            for b, c in zip(BATCHES, cells, strict=True)
+        ])  # fmt: skip
+    if "reproduce_fp32" in out:
+        for precision in ("fp32", "bf16"):
+            acc = out[f"reproduce_{precision}"]["test_acc"]
+            for norm in ("none", "batch"):
+                row(f"reproduce --seeds 5 {precision}: test acc {norm}",
+                    [f"{acc[f'{norm}@{b}']:.4f}" for b in BATCHES])  # fmt: skip
+    lines = ["\n".join(rows), ""]
+    if "reproduce_fp32" in out:
+        r, f = out["reproduce_fp32"]["seconds"], out["reproduce_floor"]
+        plain = 5 * 5 * 2 * sum(out["plain"][b] for b in BATCHES)
+        lines.append(
+            f"normlab reproduce --seeds 5: {r:.1f} s fp32 ({r / f:.2f}× its floor of {f:.1f} s; "
+            f"the plain PyTorch loop would take ≈{plain:.0f} s), "
+            f"{out['reproduce_bf16']['seconds']:.1f} s bf16"
+        )
+    ks = sorted({int(key.split("/")[1]) for key in out["curves"]})
+    lines.append("cost curves, B=128, BN, training steps only (s/model-epoch):")
+    for width in (128, 512, 2048):
+        lines.append(f"  width {width:<5}" + "".join(
+            f"  K={k}: {out['curves'][f'{width}/{k}']:.3f}" for k in ks
+        ))  # fmt: skip
+    lines.append(
+        f"peak RSS after the K=16 runs: {out['peak_rss_mb_after_k16']:.0f} MB; "
+        f"normlab --help: {out['help_seconds']:.2f} s"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

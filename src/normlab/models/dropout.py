@@ -1,0 +1,89 @@
+"""Dropout masks from a counter-based generator, identical on every device.
+
+Each member's mask for one layer at one step is a pure function of a 64-bit key. The
+key comes from the member's dropout stream, the step and the layer; element ``e`` of the
+mask takes 32 bits of SplitMix64 (Steele et al. 2014) at position ``e // 2`` after the
+key. The element is kept when those 32 bits are at least ``round(p * 2**32)``, so the
+keep probability is ``1 - p`` to within 2**-33 (``torch.rand`` resolves p to 2**-24).
+
+Why not ``torch.rand`` with a generator per member: PyTorch's CPU generator is a serial
+Mersenne Twister, ~3-7 ns per number here. At batch 256 a stack of 16 needs 2 million
+numbers per step, which cost as much as a quarter of the step's matmuls. A counter-based
+mask costs a few integer operations per element and fuses into the activation kernel
+(``normlab.models.fused``); this module also computes it with tensor ops, which is what
+runs on a GPU and what the fused CPU kernels are tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+GOLDEN = 0x9E3779B97F4A7C15
+MIX1 = 0xBF58476D1CE4E5B9
+MIX2 = 0x94D049BB133111EB
+_U64 = (1 << 64) - 1
+MAX_LAYERS = 256  # layers per step in the key counter; far above any MLP here
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def splitmix64(z: int) -> int:
+    """SplitMix64's output function on a 64-bit integer (Python ints, for keys)."""
+    z &= _U64
+    z = ((z ^ (z >> 30)) * MIX1) & _U64
+    z = ((z ^ (z >> 27)) * MIX2) & _U64
+    return z ^ (z >> 31)
+
+
+def threshold(p: float) -> int:
+    """The 32-bit threshold below which an element is dropped, for drop probability p."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    return min(round(p * 2**32), 2**32 - 1)
+
+
+def step_keys(bases: Sequence[int], step: int, layers: int) -> np.ndarray:
+    """Keys [layers, K] (uint64) for every member's masks at training step ``step``.
+
+    ``bases`` are the members' dropout-stream seeds; the key is SplitMix64 at counter
+    position ``step * MAX_LAYERS + layer + 1`` of each base, so keys never repeat
+    within a run and are unrelated across members.
+    """
+    if layers > MAX_LAYERS:
+        raise ValueError(f"at most {MAX_LAYERS} hidden layers take dropout, got {layers}")
+    return np.array(
+        [
+            [splitmix64(b + (step * MAX_LAYERS + layer + 1) * GOLDEN) for b in bases]
+            for layer in range(layers)
+        ],
+        dtype=np.uint64,
+    )
+
+
+def _logical_shift(z: torch.Tensor, bits: int) -> torch.Tensor:
+    # int64 tensors shift arithmetically; masking off the sign copies makes it logical.
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def reference_mask(
+    keys: np.ndarray, batch: int, width: int, p: float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Mask [K, batch, width] with kept elements at 1/(1-p), computed with tensor ops.
+
+    int64 arithmetic wraps modulo 2**64 like the unsigned arithmetic it stands for.
+    """
+    k, n = len(keys), batch * width
+    key = torch.tensor([_signed(int(v)) for v in keys], dtype=torch.int64, device=device)
+    pairs = torch.arange((n + 1) // 2, dtype=torch.int64, device=device)
+    z = key.unsqueeze(1) + pairs * _signed(GOLDEN)
+    z = (z ^ _logical_shift(z, 30)) * _signed(MIX1)
+    z = (z ^ _logical_shift(z, 27)) * _signed(MIX2)
+    z = z ^ _logical_shift(z, 31)
+    lanes = torch.stack([z & 0xFFFFFFFF, _logical_shift(z, 32)], dim=-1).reshape(k, -1)[:, :n]
+    keep = lanes >= threshold(p)
+    return (keep.to(torch.float32) * (1.0 / (1.0 - p))).view(k, batch, width)
