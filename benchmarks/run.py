@@ -171,22 +171,19 @@ def curve_point(splits, k: int, width: int, batch: int = 128, steps: int = 40) -
     return per_step * (N_TRAIN // batch) / k
 
 
-def reproduce(db: Path, precision: str, data_dir: str | None) -> dict:
+def reproduce(db: Path, data_dir: str | None) -> dict:
     """Wall time of `normlab reproduce --seeds 5` in a fresh process, and its accuracies."""
-    cmd = [sys.executable, "-m", "normlab", "reproduce", "--seeds", "5", "--db", str(db),
-           "--precision", precision]  # fmt: skip
+    cmd = [sys.executable, "-m", "normlab", "reproduce", "--seeds", "5", "--db", str(db)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     wall = time.perf_counter() - start
     store = Store(db)
-    name = "reproduce-raw-keras-5ep-5seeds-b32-64-128-256" + (
-        "" if precision == "fp32" else f"-{precision}"
-    )
-    rows = summarize(store, name, ["norm", "batch_size"])
+    name = "reproduce-raw-keras-5ep-5seeds-b32-64-128-256"
+    groups = summarize(store, name, ["norm", "batch_size"]).groups
     store.close()
-    acc = {f"{r['norm']}@{r['batch_size']}": r["test_acc"].mean for r in rows}
+    acc = {f"{g.factors['norm']}@{g.factors['batch_size']}": g.test_acc.mean for g in groups}
     return {"seconds": wall, "test_acc": acc}
 
 
@@ -195,63 +192,79 @@ def help_seconds() -> float:
     return _median_time(lambda: subprocess.run(cmd, check=True, capture_output=True), 3)
 
 
+SECTIONS = ("baselines", "stack", "reproduce", "curves")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 timed epoch, fewer points")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
+    if sections - set(SECTIONS):
+        parser.error(f"--sections: unknown {sorted(sections - set(SECTIONS))}; use {SECTIONS}")
     epochs = 2 if args.quick else 3  # the first epoch is warm-up; median of the rest
     splits = prepare(load("mnist", args.data_dir), "raw")
     out: dict = {"environment": runtime.environment(torch.device("cpu")), "quick": args.quick}
     out["load_average_start"] = os.getloadavg()
 
-    print("## floor (K=16) and baselines, seconds per model-epoch", flush=True)
-    out["floor"], out["plain"], out["keras"] = {}, {}, {}
-    for b in BATCHES:
-        out["floor"][b] = floor(b)
-        out["plain"][b] = plain_loop(splits, b, epochs)
-        out["keras"][b] = {n: keras_fit(splits, b, n, epochs) for n in ("none", "batch")}
-        f = out["floor"][b]
+    def save() -> None:  # after every section: a crash late in a long run loses nothing
+        args.out.write_text(json.dumps(out, indent=2))
+
+    print("## floor (K=16), seconds per model-epoch", flush=True)
+    out["floor"] = {b: floor(b) for b in BATCHES}
+    for b, f in out["floor"].items():
         print(f"B={b:<4} floor {f['floor']:.3f} (matmul {f['matmul']:.3f} + adam "
-              f"{f['adam']:.3f})  plain PyTorch {out['plain'][b]:.3f}", flush=True)  # fmt: skip
+              f"{f['adam']:.3f})", flush=True)  # fmt: skip
+    if "baselines" in sections:
+        print("## baselines, seconds per model-epoch", flush=True)
+        out["plain"], out["keras"] = {}, {}
+        for b in BATCHES:
+            out["plain"][b] = plain_loop(splits, b, epochs)
+            out["keras"][b] = {n: keras_fit(splits, b, n, epochs) for n in ("none", "batch")}
+            print(f"B={b:<4} plain PyTorch {out['plain'][b]:.3f}", flush=True)
+        save()
 
-    print("## normlab K=16", flush=True)
-    out["stack"] = {}
-    for precision, batches in (("fp32", BATCHES), ("bf16", BF16_BATCHES)):
-        for b in batches:
-            for norm in ("none", "batch"):
-                r = stack(splits, b, norm, epochs, precision)
-                r["vs_floor"] = r["seconds"] / out["floor"][b]["floor"]
-                r["vs_plain"] = out["plain"][b] / r["seconds"]
-                out["stack"][f"{precision}/{norm}/{b}"] = r
-                print(f"{precision} {norm:<5} B={b:<4} {r['seconds']:.3f} s/model-epoch  "
-                      f"{r['vs_floor']:.2f}x floor  eval {100 * r['eval_share']:.1f}%  "
-                      f"{r['vs_plain']:.2f}x faster than plain", flush=True)  # fmt: skip
-    out["peak_rss_mb_after_k16"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if "stack" in sections:
+        print("## normlab K=16", flush=True)
+        out["stack"] = {}
+        for precision, batches in (("fp32", BATCHES), ("bf16", BF16_BATCHES)):
+            for b in batches:
+                for norm in ("none", "batch"):
+                    r = stack(splits, b, norm, epochs, precision)
+                    r["vs_floor"] = r["seconds"] / out["floor"][b]["floor"]
+                    out["stack"][f"{precision}/{norm}/{b}"] = r
+                    print(f"{precision} {norm:<5} B={b:<4} {r['seconds']:.3f} s/model-epoch  "
+                          f"{r['vs_floor']:.2f}x floor  eval {100 * r['eval_share']:.1f}%",
+                          flush=True)  # fmt: skip
+        out["peak_rss_mb_after_k16"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        save()
 
-    if not args.quick:
+    if "reproduce" in sections:
         print("## normlab reproduce --seeds 5", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            for precision in ("fp32", "bf16"):
-                out[f"reproduce_{precision}"] = reproduce(
-                    Path(tmp) / "r.db", precision, args.data_dir
-                )
-                print(f"{precision}: {out[f'reproduce_{precision}']['seconds']:.1f} s", flush=True)
+            out["reproduce"] = reproduce(Path(tmp) / "r.db", args.data_dir)
         out["reproduce_floor"] = 5 * 5 * 2 * sum(out["floor"][b]["floor"] for b in BATCHES)
-
-    print("## cost curves (B=128, BN), seconds per model-epoch of training steps", flush=True)
-    out["curves"] = {}
-    ks = (1, 4, 16) if args.quick else (1, 2, 4, 8, 16, 32)
-    for width in (128, 512, 2048):
-        for k in ks:
-            out["curves"][f"{width}/{k}"] = curve_point(splits, k, width)
-        row = "  ".join(f"K={k} {out['curves'][f'{width}/{k}']:.3f}" for k in ks)
-        print(f"width {width:<5} {row}  auto K={choose_stack_size(784, (width,), 128, 64)}",
+        print(f"{out['reproduce']['seconds']:.1f} s, floor {out['reproduce_floor']:.1f} s",
               flush=True)  # fmt: skip
+        save()
+
+    if "curves" in sections:
+        print("## cost curves (B=128, BN), seconds per model-epoch of training steps", flush=True)
+        out["curves"] = {}
+        ks = (1, 4, 16) if args.quick else (1, 2, 4, 8, 16, 32)
+        for width in (128, 512, 2048):
+            for k in ks:
+                out["curves"][f"{width}/{k}"] = curve_point(splits, k, width)
+            row = "  ".join(f"K={k} {out['curves'][f'{width}/{k}']:.3f}" for k in ks)
+            auto = choose_stack_size(784, (width,), 128, 64)
+            print(f"width {width:<5} {row}  auto K={auto}", flush=True)
+        save()
     out["help_seconds"] = help_seconds()
     out["load_average_end"] = os.getloadavg()
-    args.out.write_text(json.dumps(out, indent=2))
+    save()
     print()
     print(render(out))
     print(f"wrote {args.out}")
@@ -262,60 +275,48 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 
 
 def render(out: dict) -> str:
-    """Every figure of the run as one markdown table (seconds per model-epoch unless noted)."""
+    """The run's figures as one markdown table (seconds per model-epoch unless noted)."""
     rows = ["| figure | " + " | ".join(f"B={b}" for b in BATCHES) + " |"]
     rows.append("|---|" + "---|" * len(BATCHES))
 
-    def row(name: str, values: list[str]) -> None:
-        rows.append(f"| {name} | " + " | ".join(values) + " |")
+    def row(name: str, cells: list[str]) -> None:
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
 
-    fl = {b: out["floor"][b] for b in BATCHES}
-    for norm in ("none", "batch"):
-        row(f"Keras fit, {norm}", [_fmt(out["keras"][b][norm]) for b in BATCHES])
-    row("plain PyTorch loop (none)", [_fmt(out["plain"][b]) for b in BATCHES])
+    fl = out["floor"]
     row("floor K=16: matmul + Adam", [
         f"{fl[b]['floor']:.3f} ({fl[b]['matmul']:.3f} + {fl[b]['adam']:.3f})" for b in BATCHES
     ])  # fmt: skip
-    for precision in ("fp32", "bf16"):
+    if "plain" in out:
         for norm in ("none", "batch"):
-            cells = [out["stack"].get(f"{precision}/{norm}/{b}") for b in BATCHES]
+            row(f"Keras fit, {norm}", [_fmt(out["keras"][b][norm]) for b in BATCHES])
+        row("plain PyTorch loop (none)", [_fmt(out["plain"][b]) for b in BATCHES])
+    stack = out.get("stack", {})
+    for precision in ("fp32", "bf16") if stack else ():
+        for norm in ("none", "batch"):
+            cells = [stack.get(f"{precision}/{norm}/{b}") for b in BATCHES]
             row(f"normlab K=16 {precision} {norm} (× floor)", [
                 f"{c['seconds']:.3f} ({c['vs_floor']:.2f}×)" if c else "—" for c in cells
             ])  # fmt: skip
-    for norm in ("none", "batch"):
-        cells = [out["stack"][f"fp32/{norm}/{b}"] for b in BATCHES]
+    for norm in ("none", "batch") if stack else ():
+        cells = [stack[f"fp32/{norm}/{b}"] for b in BATCHES]
         row(f"evaluation share of the epoch, fp32 {norm}",
             [f"{100 * c['eval_share']:.1f}%" for c in cells])  # fmt: skip
-        row(f"bf16 speed-up over fp32, {norm}", [
-            f"{c['seconds'] / out['stack'][f'bf16/{norm}/{b}']['seconds']:.2f}×"
-            if f"bf16/{norm}/{b}" in out["stack"] else "—"
-            for b, c in zip(BATCHES, cells, strict=True)
-        ])  # fmt: skip
-    if "reproduce_fp32" in out:
-        for precision in ("fp32", "bf16"):
-            acc = out[f"reproduce_{precision}"]["test_acc"]
-            for norm in ("none", "batch"):
-                row(f"reproduce --seeds 5 {precision}: test acc {norm}",
-                    [f"{acc[f'{norm}@{b}']:.4f}" for b in BATCHES])  # fmt: skip
     lines = ["\n".join(rows), ""]
-    if "reproduce_fp32" in out:
-        r, f = out["reproduce_fp32"]["seconds"], out["reproduce_floor"]
-        plain = 5 * 5 * 2 * sum(out["plain"][b] for b in BATCHES)
-        lines.append(
-            f"normlab reproduce --seeds 5: {r:.1f} s fp32 ({r / f:.2f}× its floor of {f:.1f} s; "
-            f"the plain PyTorch loop would take ≈{plain:.0f} s), "
-            f"{out['reproduce_bf16']['seconds']:.1f} s bf16"
-        )
-    ks = sorted({int(key.split("/")[1]) for key in out["curves"]})
-    lines.append("cost curves, B=128, BN, training steps only (s/model-epoch):")
-    for width in (128, 512, 2048):
-        lines.append(f"  width {width:<5}" + "".join(
-            f"  K={k}: {out['curves'][f'{width}/{k}']:.3f}" for k in ks
-        ))  # fmt: skip
-    lines.append(
-        f"peak RSS after the K=16 runs: {out['peak_rss_mb_after_k16']:.0f} MB; "
-        f"normlab --help: {out['help_seconds']:.2f} s"
-    )
+    if "reproduce" in out:
+        r, f = out["reproduce"]["seconds"], out["reproduce_floor"]
+        lines.append(f"normlab reproduce --seeds 5: {r:.1f} s ({r / f:.2f}× its floor, {f:.1f} s)")
+        acc = out["reproduce"]["test_acc"]
+        lines.append("  final test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
+    if "curves" in out:
+        ks = sorted({int(key.split("/")[1]) for key in out["curves"]})
+        lines.append("cost curves, B=128, BN, training steps only (s/model-epoch):")
+        for width in (128, 512, 2048):
+            lines.append(f"  width {width:<5}" + "".join(
+                f"  K={k}: {out['curves'][f'{width}/{k}']:.3f}" for k in ks
+            ))  # fmt: skip
+    if "peak_rss_mb_after_k16" in out:
+        lines.append(f"peak RSS after the K=16 runs: {out['peak_rss_mb_after_k16']:.0f} MB")
+    lines.append(f"normlab --help: {out['help_seconds']:.2f} s")
     return "\n".join(lines)
 
 

@@ -114,15 +114,3 @@ def test_stack_size_is_capped_by_stacking_and_memory_and_evened_out():
     sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(20)])]
     assert sizes == [10, 10]
 
-
-def test_precision_is_part_of_a_run_but_fp32_ids_are_unchanged():
-    import hashlib
-    import json
-
-    fp32, bf16 = RunConfig(), RunConfig(precision="bf16")
-    legacy = fp32.model_dump(mode="json")
-    del legacy["precision"]
-    canonical = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
-    assert fp32.run_id == hashlib.sha256(canonical.encode()).hexdigest()[:16]
-    assert bf16.run_id != fp32.run_id and bf16.cohort_key != fp32.cohort_key
-    assert "bf16" in corrected(seeds=1, precision="bf16").name

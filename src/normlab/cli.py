@@ -276,13 +276,6 @@ def reproduce(
     faithful: Annotated[
         bool, typer.Option("--faithful", help="Also run the notebook exactly as written.")
     ] = False,
-    precision: Annotated[
-        str,
-        typer.Option(
-            "--precision",
-            help="fp32, or bf16: matmuls in bfloat16 (AMX), weights and statistics fp32.",
-        ),
-    ] = "fp32",
     db: DbOpt = Path("normlab.db"),
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "cpu",
@@ -296,7 +289,7 @@ def reproduce(
 
     try:
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
-        procedure = rp.corrected(seeds, epochs, sizes, inputs, semantics, precision)
+        procedure = rp.corrected(seeds, epochs, sizes, inputs, semantics)
         notebook = rp.faithful(inputs, semantics) if faithful else None
     except ValueError as e:  # pydantic's ValidationError is a ValueError
         first = e.errors()[0] if isinstance(e, ValidationError) else None

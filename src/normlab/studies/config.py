@@ -51,9 +51,6 @@ class RunConfig(BaseModel):
     epochs: int = Field(5, ge=1)
     seed: int = Field(0, ge=0)
     log_every: int = Field(1, ge=1, description="keep every n-th step's training loss")
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16: matmuls in bfloat16 (autocast); weights and statistics fp32"
-    )
     # Set only by procedures that carry one model through several trainings (the
     # notebook as written): the run whose final weights this one starts from, and
     # which random streams it draws data order and dropout from.
@@ -90,22 +87,15 @@ class RunConfig(BaseModel):
     @property
     def run_id(self) -> str:
         """Stable identity: 16 hex digits of the SHA-256 of the canonical JSON."""
-        return _digest(self._identity())
+        return _digest(self.model_dump(mode="json"))
 
     @property
     def cohort_key(self) -> str:
         """Identity of the stack this run can share: everything but the member fields."""
-        data = self._identity()
+        data = self.model_dump(mode="json")
         for name in MEMBER_FIELDS:
             data.pop(name)
         return _digest(data)
-
-    def _identity(self) -> dict[str, object]:
-        data = self.model_dump(mode="json")
-        if data["precision"] == "fp32":
-            # Runs stored before precision existed were fp32: their ids stay valid.
-            del data["precision"]
-        return data
 
     def norm_settings(self) -> NormSettings:
         sem = get_semantics(self.semantics)

@@ -36,7 +36,6 @@ def corrected(
     batch_sizes: Sequence[int] = SEED_BATCH_SIZES,
     inputs: str = "raw",
     semantics: str = "keras",
-    precision: str = "fp32",
 ) -> Procedure:
     """BN (applied) vs none × ``batch_sizes`` × ``seeds`` seeds, a fresh model for each."""
     spec: dict[str, object] = {
@@ -47,8 +46,6 @@ def corrected(
         "inputs": inputs,
         "semantics": semantics,
     }
-    if precision != "fp32":
-        spec["precision"] = precision
     configs = [
         RunConfig(
             norm=norm,
@@ -57,7 +54,6 @@ def corrected(
             epochs=epochs,
             inputs=inputs,
             semantics=semantics,
-            precision=precision,
         )
         for norm in ("none", "batch")
         for b in batch_sizes
@@ -65,7 +61,6 @@ def corrected(
     ]
     name = (
         f"reproduce-{inputs}-{semantics}-{epochs}ep-{seeds}seeds-b{'-'.join(map(str, batch_sizes))}"
-        + ("" if precision == "fp32" else f"-{precision}")
     )
     return Procedure(name, spec, configs)
 

@@ -93,7 +93,6 @@ def train_unit(
             batch_size=first.batch_size,
             epochs=first.epochs,
             log_every=first.log_every,
-            precision=first.precision,
             progress=progress,
         )
     # A chain: one model carried through every leg, each leg with a fresh optimizer (as
@@ -114,7 +113,6 @@ def train_unit(
             epochs=leg.epochs,
             log_every=leg.log_every,
             stream=leg.stream,
-            precision=leg.precision,
             progress=progress,
         )
     return results

@@ -126,8 +126,10 @@ def train_stack(
     waiting on the device every step); the others go on. ``stream`` selects fresh random
     streams for data order and dropout (used when one model is carried through several
     trainings). ``precision`` "bf16" runs the matmuls in bfloat16 under autocast while
-    weights, optimizer state and normalization statistics stay fp32. ``progress`` is
-    called with the number of steps just done.
+    weights, optimizer state and normalization statistics stay fp32; it exists for the
+    benchmark, which shows it slower than fp32 on the CPU measured, so study files and
+    the CLI do not offer it (BENCHMARKS.md). ``progress`` is called with the number of
+    steps just done.
     """
     k, device = model.k, splits.train.x.device
     if len(seeds) != k or len(lrs) != k:
