@@ -113,4 +113,3 @@ def test_stack_size_is_capped_by_stacking_and_memory_and_evened_out():
     assert member_bytes(784, (2048,), 32) > 3 * one  # wider layers cost more
     sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(20)])]
     assert sizes == [10, 10]
-

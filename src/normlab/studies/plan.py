@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from normlab.studies.config import RunConfig
+from normlab.train.loop import EVAL_CHUNK
 
 # From the cost curves (BENCHMARKS.md): per model, a stack of 16 trains 1.5-3x faster
 # than one model alone, and going from 16 to 32 gains under 10% at every width measured
 # while doubling the memory, so 16 is the largest stack chosen by default.
 DEFAULT_MAX_STACK = 16
 MEMORY_BUDGET = 2 << 30  # bytes a stack may use by default: training state + activations
-_EVAL_ROWS = 1000  # normlab.train.loop.EVAL_CHUNK
 _N_INPUTS = 784  # MNIST and Fashion-MNIST
 
 # Rough costs on the 2-core CPU normlab was calibrated on (benchmarks/run.py, see
@@ -65,7 +65,7 @@ def member_bytes(n_inputs: int, hidden: Sequence[int], batch_size: int, n_classe
     widths = (n_inputs, *hidden, n_classes)
     params = sum(a * b + b for a, b in itertools.pairwise(widths))
     activations = batch_size * (n_inputs + 4 * sum(hidden) + 3 * n_classes)
-    evaluation = _EVAL_ROWS * (sum(hidden) + n_classes)
+    evaluation = EVAL_CHUNK * (sum(hidden) + n_classes)
     return 4 * (4 * params + activations + evaluation)
 
 

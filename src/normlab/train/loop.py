@@ -69,8 +69,7 @@ def evaluate(
     model.eval()
     loss_sum = torch.zeros(model.k, dtype=torch.float64, device=split.x.device)
     correct = torch.zeros(model.k, dtype=torch.long, device=split.x.device)
-    with autocast(split.x.device, precision):
-        first_layer = model.shared_first_layer()
+    first_layer = model.shared_first_layer()
     for start in range(0, len(split), EVAL_CHUNK):
         x, y = split.x[start : start + EVAL_CHUNK], split.y[start : start + EVAL_CHUNK]
         with autocast(split.x.device, precision):
@@ -85,7 +84,7 @@ def evaluate(
 def _record_divergence(
     first_bad: torch.Tensor, active: list[bool], results: list[MemberResult]
 ) -> None:
-    if not active or not bool(first_bad.any()):
+    if not bool(first_bad.any()):
         return
     for m, bad_step in enumerate(first_bad.tolist()):
         if bad_step and active[m]:
