@@ -103,13 +103,17 @@ def test_reproduce_procedures():
 
 
 def test_stack_size_is_capped_by_stacking_and_memory_and_evened_out():
-    assert choose_stack_size(784, (512,), 32, 10) == 10
-    assert choose_stack_size(784, (512,), 32, 20) == 10  # two stacks of 10, not 16 + 4
-    assert choose_stack_size(784, (512,), 32, 40) == 14  # three stacks of 14, 14, 12
-    assert choose_stack_size(784, (512,), 32, 40, max_stack=4) == 4
-    one = member_bytes(784, (512,), 32)
-    assert choose_stack_size(784, (512,), 32, 16, memory_budget=5 * one) == 4
-    assert choose_stack_size(784, (512,), 32, 16, memory_budget=one // 2) == 1
-    assert member_bytes(784, (2048,), 32) > 3 * one  # wider layers cost more
-    sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(20)])]
-    assert sizes == [10, 10]
+    narrow = (128,)  # small members: stacking pays up to the cap of 16
+    assert choose_stack_size(784, narrow, 32, 10) == 10
+    assert choose_stack_size(784, narrow, 32, 20) == 10  # two stacks of 10, not 16 + 4
+    assert choose_stack_size(784, narrow, 32, 40) == 14  # three stacks of 14, 14, 12
+    assert choose_stack_size(784, narrow, 32, 40, max_stack=4) == 4
+    one = member_bytes(784, narrow, 32)
+    assert choose_stack_size(784, narrow, 32, 16, memory_budget=5 * one) == 4
+    assert choose_stack_size(784, narrow, 32, 16, memory_budget=one // 2) == 1
+    assert member_bytes(784, (2048,), 32) > 3 * member_bytes(784, (512,), 32)
+    # where the cost curves stop paying: the seed's width stacks 7, width 2048 not at all
+    assert choose_stack_size(784, (512,), 32, 40) == 7
+    assert choose_stack_size(784, (2048,), 32, 40) == 1
+    sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(10)])]
+    assert sizes == [5, 5]

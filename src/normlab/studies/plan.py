@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from normlab.studies.config import RunConfig
 from normlab.train.loop import EVAL_CHUNK
 
-# From the cost curves (BENCHMARKS.md): per model, a stack of 16 trains 1.5-3x faster
-# than one model alone, and going from 16 to 32 gains under 10% at every width measured
-# while doubling the memory, so 16 is the largest stack chosen by default.
+# From the cost curves (BENCHMARKS.md, B=128, per model-epoch): with 100k parameters per
+# member (width 128) stacking pays up to K=16-32 (0.78 s alone, 0.27 at K=16); with 400k
+# (width 512) it levels off at K=4-8 (1.31 -> 0.84) and K=32 is worse; with 1.6M (width
+# 2048) one member alone is fastest (3.2 s, 4.6-5.2 at K=8-32). Stacking pays while the
+# stack holds about 3M parameters; past that the stacked weights and Adam state no longer
+# stay in cache and the bigger matmuls gain nothing.
 DEFAULT_MAX_STACK = 16
+STACK_PARAMETERS = 3_000_000
 MEMORY_BUDGET = 2 << 30  # bytes a stack may use by default: training state + activations
 _N_INPUTS = 784  # MNIST and Fashion-MNIST
 
@@ -79,15 +83,18 @@ def choose_stack_size(
 ) -> int:
     """How many of ``n_runs`` like runs to train per stack.
 
-    As many as stacking pays for (``max_stack``) and memory allows (``memory_budget``,
-    default the smaller of 2 GiB and a quarter of physical memory), then evened out:
-    20 runs under a cap of 16 train as two stacks of 10, not 16 and 4.
+    As many as stacking pays for (about ``STACK_PARAMETERS`` parameters in the whole
+    stack, and at most ``max_stack``) and memory allows (``memory_budget``, default the
+    smaller of 2 GiB and a quarter of physical memory), then evened out: 20 runs under a
+    cap of 16 train as two stacks of 10, not 16 and 4.
     """
     if memory_budget is None:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         memory_budget = min(MEMORY_BUDGET, physical // 4)
     fits = max(1, memory_budget // member_bytes(n_inputs, hidden, batch_size))
-    cap = max(1, min(max_stack, fits, n_runs))
+    widths = (n_inputs, *hidden, 10)
+    pays = STACK_PARAMETERS // sum(a * b + b for a, b in itertools.pairwise(widths))
+    cap = max(1, min(max_stack, fits, pays, n_runs))
     stacks = math.ceil(n_runs / cap)
     return math.ceil(n_runs / stacks)
 
