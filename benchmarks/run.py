@@ -8,14 +8,15 @@ Keras-semantics Adam, real MNIST (55,000 training images, validation 5,000 and t
             and one fused Adam update of the stacked parameters, K=16, each timed alone
   baseline  a plain PyTorch loop: one model, in memory, denormal flush, fused Adam,
             F.dropout, the same evaluation every epoch; Keras fit when TensorFlow imports
-  stack     normlab, K=16, fp32 (and bf16 at B >= 128): seconds per model-epoch (median
-            of the epochs after the first), evaluation share of the epoch, ratio to floor
+  stack     normlab, K=16, fp32 (and bf16 at B >= 128; on a GPU also fp32 without the
+            CUDA graph): seconds per model-epoch (median of the epochs after the first),
+            evaluation share of the epoch, ratio to floor
   reproduce `normlab reproduce --seeds 5` end to end (a fresh process and database), fp32
             and bf16, with its floor and the final test accuracies of both
   curves    seconds per model-epoch of training steps for K = 1..32 and widths 128-2048
   memory    peak RSS after the K=16 section; `normlab --help` wall time
 
-Usage: python benchmarks/run.py [--quick] [--out benchmarks/results.json]
+Usage: python benchmarks/run.py [--quick] [--device cuda] [--out benchmarks/results.json]
 Timings on a shared machine are noisy: compare ratios taken within one run.
 """
 
@@ -54,22 +55,31 @@ K = 16
 N_TRAIN = 55000
 
 
-def _median_time(fn, reps: int) -> float:
+def _wait(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn, reps: int, device: torch.device) -> float:
     fn()
     times = []
     for _ in range(reps):
+        _wait(device)
         t = time.perf_counter()
         fn()
+        _wait(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
-def floor(batch: int, k: int = K, width: int = 512, reps: int = 30) -> dict[str, float]:
+def floor(batch: int, device: torch.device, k: int = K, width: int = 512, reps: int = 30) -> dict:
     """Seconds per model-epoch of the matmuls and of the Adam update, timed in isolation."""
-    x = (torch.rand(k, batch, 784) * 255).floor()
-    w1, b1 = torch.randn(k, 784, width) * 0.05, torch.zeros(k, 1, width)
-    h, w2, b2 = torch.rand(k, batch, width), torch.randn(k, width, 10), torch.zeros(k, 1, 10)
-    g_h, g_out = torch.randn(k, batch, width), torch.randn(k, batch, 10)
+    x = (torch.rand(k, batch, 784, device=device) * 255).floor()
+    w1 = torch.randn(k, 784, width, device=device) * 0.05
+    h, w2 = torch.rand(k, batch, width, device=device), torch.randn(k, width, 10, device=device)
+    b1, b2 = torch.zeros(k, 1, width, device=device), torch.zeros(k, 1, 10, device=device)
+    g_h = torch.randn(k, batch, width, device=device)
+    g_out = torch.randn(k, batch, 10, device=device)
 
     def matmuls() -> None:
         torch.baddbmm(b1, x, w1)
@@ -78,32 +88,35 @@ def floor(batch: int, k: int = K, width: int = 512, reps: int = 30) -> dict[str,
         torch.bmm(h.transpose(1, 2), g_out)
         torch.bmm(g_out, w2.transpose(1, 2))
 
-    params = [torch.randn(k, 784, width), torch.randn(k, width), torch.randn(k, width, 10)]
-    params.append(torch.randn(k, 10))
+    shapes = [(k, 784, width), (k, width), (k, width, 10), (k, 10)]
+    params = [torch.randn(shape, device=device) for shape in shapes]
     grads = [torch.randn_like(p) for p in params]
     m, v = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
-    steps = [torch.zeros(()) for _ in params]
+    steps = [torch.zeros((), device=device) for _ in params]
 
     def adam() -> None:
         adam_kernel(params, grads, m, v, [], steps, fused=True, amsgrad=False, beta1=0.9,
                     beta2=0.999, lr=1e-3, weight_decay=0.0, eps=1e-7, maximize=False)  # fmt: skip
 
     per_epoch = (N_TRAIN // batch) / k
-    mm, ad = _median_time(matmuls, reps) * per_epoch, _median_time(adam, reps) * per_epoch
+    mm = _median_time(matmuls, reps, device) * per_epoch
+    ad = _median_time(adam, reps, device) * per_epoch
     return {"matmul": mm, "adam": ad, "floor": mm + ad}
 
 
 def plain_loop(splits, batch: int, epochs: int) -> float:
     """Median seconds per epoch of a textbook in-memory PyTorch loop on one model."""
     torch.manual_seed(0)
+    device = splits.train.x.device
     model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10))
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
     x, y = splits.train.x, splits.train.y
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
         model.train()
-        perm = torch.randperm(len(y))
+        perm = torch.randperm(len(y), device=device)
         for i in range(len(y) // batch):
             idx = perm[i * batch : (i + 1) * batch]
             loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -114,7 +127,7 @@ def plain_loop(splits, batch: int, epochs: int) -> float:
         with torch.no_grad():
             for split in (splits.val, splits.test):
                 F.cross_entropy(logits := model(split.x), split.y)
-                (logits.argmax(1) == split.y).float().mean()
+                (logits.argmax(1) == split.y).float().mean().item()
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:] if len(times) > 1 else times)
 
@@ -141,14 +154,16 @@ def keras_fit(splits, batch: int, norm: str, epochs: int) -> float | None:
     return statistics.median(times[1:] if len(times) > 1 else times)
 
 
-def stack(splits, batch: int, norm: str, epochs: int, precision: str = "fp32") -> dict:
+def stack(
+    splits, batch: int, norm: str, epochs: int, precision: str = "fp32", cuda_graph: bool = True
+) -> dict:
     """normlab's seconds per model-epoch at K=16 (median after the first epoch)."""
     spec = MLPSpec(784, (512,), 10, norm=norm, dropout=0.2)
     seeds = list(range(K))
-    model = StackedMLP(spec, seeds)
+    model = StackedMLP(spec, seeds).to(splits.train.x.device)
     opt = Adam(eps=1e-7, eps_before_bias_correction=True)
     results = train_stack(model, opt, splits, seeds=seeds, lrs=[1e-3] * K, batch_size=batch,
-                          epochs=epochs, precision=precision)  # fmt: skip
+                          epochs=epochs, precision=precision, cuda_graph=cuda_graph)  # fmt: skip
     steady = results[0].epochs[1:] or results[0].epochs
     seconds = statistics.median(e.seconds for e in steady)
     eval_seconds = statistics.median(e.eval_seconds for e in steady)
@@ -160,25 +175,30 @@ def curve_point(splits, k: int, width: int, batch: int = 128, steps: int = 40) -
     """Seconds per model-epoch of training steps alone (no evaluation) for a stack of k."""
     spec = MLPSpec(784, (width,), 10, norm="batch", dropout=0.2)
     seeds = list(range(k))
-    model = StackedMLP(spec, seeds)
+    model = StackedMLP(spec, seeds).to(splits.train.x.device)
     x, y = splits.train.x[: steps * batch], splits.train.y[: steps * batch]
     tiny = Splits(Split(x, y), Split(x[:0], y[:0]), Split(x[:batch], y[:batch]), "raw", 10)
     opt = Adam(eps=1e-7, eps_before_bias_correction=True)
     train_stack(model, opt, tiny, seeds=seeds, lrs=[1e-3] * k, batch_size=batch, epochs=1)
+    _wait(x.device)
     start = time.perf_counter()
     train_stack(model, opt, tiny, seeds=seeds, lrs=[1e-3] * k, batch_size=batch, epochs=1)
+    _wait(x.device)
     per_step = (time.perf_counter() - start) / steps
     return per_step * (N_TRAIN // batch) / k
 
 
-def reproduce(db: Path, data_dir: str | None) -> dict:
+def reproduce(db: Path, data_dir: str | None, device: torch.device) -> dict:
     """Wall time of `normlab reproduce --seeds 5` in a fresh process, and its accuracies."""
     cmd = [sys.executable, "-m", "normlab", "reproduce", "--seeds", "5", "--db", str(db)]
+    cmd += ["--device", str(device)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     store = Store(db)
     name = "reproduce-raw-keras-5ep-5seeds-b32-64-128-256"
     groups = summarize(store, name, ["norm", "batch_size"]).groups
@@ -189,7 +209,8 @@ def reproduce(db: Path, data_dir: str | None) -> dict:
 
 def help_seconds() -> float:
     cmd = [sys.executable, "-m", "normlab", "--help"]
-    return _median_time(lambda: subprocess.run(cmd, check=True, capture_output=True), 3)
+    run = lambda: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+    return _median_time(run, 3, torch.device("cpu"))
 
 
 SECTIONS = ("baselines", "stack", "reproduce", "curves")
@@ -200,21 +221,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 timed epoch, fewer points")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if sections - set(SECTIONS):
         parser.error(f"--sections: unknown {sorted(sections - set(SECTIONS))}; use {SECTIONS}")
     epochs = 2 if args.quick else 3  # the first epoch is warm-up; median of the rest
-    splits = prepare(load("mnist", args.data_dir), "raw")
-    out: dict = {"environment": runtime.environment(torch.device("cpu")), "quick": args.quick}
+    device = runtime.resolve_device(args.device)
+    splits = prepare(load("mnist", args.data_dir), "raw", device=device)
+    out: dict = {"environment": runtime.environment(device), "quick": args.quick}
     out["load_average_start"] = os.getloadavg()
 
     def save() -> None:  # after every section: a crash late in a long run loses nothing
         args.out.write_text(json.dumps(out, indent=2))
 
     print("## floor (K=16), seconds per model-epoch", flush=True)
-    out["floor"] = {b: floor(b) for b in BATCHES}
+    out["floor"] = {b: floor(b, device) for b in BATCHES}
     for b, f in out["floor"].items():
         print(f"B={b:<4} floor {f['floor']:.3f} (matmul {f['matmul']:.3f} + adam "
               f"{f['adam']:.3f})", flush=True)  # fmt: skip
@@ -230,22 +253,28 @@ def main() -> None:
     if "stack" in sections:
         print("## normlab K=16", flush=True)
         out["stack"] = {}
-        for precision, batches in (("fp32", BATCHES), ("bf16", BF16_BATCHES)):
+        variants = [("fp32", BATCHES), ("bf16", BF16_BATCHES)]
+        if device.type == "cuda":  # what capturing the step as a CUDA graph buys
+            variants.append(("fp32-eager", BATCHES))
+        for variant, batches in variants:
+            precision = variant.removesuffix("-eager")
             for b in batches:
                 for norm in ("none", "batch"):
-                    r = stack(splits, b, norm, epochs, precision)
+                    r = stack(splits, b, norm, epochs, precision, not variant.endswith("-eager"))
                     r["vs_floor"] = r["seconds"] / out["floor"][b]["floor"]
-                    out["stack"][f"{precision}/{norm}/{b}"] = r
-                    print(f"{precision} {norm:<5} B={b:<4} {r['seconds']:.3f} s/model-epoch  "
+                    out["stack"][f"{variant}/{norm}/{b}"] = r
+                    print(f"{variant} {norm:<5} B={b:<4} {r['seconds']:.3f} s/model-epoch  "
                           f"{r['vs_floor']:.2f}x floor  eval {100 * r['eval_share']:.1f}%",
                           flush=True)  # fmt: skip
         out["peak_rss_mb_after_k16"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if device.type == "cuda":
+            out["peak_gpu_mb_after_k16"] = torch.cuda.max_memory_allocated(device) / 2**20
         save()
 
     if "reproduce" in sections:
         print("## normlab reproduce --seeds 5", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            out["reproduce"] = reproduce(Path(tmp) / "r.db", args.data_dir)
+            out["reproduce"] = reproduce(Path(tmp) / "r.db", args.data_dir, device)
         out["reproduce_floor"] = 5 * 5 * 2 * sum(out["floor"][b]["floor"] for b in BATCHES)
         print(f"{out['reproduce']['seconds']:.1f} s, floor {out['reproduce_floor']:.1f} s",
               flush=True)  # fmt: skip
@@ -259,7 +288,7 @@ def main() -> None:
             for k in ks:
                 out["curves"][f"{width}/{k}"] = curve_point(splits, k, width)
             row = "  ".join(f"K={k} {out['curves'][f'{width}/{k}']:.3f}" for k in ks)
-            auto = choose_stack_size(784, (width,), 128, 64)
+            auto = choose_stack_size(784, (width,), 128, 64, device_type=device.type)
             print(f"width {width:<5} {row}  auto K={auto}", flush=True)
         save()
     out["help_seconds"] = help_seconds()
@@ -291,10 +320,12 @@ def render(out: dict) -> str:
             row(f"Keras fit, {norm}", [_fmt(out["keras"][b][norm]) for b in BATCHES])
         row("plain PyTorch loop (none)", [_fmt(out["plain"][b]) for b in BATCHES])
     stack = out.get("stack", {})
-    for precision in ("fp32", "bf16") if stack else ():
+    for variant in ("fp32", "bf16", "fp32-eager") if stack else ():
         for norm in ("none", "batch"):
-            cells = [stack.get(f"{precision}/{norm}/{b}") for b in BATCHES]
-            row(f"normlab K=16 {precision} {norm} (× floor)", [
+            cells = [stack.get(f"{variant}/{norm}/{b}") for b in BATCHES]
+            if not any(cells):
+                continue
+            row(f"normlab K=16 {variant} {norm} (× floor)", [
                 f"{c['seconds']:.3f} ({c['vs_floor']:.2f}×)" if c else "—" for c in cells
             ])  # fmt: skip
     for norm in ("none", "batch") if stack else ():
@@ -316,6 +347,8 @@ def render(out: dict) -> str:
             ))  # fmt: skip
     if "peak_rss_mb_after_k16" in out:
         lines.append(f"peak RSS after the K=16 runs: {out['peak_rss_mb_after_k16']:.0f} MB")
+    if "peak_gpu_mb_after_k16" in out:
+        lines.append(f"peak GPU memory after the K=16 runs: {out['peak_gpu_mb_after_k16']:.0f} MB")
     lines.append(f"normlab --help: {out['help_seconds']:.2f} s")
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from normlab.cli import app
@@ -136,14 +137,26 @@ def test_interrupted_run_is_redone(env):
     ],
 )
 def test_bad_input_exits_2_with_one_line(env, args, message):
-    if "cuda" in args and "cuda:7" in args:
-        import torch
-
-        if torch.cuda.device_count() > 7:
-            pytest.skip("this machine has a cuda:7")
+    if "cuda:7" in args and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
     result = invoke(*args)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_run_on_cuda_matches_cpu(env):
+    # Same seeds, same data order and dropout masks: the devices differ by rounding only.
+    accs = {}
+    for device in ("cpu", "cuda"):
+        result = invoke("run", "tiny.toml", "--device", device, "--db", f"{device}.db")
+        assert result.exit_code == 0, result.output
+        conn = sqlite3.connect(env / f"{device}.db")
+        query = "SELECT run_id, test_acc FROM epochs WHERE epoch = 2 ORDER BY run_id"
+        accs[device] = conn.execute(query).fetchall()
+    assert [r for r, _ in accs["cuda"]] == [r for r, _ in accs["cpu"]]
+    for (_, gpu), (_, cpu) in zip(accs["cuda"], accs["cpu"], strict=True):
+        assert abs(gpu - cpu) <= 0.002
 
 
 def test_bad_study_file_exits_2(env):

@@ -86,3 +86,44 @@ def test_inactive_members_are_frozen_even_with_nan_gradients():
 def test_nesterov_needs_momentum():
     with pytest.raises(ValueError, match="nesterov needs momentum"):
         SGD(momentum=0.0, nesterov=True)
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        Adam(eps=1e-7),
+        Adam(eps=1e-3, eps_before_bias_correction=True),
+        SGD(),
+        SGD(momentum=0.9),
+        SGD(momentum=0.9, nesterov=True),
+    ],
+    ids=["adam", "adam-keras", "sgd", "momentum", "nesterov"],
+)
+def test_device_step_matches_step(optimizer):
+    # The tensor-op update that CUDA graphs capture against the fused kernels, with one
+    # member diverging (NaN gradients) at step 4 and frozen from then on.
+    torch.manual_seed(0)
+    lrs = [1e-2, 3e-2, 1e-2]
+    shapes = [(3, 7, 5), (3, 5)]
+    fused = [torch.randn(shape) for shape in shapes]
+    tensor_ops = [p.clone() for p in fused]
+    s_fused, s_ops = optimizer.init(fused), optimizer.init(tensor_ops)
+    active = [True, True, True]
+    for t in range(1, 9):
+        grads = [torch.randn(shape) * 1e-2 for shape in shapes]
+        if t >= 4:
+            active[1] = False
+            grads[0][1] = math.nan
+        optimizer.step(s_fused, fused, grads, lrs, active)
+        optimizer.device_step(
+            s_ops,
+            tensor_ops,
+            grads,
+            torch.tensor(lrs),
+            torch.tensor(active),
+            torch.tensor(float(t)),
+        )
+    for a, b in zip(tensor_ops, fused, strict=True):
+        # Updates are ~1e-2 per step; the two differ by float rounding only.
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert torch.isfinite(a).all()

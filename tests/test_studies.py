@@ -115,5 +115,8 @@ def test_stack_size_is_capped_by_stacking_and_memory_and_evened_out():
     # where the cost curves stop paying: the seed's width stacks 7, width 2048 not at all
     assert choose_stack_size(784, (512,), 32, 40) == 7
     assert choose_stack_size(784, (2048,), 32, 40) == 1
+    # on a GPU stacking paid at every width measured: only max_stack and memory limit it
+    assert choose_stack_size(784, (2048,), 32, 40, device_type="cuda") == 14
+    assert len(plan([RunConfig(seed=s) for s in range(10)], device_type="cuda")) == 1
     sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(10)])]
     assert sizes == [5, 5]

@@ -121,7 +121,7 @@ def _execute(
     runtime.set_threads(threads)
     store = _open_store(db)
     store.register_study(name, spec, configs)
-    units, finished = pending_units(store, configs, max_stack)
+    units, finished = pending_units(store, configs, max_stack, dev.type)
     todo = sum(len(u.configs) for u in units)
     err.print(
         f"study [bold]{name}[/bold]: {len(configs)} runs, {finished} already finished, "
@@ -210,7 +210,7 @@ def run(
     except StudyError as e:
         raise _fail(str(e)) from None
     if dry_run:
-        _print_plan(spec.name, configs, db, max_stack)
+        _print_plan(spec.name, configs, db, max_stack, device)
         return
     report = _execute(
         spec.name, spec.model_dump(), configs, db, data_dir, device, threads, max_stack
@@ -219,10 +219,15 @@ def run(
     _finish(report, db)
 
 
-def _print_plan(name: str, configs: list, db: Path, max_stack: int) -> None:
+def _print_plan(name: str, configs: list, db: Path, max_stack: int, device: str) -> None:
+    from normlab import runtime
     from normlab.studies.plan import estimate_seconds, plan
 
-    units: list[Unit] = plan(configs, max_stack)
+    try:
+        device_type = runtime.resolve_device(device).type
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    units: list[Unit] = plan(configs, max_stack, device_type)
     done = set()
     if db.exists():
         from normlab.store.db import FINISHED

@@ -47,6 +47,10 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"device {name!r} requested but torch sees no CUDA GPU")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {name!r}: use cpu, cuda, cuda:N or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {name!r} requested but torch sees only {torch.cuda.device_count()} CUDA GPU(s)"
+        )
     return device
 
 

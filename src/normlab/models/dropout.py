@@ -70,20 +70,48 @@ def _logical_shift(z: torch.Tensor, bits: int) -> torch.Tensor:
     return (z >> bits) & ((1 << (64 - bits)) - 1)
 
 
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """``splitmix64`` on int64 tensors, whose arithmetic wraps modulo 2**64 like the
+    unsigned arithmetic it stands for."""
+    z = (z ^ _logical_shift(z, 30)) * _signed(MIX1)
+    z = (z ^ _logical_shift(z, 27)) * _signed(MIX2)
+    return z ^ _logical_shift(z, 31)
+
+
+def key_bases(bases: Sequence[int], device: torch.device | str) -> torch.Tensor:
+    """The members' dropout-stream seeds as an int64 tensor [K], for ``step_keys_tensor``."""
+    return torch.tensor([_signed(b & _U64) for b in bases], dtype=torch.int64, device=device)
+
+
+def step_keys_tensor(bases: torch.Tensor, step: torch.Tensor, layers: int) -> torch.Tensor:
+    """``step_keys`` computed on the device from tensors: bases [K] and a 0-d step count.
+
+    Nothing is read back to the host, so a captured CUDA graph derives each step's keys
+    itself.
+    """
+    layer = torch.arange(1, layers + 1, dtype=torch.int64, device=bases.device)
+    counter = step * MAX_LAYERS + layer
+    return _mix(bases.unsqueeze(0) + counter.unsqueeze(1) * _signed(GOLDEN))
+
+
 def reference_mask(
-    keys: np.ndarray, batch: int, width: int, p: float, device: torch.device | str = "cpu"
+    keys: np.ndarray | torch.Tensor,
+    batch: int,
+    width: int,
+    p: float,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Mask [K, batch, width] with kept elements at 1/(1-p), computed with tensor ops.
 
-    int64 arithmetic wraps modulo 2**64 like the unsigned arithmetic it stands for.
+    ``keys`` is one layer's row of ``step_keys`` (uint64) or of ``step_keys_tensor``.
     """
-    k, n = len(keys), batch * width
-    key = torch.tensor([_signed(int(v)) for v in keys], dtype=torch.int64, device=device)
+    if isinstance(keys, torch.Tensor):
+        key = keys.to(device)
+    else:
+        key = torch.tensor([_signed(int(v)) for v in keys], dtype=torch.int64, device=device)
+    k, n = len(key), batch * width
     pairs = torch.arange((n + 1) // 2, dtype=torch.int64, device=device)
-    z = key.unsqueeze(1) + pairs * _signed(GOLDEN)
-    z = (z ^ _logical_shift(z, 30)) * _signed(MIX1)
-    z = (z ^ _logical_shift(z, 27)) * _signed(MIX2)
-    z = z ^ _logical_shift(z, 31)
+    z = _mix(key.unsqueeze(1) + pairs * _signed(GOLDEN))
     lanes = torch.stack([z & 0xFFFFFFFF, _logical_shift(z, 32)], dim=-1).reshape(k, -1)[:, :n]
     keep = lanes >= threshold(p)
     return (keep.to(torch.float32) * (1.0 / (1.0 - p))).view(k, batch, width)

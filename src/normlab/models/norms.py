@@ -120,13 +120,14 @@ class BatchRenorm(BatchNorm):
         if not self.training:
             return super().forward(x)
         s = self.settings
-        ramp = min(1.0, int(self.steps) / max(1, s.renorm_ramp_steps))
+        # The ramp stays on the device: reading the step count back would stall a GPU.
+        ramp = (self.steps / max(1, s.renorm_ramp_steps)).clamp(max=1.0)
         rmax, dmax = 1.0 + (s.renorm_rmax - 1.0) * ramp, s.renorm_dmax * ramp
         centred, mean, var, count = self.batch_stats(x)
         with torch.no_grad():
             sigma_run = torch.sqrt(self.running_var + s.eps)
-            r = (torch.sqrt(var + s.eps) / sigma_run).clamp(1.0 / rmax, rmax)
-            d = ((mean - self.running_mean) / sigma_run).clamp(-dmax, dmax)
+            r = torch.minimum(torch.maximum(torch.sqrt(var + s.eps) / sigma_run, 1.0 / rmax), rmax)
+            d = torch.minimum(torch.maximum((mean - self.running_mean) / sigma_run, -dmax), dmax)
         self.update_running(mean.detach(), var.detach(), count)
         self.steps += 1
         y = centred * torch.rsqrt(var.unsqueeze(1) + s.eps) * r.unsqueeze(1) + d.unsqueeze(1)

@@ -21,7 +21,9 @@ from normlab.train.loop import EVAL_CHUNK
 # (width 512) it levels off at K=4-8 (1.31 -> 0.84) and K=32 is worse; with 1.6M (width
 # 2048) one member alone is fastest (3.2 s, 4.6-5.2 at K=8-32). Stacking pays while the
 # stack holds about 3M parameters; past that the stacked weights and Adam state no longer
-# stay in cache and the bigger matmuls gain nothing.
+# stay in cache and the bigger matmuls gain nothing. On a GPU (an H100, measured the same
+# way) stacking paid up to K=32 at every width, because a step there costs launches more
+# than arithmetic, so no parameter cap applies on CUDA devices.
 DEFAULT_MAX_STACK = 16
 STACK_PARAMETERS = 3_000_000
 MEMORY_BUDGET = 2 << 30  # bytes a stack may use by default: training state + activations
@@ -80,11 +82,12 @@ def choose_stack_size(
     n_runs: int,
     max_stack: int = DEFAULT_MAX_STACK,
     memory_budget: int | None = None,
+    device_type: str = "cpu",
 ) -> int:
     """How many of ``n_runs`` like runs to train per stack.
 
-    As many as stacking pays for (about ``STACK_PARAMETERS`` parameters in the whole
-    stack, and at most ``max_stack``) and memory allows (``memory_budget``, default the
+    As many as stacking pays for (on a CPU about ``STACK_PARAMETERS`` parameters in the
+    whole stack; at most ``max_stack`` everywhere) and memory allows (``memory_budget``, default the
     smaller of 2 GiB and a quarter of physical memory), then evened out: 20 runs under a
     cap of 16 train as two stacks of 10, not 16 and 4.
     """
@@ -93,15 +96,18 @@ def choose_stack_size(
         memory_budget = min(MEMORY_BUDGET, physical // 4)
     fits = max(1, memory_budget // member_bytes(n_inputs, hidden, batch_size))
     widths = (n_inputs, *hidden, 10)
-    pays = STACK_PARAMETERS // sum(a * b + b for a, b in itertools.pairwise(widths))
+    member_parameters = sum(a * b + b for a, b in itertools.pairwise(widths))
+    pays = STACK_PARAMETERS // member_parameters if device_type == "cpu" else max_stack
     cap = max(1, min(max_stack, fits, pays, n_runs))
     stacks = math.ceil(n_runs / cap)
     return math.ceil(n_runs / stacks)
 
 
-def plan(configs: Sequence[RunConfig], max_stack: int = DEFAULT_MAX_STACK) -> list[Unit]:
+def plan(
+    configs: Sequence[RunConfig], max_stack: int = DEFAULT_MAX_STACK, device_type: str = "cpu"
+) -> list[Unit]:
     """Group ``configs`` into chains and stacks of at most ``max_stack`` members, each
-    cohort's stack size chosen by ``choose_stack_size``."""
+    cohort's stack size chosen by ``choose_stack_size`` for ``device_type``."""
     if max_stack < 1:
         raise ValueError(f"max_stack must be >= 1, got {max_stack}")
     by_id = {c.run_id: c for c in configs}
@@ -120,7 +126,9 @@ def plan(configs: Sequence[RunConfig], max_stack: int = DEFAULT_MAX_STACK) -> li
             raise ValueError(f"run {c.run_id} is carried from {c.carried_from}, not in this study")
     for members in cohorts.values():
         c = members[0]
-        size = choose_stack_size(_N_INPUTS, c.hidden, c.batch_size, len(members), max_stack)
+        size = choose_stack_size(
+            _N_INPUTS, c.hidden, c.batch_size, len(members), max_stack, device_type=device_type
+        )
         for start in range(0, len(members), size):
             units.append(Unit(tuple(members[start : start + size])))
     return units

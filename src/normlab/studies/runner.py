@@ -81,9 +81,9 @@ def train_unit(
     unit: Unit, splits: Splits, progress: Callable[[int], None] | None = None
 ) -> list[MemberResult]:
     """Train one unit and return a result per run, in ``unit.configs`` order."""
-    first = unit.configs[0]
+    first, device = unit.configs[0], splits.train.x.device
     if not unit.chain:
-        model = StackedMLP(mlp_spec(first, splits), [c.seed for c in unit.configs])
+        model = StackedMLP(mlp_spec(first, splits), [c.seed for c in unit.configs]).to(device)
         return train_stack(
             model,
             make_optimizer(first),
@@ -98,7 +98,7 @@ def train_unit(
     # A chain: one model carried through every leg, each leg with a fresh optimizer (as
     # the notebook recompiles its model), fresh data-order and dropout streams.
     spec = mlp_spec(first, splits)
-    model = StackedMLP(spec, [first.seed])
+    model = StackedMLP(spec, [first.seed]).to(device)
     results = []
     for leg in unit.configs:
         if mlp_spec(leg, splits) != spec:
@@ -128,17 +128,20 @@ class RunReport:
 
 
 def pending_units(
-    store: Store, configs: Sequence[RunConfig], max_stack: int = DEFAULT_MAX_STACK
+    store: Store,
+    configs: Sequence[RunConfig],
+    max_stack: int = DEFAULT_MAX_STACK,
+    device_type: str = "cpu",
 ) -> tuple[list[Unit], int]:
-    """Units still to train (a chain is redone whole if any leg is unfinished) and the
-    number of runs already finished."""
+    """Units still to train on a ``device_type`` device (a chain is redone whole if any
+    leg is unfinished) and the number of runs already finished."""
     status = store.statuses(c.run_id for c in configs)
     done = {rid for rid, s in status.items() if s in FINISHED}
     chained = {c.run_id for c in configs if c.carried_from} | {
         c.carried_from for c in configs if c.carried_from
     }
     todo = [c for c in configs if c.run_id not in done or c.run_id in chained]
-    units = [u for u in plan(todo, max_stack) if not set(u.run_ids) <= done]
+    units = [u for u in plan(todo, max_stack, device_type) if not set(u.run_ids) <= done]
     pending = {rid for u in units for rid in u.run_ids}
     return units, sum(1 for c in configs if c.run_id not in pending)
 

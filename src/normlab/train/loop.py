@@ -18,6 +18,7 @@ from normlab.data.prepare import Split, Splits
 from normlab.models.dropout import step_keys
 from normlab.models.stack import StackedMLP, member_losses
 from normlab.seeding import derive_seed
+from normlab.train.cuda_graph import CapturedStep
 from normlab.train.optim import Optimizer
 
 EVAL_CHUNK = 1000  # rows per evaluation GEMM: its [rows, K*width] output stays in cache
@@ -92,6 +93,12 @@ def _record_divergence(
             results[m].diverged_step = bad_step
 
 
+def _wait_for(device: torch.device) -> None:
+    # GPU work is queued: timings taken without waiting would measure the queueing.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast for the matmuls when ``precision`` is bf16; otherwise nothing."""
     if precision == "fp32":
@@ -114,15 +121,18 @@ def train_stack(
     stream: int = 0,
     precision: str = "fp32",
     progress: Callable[[int], None] | None = None,
+    cuda_graph: bool = True,
 ) -> list[MemberResult]:
     """Train every member of ``model`` for ``epochs`` epochs; one result per member.
 
     Each epoch visits the training split in a fresh random order per member, in
     ``len(train) // batch_size`` full batches (the incomplete last batch is dropped so
     that every step normalizes over exactly ``batch_size`` examples). A member whose
-    loss becomes NaN/inf is marked diverged at that step and its parameters are frozen
-    (at once on a CPU; on a GPU within ``SYNC_EVERY`` steps, to keep the host from
-    waiting on the device every step); the others go on. ``stream`` selects fresh random
+    loss becomes NaN/inf is marked diverged at that step and its parameters are frozen;
+    the others go on. On a GPU, fp32 steps are captured once as a CUDA graph and
+    replayed (``cuda_graph=False`` runs them eagerly, as the benchmark does to compare);
+    the host reads the divergence flags only every ``SYNC_EVERY`` steps there, and an
+    eager GPU run freezes a diverged member only then. ``stream`` selects fresh random
     streams for data order and dropout (used when one model is carried through several
     trainings). ``precision`` "bf16" runs the matmuls in bfloat16 under autocast while
     weights, optimizer state and normalization statistics stay fp32; it exists for the
@@ -137,8 +147,10 @@ def train_stack(
     steps_per_epoch = n_train // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {n_train} training examples")
+    # Orders are drawn on the CPU whatever the device, so that a GPU run sees the same
+    # batches as a CPU run of the same seeds (its dropout masks are the same too).
     order_gens = [
-        torch.Generator(device).manual_seed(derive_seed(s, "data_order", stream)) for s in seeds
+        torch.Generator().manual_seed(derive_seed(s, "data_order", stream)) for s in seeds
     ]
     dropout_bases = [derive_seed(s, "dropout", stream) for s in seeds]
     n_hidden = len(model.spec.hidden) if model.spec.dropout > 0 else 0
@@ -153,40 +165,69 @@ def train_stack(
     x_all, y_all = splits.train.x, splits.train.y
     model.train()
     step = 0
+    captured = None
+    if cuda_graph and device.type == "cuda" and precision == "fp32":
+        captured = CapturedStep(
+            model,
+            optimizer,
+            opt_state,
+            x_all,
+            y_all,
+            dropout_bases=dropout_bases,
+            lrs=lrs,
+            batch_size=batch_size,
+            steps_per_epoch=steps_per_epoch,
+            dropout_layers=n_hidden,
+            first_bad=first_bad,
+            step=step,
+        )
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        order = torch.stack(
-            [torch.randperm(n_train, generator=g, device=device) for g in order_gens]
-        )
-        loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
-        correct = torch.zeros(k, dtype=torch.long, device=device)
+        order = torch.stack([torch.randperm(n_train, generator=g) for g in order_gens]).to(device)
         logged_steps: list[int] = []
         logged_losses: list[torch.Tensor] = []
-        for i in range(steps_per_epoch):
-            idx = order[:, i * batch_size : (i + 1) * batch_size].reshape(-1)
-            x = x_all.index_select(0, idx).view(k, batch_size, -1)
-            y = y_all.index_select(0, idx).view(k, batch_size)
-            keys = step_keys(dropout_bases, step, n_hidden) if n_hidden else None
-            with autocast(device, precision):
-                logits = model(x, keys)
-            losses = member_losses(logits.float(), y)
-            for p in params:
-                p.grad = None
-            losses.sum().backward()
-            step += 1
-            losses = losses.detach()
-            bad = ~torch.isfinite(losses)
-            first_bad.masked_fill_(bad & (first_bad == 0), step)
-            if step % check_every == 0 or i == steps_per_epoch - 1:
-                _record_divergence(first_bad, active, results)
-            optimizer.step(opt_state, params, [p.grad for p in params], lrs, active)
-            loss_sum += losses
-            correct += (logits.detach().argmax(-1) == y).sum(1)
-            if step % log_every == 0:
-                logged_steps.append(step)
-                logged_losses.append(losses)
-            if progress and i % 100 == 99:
-                progress(100)
+        if captured is not None:
+            captured.set_epoch(order)
+            first_step = step
+            for i in range(steps_per_epoch):
+                captured.replay()
+                step += 1
+                if step % SYNC_EVERY == 0 or i == steps_per_epoch - 1:
+                    _record_divergence(first_bad, active, results)
+                if progress and i % 100 == 99:
+                    progress(100)
+            loss_sum, correct = captured.loss_sum, captured.correct
+            logged_steps = [s for s in range(first_step + 1, step + 1) if s % log_every == 0]
+            logged_losses = list(captured.losses[[s - first_step - 1 for s in logged_steps]])
+        else:
+            loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+            correct = torch.zeros(k, dtype=torch.long, device=device)
+            for i in range(steps_per_epoch):
+                idx = order[:, i * batch_size : (i + 1) * batch_size].reshape(-1)
+                x = x_all.index_select(0, idx).view(k, batch_size, -1)
+                y = y_all.index_select(0, idx).view(k, batch_size)
+                keys = step_keys(dropout_bases, step, n_hidden) if n_hidden else None
+                with autocast(device, precision):
+                    logits = model(x, keys)
+                losses = member_losses(logits.float(), y)
+                for p in params:
+                    p.grad = None
+                losses.sum().backward()
+                step += 1
+                losses = losses.detach()
+                bad = ~torch.isfinite(losses)
+                first_bad.masked_fill_(bad & (first_bad == 0), step)
+                if step % check_every == 0 or i == steps_per_epoch - 1:
+                    _record_divergence(first_bad, active, results)
+                optimizer.step(opt_state, params, [p.grad for p in params], lrs, active)
+                loss_sum += losses
+                correct += (logits.detach().argmax(-1) == y).sum(1)
+                if step % log_every == 0:
+                    logged_steps.append(step)
+                    logged_losses.append(losses)
+                if progress and i % 100 == 99:
+                    progress(100)
+        _wait_for(device)
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         val_loss, val_acc = (
@@ -195,6 +236,7 @@ def train_stack(
             else (torch.full((k,), math.nan), torch.full((k,), math.nan))
         )
         test_loss, test_acc = evaluate(model, splits.test, precision)
+        _wait_for(device)
         eval_seconds = time.perf_counter() - t1
         if progress:
             progress(steps_per_epoch % 100)

@@ -12,6 +12,10 @@ One kernel call covers each run of consecutive members that share a learning rat
 a stack with one rate is one call over the whole tensors (the floor the performance
 benchmark measures). Members that are not ``active`` (diverged) are left out, which
 freezes their parameters.
+
+``device_step`` is the same update written in tensor ops with the learning rates, the
+active flags and the step count as device tensors, so that it can be captured in a CUDA
+graph (``normlab.train.cuda_graph``) and replayed without the host deciding anything.
 """
 
 from __future__ import annotations
@@ -38,11 +42,25 @@ def _runs(lrs: Sequence[float], active: Sequence[bool]) -> list[tuple[float, sli
     return runs
 
 
+def _member_shape(p: torch.Tensor) -> tuple[int, ...]:
+    return (p.shape[0],) + (1,) * (p.dim() - 1)
+
+
+def _active_grads(grads: Sequence[torch.Tensor], active: torch.Tensor) -> list[torch.Tensor]:
+    # A diverged member's NaN gradients must not reach its optimizer state; with a zero
+    # gradient and a zero learning rate its parameters stay where they were.
+    return [torch.where(active.view(_member_shape(g)), g, 0.0) for g in grads]
+
+
 @dataclass
 class AdamState:
     exp_avg: list[torch.Tensor]
     exp_avg_sq: list[torch.Tensor]
     t: int = 0
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor the state holds (for saving and restoring around a capture)."""
+        return [*self.exp_avg, *self.exp_avg_sq]
 
 
 @dataclass(frozen=True)
@@ -94,10 +112,39 @@ class Adam:
                 maximize=False,
             )
 
+    def device_step(
+        self,
+        state: AdamState,
+        params: Sequence[torch.Tensor],
+        grads: Sequence[torch.Tensor],
+        lrs: torch.Tensor,
+        active: torch.Tensor,
+        t: torch.Tensor,
+    ) -> None:
+        """``step`` with rates [K], active flags [K] and the 1-based step count ``t`` (0-d)
+        as tensors; ``state.t`` is not used."""
+        bc1, bc2 = 1.0 - torch.pow(self.beta1, t), 1.0 - torch.pow(self.beta2, t)
+        lr = lrs * active
+        if self.eps_before_bias_correction:
+            step_size, v_scale = lr * (bc2.sqrt() / bc1), None
+        else:
+            step_size, v_scale = lr / bc1, bc2.rsqrt()
+        for p, g, m, v in zip(
+            params, _active_grads(grads, active), state.exp_avg, state.exp_avg_sq, strict=True
+        ):
+            m.lerp_(g, 1.0 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g, g, value=1.0 - self.beta2)
+            denom = v.sqrt() if v_scale is None else v.sqrt() * v_scale
+            p.sub_(m * step_size.view(_member_shape(p)) / denom.add_(self.eps))
+
 
 @dataclass
 class SGDState:
     momentum_buffers: list[torch.Tensor] = field(default_factory=list)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor the state holds (for saving and restoring around a capture)."""
+        return list(self.momentum_buffers)
 
 
 @dataclass(frozen=True)
@@ -138,6 +185,25 @@ class SGD:
                 nesterov=self.nesterov,
                 maximize=False,
             )
+
+    def device_step(
+        self,
+        state: SGDState,
+        params: Sequence[torch.Tensor],
+        grads: Sequence[torch.Tensor],
+        lrs: torch.Tensor,
+        active: torch.Tensor,
+        t: torch.Tensor,
+    ) -> None:
+        """``step`` with rates [K] and active flags [K] as tensors (``t`` is unused)."""
+        lr = lrs * active
+        grads = _active_grads(grads, active)
+        buffers = state.momentum_buffers or [None] * len(params)
+        for p, g, buf in zip(params, grads, buffers, strict=True):
+            if buf is not None:
+                buf.mul_(self.momentum).add_(g)
+                g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
+            p.sub_(g * lr.view(_member_shape(p)))
 
 
 Optimizer = Adam | SGD
