@@ -6,13 +6,15 @@ Keras-semantics Adam, real MNIST (55,000 training images, validation 5,000 and t
 
   floor     the step's matmuls (forward; weight gradients; input gradient of layer 2 only)
             and one fused Adam update of the stacked parameters, K=16, each timed alone
-  baseline  a plain PyTorch loop: one model, in memory, denormal flush, fused Adam,
+  baselines a plain PyTorch loop: one model, in memory, denormal flush, fused Adam,
             F.dropout, the same evaluation every epoch; Keras fit when TensorFlow imports
   stack     normlab, K=16, fp32 (and bf16 at B >= 128; on a GPU also fp32 without the
             CUDA graph): seconds per model-epoch (median of the epochs after the first),
             evaluation share of the epoch, ratio to floor
-  reproduce `normlab reproduce --seeds 5` end to end (a fresh process and database), fp32
-            and bf16, with its floor and the final test accuracies of both
+  profile   (CPU) a K=16 step at B=32 and 256: ms per step against the floor's, and the
+            profiled time's split into matmul, Adam, fused kernels, gather and the rest
+  reproduce `normlab reproduce --seeds 5` end to end (a fresh process and database), with
+            its floor and the final test accuracies
   curves    seconds per model-epoch of training steps for K = 1..32 and widths 128-2048
   memory    peak RSS after the K=16 section; `normlab --help` wall time
 
@@ -188,6 +190,52 @@ def curve_point(splits, k: int, width: int, batch: int = 128, steps: int = 40) -
     return per_step * (N_TRAIN // batch) / k
 
 
+PROFILE_GROUPS = {  # profiler op name -> where its time goes
+    "aten::baddbmm": "matmul",
+    "aten::bmm": "matmul",
+    "aten::addmm": "matmul",
+    "aten::_fused_adam_": "adam",
+    "aten::index_select": "gather",
+}
+
+
+PROFILE_GROUPS_ORDER = ("matmul", "adam", "fused block", "gather", "other")
+
+
+def profile_step(splits, batch: int, norm: str, steps: int = 100) -> dict[str, float]:
+    """Milliseconds per K=16 training step, and how the profiled CPU time splits.
+
+    Groups: matmul and adam (the floor's own operations, here as they run inside the
+    loop), the fused BN/ReLU/dropout kernels, the batch gather, and everything else
+    (loss, bookkeeping, autograd, small ops).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    spec = MLPSpec(784, (512,), 10, norm=norm, dropout=0.2)
+    model = StackedMLP(spec, list(range(K)))
+    x, y = splits.train.x[: steps * batch], splits.train.y[: steps * batch]
+    tiny = Splits(Split(x, y), Split(x[:0], y[:0]), Split(x[:batch], y[:batch]), "raw", 10)
+    opt = Adam(eps=1e-7, eps_before_bias_correction=True)
+
+    def epoch() -> None:
+        train_stack(model, opt, tiny, seeds=list(range(K)), lrs=[1e-3] * K, batch_size=batch,
+                    epochs=1)  # fmt: skip
+
+    epoch()
+    start = time.perf_counter()
+    epoch()
+    wall_ms = (time.perf_counter() - start) / steps * 1e3
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        epoch()
+    groups = dict.fromkeys(PROFILE_GROUPS_ORDER, 0.0)
+    for event in prof.key_averages():
+        name = event.key
+        group = PROFILE_GROUPS.get(name, "fused block" if "ReluDropout" in name else "other")
+        groups[group] += event.self_cpu_time_total
+    total = sum(groups.values())
+    return {"ms_per_step": wall_ms, **{g: v / total for g, v in groups.items()}}
+
+
 def reproduce(db: Path, data_dir: str | None, device: torch.device) -> dict:
     """Wall time of `normlab reproduce --seeds 5` in a fresh process, and its accuracies."""
     cmd = [sys.executable, "-m", "normlab", "reproduce", "--seeds", "5", "--db", str(db)]
@@ -213,7 +261,7 @@ def help_seconds() -> float:
     return _median_time(run, 3, torch.device("cpu"))
 
 
-SECTIONS = ("baselines", "stack", "reproduce", "curves")
+SECTIONS = ("baselines", "stack", "profile", "reproduce", "curves")
 
 
 def main() -> None:
@@ -269,6 +317,20 @@ def main() -> None:
         out["peak_rss_mb_after_k16"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if device.type == "cuda":
             out["peak_gpu_mb_after_k16"] = torch.cuda.max_memory_allocated(device) / 2**20
+        save()
+
+    if "profile" in sections and device.type == "cpu":
+        print("## where a K=16 step's time goes (CPU profile)", flush=True)
+        out["profile"] = {}
+        for b in (32, 256):
+            for norm in ("none", "batch"):
+                p = profile_step(splits, b, norm)
+                floor_ms = out["floor"][b]["floor"] * K / (N_TRAIN // b) * 1e3
+                p["floor_ms_per_step"] = floor_ms
+                out["profile"][f"{norm}/{b}"] = p
+                shares = "  ".join(f"{g} {100 * p[g]:.0f}%" for g in PROFILE_GROUPS_ORDER)
+                print(f"{norm:<5} B={b:<4} {p['ms_per_step']:.2f} ms/step (floor "
+                      f"{floor_ms:.2f})  {shares}", flush=True)  # fmt: skip
         save()
 
     if "reproduce" in sections:
@@ -345,6 +407,12 @@ def render(out: dict) -> str:
             lines.append(f"  width {width:<5}" + "".join(
                 f"  K={k}: {out['curves'][f'{width}/{k}']:.3f}" for k in ks
             ))  # fmt: skip
+    if "profile" in out:
+        lines.append("where a K=16 step's CPU time goes (profiler, 100 steps):")
+        for key, p in out["profile"].items():
+            shares = ", ".join(f"{g} {100 * p[g]:.0f}%" for g in PROFILE_GROUPS_ORDER)
+            lines.append(f"  {key:<10} {p['ms_per_step']:.2f} ms/step (floor "
+                         f"{p['floor_ms_per_step']:.2f}): {shares}")  # fmt: skip
     if "peak_rss_mb_after_k16" in out:
         lines.append(f"peak RSS after the K=16 runs: {out['peak_rss_mb_after_k16']:.0f} MB")
     if "peak_gpu_mb_after_k16" in out:

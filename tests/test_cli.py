@@ -208,3 +208,21 @@ def test_reproduce_faithful_shows_the_bn_arm_is_the_same_network(env):
     assert result.exit_code == 0, result.output
     assert "the notebook as written" in result.output
     assert "repeats cell 7's first 5 epochs exactly" in result.output
+
+
+def test_fold_proves_equal_outputs_and_times_inference(env):
+    result = invoke("fold", "--hidden", "32", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert "over 10000 test images" in result.output
+    assert "identical to float rounding" in result.output
+    assert "BN folded" in result.output and "256" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("--hidden", "a,3"), "--hidden: expected"), (("--inputs", "log"), "log")],
+)
+def test_fold_bad_input_exits_2(env, args, message):
+    result = invoke("fold", *args)
+    assert result.exit_code == 2
+    assert message in result.output

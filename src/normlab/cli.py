@@ -387,3 +387,68 @@ def export(
     finally:
         store.close()
     out.print(f"wrote {n} rows of study {name} to {out_file}", highlight=False)
+
+
+FOLD_TOLERANCE = 1e-5  # largest |Δ logit| allowed, relative to the largest logit
+
+
+@app.command()
+def fold(
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs to train first.", min=1)] = 1,
+    hidden: Annotated[str, typer.Option("--hidden", help="Comma-separated widths.")] = "512",
+    inputs: Annotated[
+        str, typer.Option("--inputs", help="raw (0-255), scaled (/255) or standardized.")
+    ] = "scaled",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the trained model.")] = 0,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+) -> None:
+    """Fold BN into the dense layer before it: prove the outputs equal, time inference.
+
+    Trains the seed network with BN on MNIST, folds each BN into the preceding dense
+    layer, compares the two on all test images, and times one forward pass of a model
+    without BN, with BN and with BN folded at batch 1 and 256. Exits 1 if the outputs
+    differ by more than float rounding.
+    """
+    from normlab import runtime
+    from normlab.data.download import DownloadError
+    from normlab.data.idx import IdxError
+    from normlab.data.locate import load
+    from normlab.data.prepare import prepare
+    from normlab.studies.inference import fold_report
+
+    try:
+        widths = tuple(int(w) for w in hidden.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise _fail(f"--hidden: expected comma-separated positive widths, got {hidden!r}")
+    try:
+        dev = runtime.resolve_device(device)
+        runtime.set_threads(threads)
+        splits = prepare(load("mnist", data_dir, log=err.print), inputs, device=dev)
+    except (DownloadError, IdxError, FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from None
+    err.print(f"training a BN network {widths} for {epochs} epoch(s) on MNIST ({inputs})")
+    r = fold_report(splits, hidden=widths, epochs=epochs, seed=seed)
+    from rich.table import Table
+
+    same = r.max_abs_diff <= FOLD_TOLERANCE * max(1.0, r.max_logit)
+    out.print(
+        f"max |logit difference| {r.max_abs_diff:.2e} over {len(splits.test)} test images\n"
+        f"(largest |logit| {r.max_logit:.1f}, tolerance {FOLD_TOLERANCE:g} of it): "
+        + ("identical to float rounding" if same else "DIFFERENT"),
+        highlight=False,
+    )
+    out.print(
+        f"test accuracy: BN {r.test_acc_bn:.4f}, folded {r.test_acc_folded:.4f}", highlight=False
+    )
+    table = Table(title="latency, median of 200 forward passes", title_justify="left")
+    for column in ("batch", "no BN", "BN", "BN folded"):
+        table.add_column(column, justify="right")
+    for b, times in r.latency.items():
+        table.add_row(str(b), *(f"{times[m] * 1e6:.0f} µs" for m in ("none", "batch", "folded")))
+    out.print(table)
+    if not same:
+        raise typer.Exit(1)

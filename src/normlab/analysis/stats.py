@@ -1,0 +1,165 @@
+"""Comparing two arms over seeds: effect, bootstrap interval, test, Holm correction.
+
+An *arm* is the values of one outcome (final test accuracy, steps to a target, ...) over
+the seeds of one configuration; a comparison sets the arm of interest (usually with BN)
+against a baseline (usually without). The rules, which docs/STATISTICS.md states for
+users:
+
+- **Effect**: the difference of means, arm minus baseline, in the outcome's own units
+  (of medians for ranked outcomes). When the arms share seeds (and so data order and the
+  initial weights of the layers they share) they are *paired*, and the effect is the
+  mean (median) of the per-seed differences.
+- **Interval**: a 95% bootstrap interval of that effect (BCa, 9,999 resamples, fixed
+  random stream so that the same data give the same interval). Resampling is over seeds,
+  pairs kept together when paired. With fewer than 3 values per arm there is no interval.
+- **Test**: paired t-test or Welch's t-test for continuous outcomes; Wilcoxon signed-rank
+  or Mann-Whitney U for ranked outcomes (those with censored values, such as steps to a
+  target that a run never reached, recorded as +inf). Two-sided.
+- **Holm**: the p-values of one claim's comparisons are corrected together (Holm 1979),
+  which controls the family-wise error rate without assuming independence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+RESAMPLES = 9999
+MIN_FOR_INTERVAL = 3
+KINDS = ("continuous", "ranked")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One arm against its baseline: effect (arm - baseline) with its interval and test."""
+
+    effect: float
+    ci_low: float
+    ci_high: float
+    p: float
+    test: str
+    n_arm: int
+    n_baseline: int
+    paired: bool
+
+
+def _finite_pairs(arm: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = ~(np.isnan(arm) | np.isnan(baseline))
+    return arm[keep], baseline[keep]
+
+
+def _interval(
+    arm: np.ndarray,
+    baseline: np.ndarray,
+    paired: bool,
+    center: Callable[..., np.ndarray],
+    seed: int,
+) -> tuple[float, float]:
+    if min(len(arm), len(baseline)) < MIN_FOR_INTERVAL or not (
+        np.isfinite(arm).all() and np.isfinite(baseline).all()
+    ):
+        return math.nan, math.nan
+    if paired:
+        data, statistic = (arm - baseline,), center
+    else:
+        data = (arm, baseline)
+
+        def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+            return center(a, axis=axis) - center(b, axis=axis)
+
+    if all(np.ptp(d) == 0 for d in data):  # no spread: every resample gives the same effect
+        effect = float(statistic(*data))
+        return effect, effect
+    result = stats.bootstrap(
+        data,
+        statistic,
+        n_resamples=RESAMPLES,
+        confidence_level=CONFIDENCE,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+    )
+    low, high = result.confidence_interval
+    if not (math.isfinite(low) and math.isfinite(high)):
+        # BCa's acceleration is undefined for some small, tied samples: use percentiles.
+        result = stats.bootstrap(
+            data,
+            statistic,
+            n_resamples=RESAMPLES,
+            confidence_level=CONFIDENCE,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        low, high = result.confidence_interval
+    return float(low), float(high)
+
+
+def _test(arm: np.ndarray, baseline: np.ndarray, paired: bool, kind: str) -> tuple[float, str]:
+    if min(len(arm), len(baseline)) < 2:
+        return math.nan, "none (fewer than 2 values)"
+    if kind == "continuous":
+        if paired:
+            diff = arm - baseline
+            if np.ptp(diff) == 0:  # t is undefined; no spread at all is decisive if nonzero
+                return (1.0 if diff[0] == 0 else 0.0), "paired t (no spread)"
+            return float(stats.ttest_rel(arm, baseline).pvalue), "paired t"
+        if np.ptp(arm) == 0 and np.ptp(baseline) == 0:
+            return (1.0 if arm[0] == baseline[0] else 0.0), "Welch t (no spread)"
+        return float(stats.ttest_ind(arm, baseline, equal_var=False).pvalue), "Welch t"
+    if paired:
+        if np.all(arm == baseline):
+            return 1.0, "Wilcoxon signed-rank"
+        return float(stats.wilcoxon(arm, baseline).pvalue), "Wilcoxon signed-rank"
+    return float(stats.mannwhitneyu(arm, baseline).pvalue), "Mann-Whitney U"
+
+
+def compare(
+    arm: Sequence[float],
+    baseline: Sequence[float],
+    *,
+    paired: bool,
+    kind: str = "continuous",
+    seed: int = 0,
+) -> Comparison:
+    """Compare ``arm`` with ``baseline`` (values over seeds; NaN = no value).
+
+    ``paired`` arms are aligned by seed: position i of each is the same seed, and a seed
+    missing from either arm is dropped from both. ``kind`` "ranked" uses rank tests, so
+    +inf (e.g. a target never reached) is a valid, largest value; the effect is then a
+    difference of medians, and no interval is given while a value is infinite.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    a, b = np.asarray(arm, dtype=float), np.asarray(baseline, dtype=float)
+    if paired:
+        if len(a) != len(b):
+            raise ValueError(f"paired arms need equal lengths, got {len(a)} and {len(b)}")
+        a, b = _finite_pairs(a, b)
+    else:
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if kind == "continuous" and not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("continuous outcomes must be finite; use kind='ranked' for censored ones")
+    if len(a) == 0 or len(b) == 0:
+        return Comparison(math.nan, math.nan, math.nan, math.nan, "none", len(a), len(b), paired)
+    center = np.median if kind == "ranked" else np.mean
+    effect = float(center(a - b) if paired else center(a) - center(b))
+    low, high = _interval(a, b, paired, center, seed)
+    p, test = _test(a, b, paired, kind)
+    return Comparison(effect, low, high, p, test, len(a), len(b), paired)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-corrected p-values, in the input order (NaN stays NaN and is not counted)."""
+    p = np.asarray(pvalues, dtype=float)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = len(valid)
+    corrected = np.full(len(p), math.nan)
+    running = 0.0
+    for rank, i in enumerate(valid[np.argsort(p[valid], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        corrected[i] = running
+    return corrected.tolist()
