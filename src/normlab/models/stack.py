@@ -7,7 +7,8 @@ the members: each has its own weights, normalization statistics and random strea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,12 +91,15 @@ class StackedMLP(nn.Module):
         x: torch.Tensor,
         dropout_keys: np.ndarray | None = None,
         first_layer: tuple[torch.Tensor, torch.Tensor] | None = None,
+        taps: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits [K, B, C] for inputs [K, B, D] (one batch per member) or [B, D] (shared).
 
         ``dropout_keys`` ([hidden layers, K], from ``dropout.step_keys``) applies dropout
         with those masks; eval passes none. ``first_layer`` is ``shared_first_layer()``,
-        computed once by a caller that feeds many chunks of shared inputs.
+        computed once by a caller that feeds many chunks of shared inputs. ``taps``, a
+        list, receives each hidden layer's pre-activation [K, B, width] (the input of its
+        activation function), for the probes.
         """
         if x.dim() == 2:
             # All members read the same examples: one [B, D] x [D, K*out] GEMM instead of
@@ -106,7 +110,7 @@ class StackedMLP(nn.Module):
             h = torch.baddbmm(self.biases[0].unsqueeze(1), x, self.weights[0])
         for i, norm in enumerate(self.norms):
             keys = None if dropout_keys is None or self.spec.dropout == 0 else dropout_keys[i]
-            h = self._hidden_block(norm, h, keys)
+            h = self._hidden_block(norm, h, keys, taps)
             h = torch.baddbmm(self.biases[i + 1].unsqueeze(1), h, self.weights[i + 1])
         return h
 
@@ -115,12 +119,28 @@ class StackedMLP(nn.Module):
         w = self.weights[0]
         return w.permute(1, 0, 2).reshape(w.shape[1], -1), self.biases[0].reshape(-1)
 
+    @contextlib.contextmanager
+    def frozen_statistics(self) -> Iterator[None]:
+        """Run forward passes (e.g. a probe's, in train mode) that leave the running
+        statistics of the normalization layers as they were."""
+        saved = [b.clone() for b in self.buffers()]
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for b, s in zip(self.buffers(), saved, strict=True):
+                    b.copy_(s)
+
     def _hidden_block(
-        self, norm: nn.Module, h: torch.Tensor, keys: np.ndarray | None
+        self,
+        norm: nn.Module,
+        h: torch.Tensor,
+        keys: np.ndarray | None,
+        taps: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         p = self.spec.dropout if keys is not None else 0.0
         h = h.float()  # normalization and its statistics stay fp32 under bf16 autocast
-        if h.device.type == "cpu" and self.spec.activation == "relu":
+        if taps is None and h.device.type == "cpu" and self.spec.activation == "relu":
             # The seed's block ([batch norm ->] ReLU -> dropout) has fused CPU kernels.
             inference = not self.training and not torch.is_grad_enabled()
             if type(norm) is nn.Identity:
@@ -137,7 +157,10 @@ class StackedMLP(nn.Module):
                     )
                     norm.update_running(mean, var, h.shape[1])
                     return h
-        h = self.act(norm(h)) if self.spec.norm_position == "before" else norm(self.act(h))
+        pre = norm(h) if self.spec.norm_position == "before" else h
+        if taps is not None:
+            taps.append(pre)
+        h = self.act(pre) if self.spec.norm_position == "before" else norm(self.act(pre))
         if keys is None or p == 0.0:
             return h
         _, b, width = h.shape

@@ -1,0 +1,75 @@
+"""Batch normalization's train/eval discrepancy, and "precise BN".
+
+In training BN normalizes by the batch's statistics; at inference by running averages
+of them. ``discrepancy`` evaluates the same data both ways. ``precise_statistics``
+replaces the running averages, which lag behind the weights, by the plain average of
+the batch statistics of many training batches with the weights fixed (the "precise BN"
+of Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from normlab.data.prepare import Split
+from normlab.models.norms import BatchNorm
+from normlab.models.stack import StackedMLP, member_losses
+
+
+@torch.no_grad()
+def discrepancy(model: StackedMLP, split: Split, batch_size: int) -> dict[str, torch.Tensor]:
+    """Loss and accuracy [K] of every member on ``split``, with batch statistics
+    (train-mode normalization over consecutive batches of ``batch_size``, no dropout;
+    the running statistics stay as they are) and with running statistics (eval mode).
+    A last partial batch is left out of both."""
+    n = len(split) // batch_size * batch_size
+    if n == 0:
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(split)} examples")
+    was_training = model.training
+    out: dict[str, torch.Tensor] = {}
+    for mode, training in (("batch", True), ("running", False)):
+        model.train(training)
+        loss = torch.zeros(model.k, dtype=torch.float64, device=split.x.device)
+        correct = torch.zeros(model.k, dtype=torch.long, device=split.x.device)
+        with model.frozen_statistics():
+            for start in range(0, n, batch_size):
+                x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
+                logits = model(x)
+                loss += member_losses(logits, y).double() * len(y)
+                correct += (logits.argmax(-1) == y).sum(1)
+        out[f"{mode}_loss"] = (loss / n).float()
+        out[f"{mode}_acc"] = correct.double() / n
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def precise_statistics(model: StackedMLP, split: Split, batch_size: int, batches: int) -> None:
+    """Set every BN layer's running statistics to the average of the batch statistics of
+    the first ``batches`` consecutive batches of ``split`` (weights fixed, no dropout).
+
+    Each layer sees its input as training produces it (earlier layers normalized by the
+    same batch), and keeps its own variance convention (biased or Bessel-corrected).
+    """
+    norms = [n for n in model.norms if isinstance(n, BatchNorm)]
+    if not norms:
+        raise ValueError("the model has no batch normalization layers")
+    batches = min(batches, len(split) // batch_size)
+    if batches == 0:
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(split)} examples")
+    settings = [n.settings for n in norms]
+    was_training = model.training
+    model.train()
+    try:
+        for b in range(batches):
+            # momentum 1/(b+1) turns the running update into a cumulative mean
+            for n, s in zip(norms, settings, strict=True):
+                n.settings = dataclasses.replace(s, momentum=1.0 / (b + 1))
+            x = split.x[b * batch_size : (b + 1) * batch_size]
+            model(x)
+    finally:
+        for n, s in zip(norms, settings, strict=True):
+            n.settings = s
+        model.train(was_training)
