@@ -226,3 +226,36 @@ def test_fold_bad_input_exits_2(env, args, message):
     result = invoke("fold", *args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_study_with_probes_records_them_on_real_mnist(env):
+    (env / "probed.toml").write_text(
+        STUDY.replace('name = "tiny"', 'name = "probed"').replace(
+            "epochs = 2",
+            'epochs = 1\nprobes = ["layers", "activations", "ics", "smoothness", "bn"]\n'
+            "probe_every = 25\neval_every = 20",
+        )
+    )
+    result = invoke("run", "probed.toml")
+    assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(env / "normlab.db")
+    per_run = conn.execute("SELECT count(DISTINCT step), count(DISTINCT probe) FROM probes "
+                           "GROUP BY run_id").fetchall()  # fmt: skip
+    assert per_run == [(2, 5)] * 4  # 55 steps: measured after steps 25 and 50, all 5 probes
+    layers = conn.execute("SELECT DISTINCT layer FROM probes WHERE probe = 'ics'").fetchall()
+    assert sorted(r[0] for r in layers) == [0, 1]
+    evals = conn.execute("SELECT step, val_acc FROM evals ORDER BY run_id, step").fetchall()
+    assert [s for s, _ in evals][:2] == [20, 40] and all(0.1 < a < 1 for _, a in evals)
+    # The same runs without probes train to exactly the same numbers.
+    (env / "plain.toml").write_text(
+        STUDY.replace('name = "tiny"', 'name = "plain"').replace("epochs = 2", "epochs = 1")
+    )
+    assert invoke("run", "plain.toml").exit_code == 0
+    accs = {
+        name: [r[0] for r in conn.execute(
+            "SELECT e.test_acc FROM epochs e JOIN study_runs sr ON sr.run_id = e.run_id "
+            "JOIN studies s ON s.id = sr.study_id WHERE s.name = ? ORDER BY sr.position", (name,)
+        )]
+        for name in ("probed", "plain")
+    }  # fmt: skip
+    assert len(accs["plain"]) == 4 and accs["probed"] == accs["plain"]

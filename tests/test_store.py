@@ -76,3 +76,34 @@ def test_schema_version_and_foreign_databases(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="not a normlab database"):
         Store(tmp_path / "e.db")
+
+
+def test_probe_and_eval_rows_round_trip(tmp_path):
+    config = RunConfig(probes=("ics",), eval_every=10)
+    result = _result()
+    result.probes.extend([(10, "ics", 1, "distance", 0.25), (10, "ics", 1, "cosine", float("nan"))])
+    result.evals.append((10, 0.5, 0.75, 0.3, 0.91))
+    with Store(tmp_path / "p.db") as store:
+        store.register_study("s", {}, [config])
+        store.mark_running([config.run_id], 1, {})
+        store.save_result(config.run_id, result)
+        probes = [tuple(r)[1:] for r in store.probes("s")]
+        assert probes == [(10, "ics", 1, "cosine", None), (10, "ics", 1, "distance", 0.25)]
+        assert [tuple(r)[1:] for r in store.evals("s")] == [(10, 0.5, 0.75, 0.3, 0.91)]
+        store.mark_running([config.run_id], 1, {})  # a retry clears what the last try left
+        assert store.probes("s") == [] and store.evals("s") == []
+
+
+def test_a_version_1_database_gains_the_probe_tables(tmp_path):
+    path = tmp_path / "old.db"
+    with Store(path) as store:
+        store.register_study("s", {}, [RunConfig()])
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE probes; DROP TABLE evals;")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert store.probes("s") == [] and store.study_names() == ["s"]
+    version = sqlite3.connect(path).execute("SELECT value FROM meta").fetchone()[0]
+    assert int(version) == SCHEMA_VERSION == 2

@@ -1,6 +1,7 @@
 """The stacked loop: independence of members, agreement with a plain PyTorch loop,
 divergence handling and determinism; on synthetic data and on real MNIST."""
 
+import itertools
 import math
 
 import pytest
@@ -242,3 +243,26 @@ def test_cuda_graph_matches_eager_and_freezes_diverged_members(norm):
     assert [s for s, _ in g_ok.step_losses] == list(range(3, 33, 3))
     torch.testing.assert_close(g_ok.step_losses, e_ok.step_losses, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(g_ok.epochs[-1].test_loss, e_ok.epochs[-1].test_loss)
+
+
+def test_probes_and_mid_epoch_evaluation_leave_training_unchanged():
+    from normlab.probes.schedule import ProbeSet
+
+    spec = MLPSpec(12, (16, 8), 3, norm="batch", dropout=0.2)
+    splits = synthetic_splits()
+    _, plain = _train(spec, splits, [0, 1], [1e-3, 1e-2], epochs=2)
+    probes = ProbeSet(("layers", "activations", "ics", "smoothness", "bn"), 5, splits.val, 16)
+    model = StackedMLP(spec, [0, 1])
+    probed = train_stack(model, Adam(), splits, seeds=[0, 1], lrs=[1e-3, 1e-2], batch_size=16,
+                         epochs=2, probes=probes, eval_every=4)  # fmt: skip
+    for a, b in zip(plain, probed, strict=True):
+        assert a.step_losses == b.step_losses
+        assert [e.test_acc for e in a.epochs] == [e.test_acc for e in b.epochs]
+    rows = probed[0].probes
+    assert {r[0] for r in rows} == set(range(5, 33, 5))
+    assert {r[1] for r in rows} == {"layers", "activations", "ics", "smoothness", "bn"}
+    assert all(math.isfinite(r[4]) for r in rows)
+    evals = probed[1].evals
+    assert [e[0] for e in evals] == list(range(4, 33, 4))
+    assert [e[1] for e in evals][:2] == [0.25, 0.5]
+    assert all(b[2] > a[2] for a, b in itertools.pairwise(evals))  # time only grows

@@ -21,7 +21,7 @@ from normlab.train.loop import MemberResult
 if TYPE_CHECKING:  # the store takes run configs but must not import the study layer
     from normlab.studies.config import RunConfig
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("queued", "running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")
 
@@ -69,6 +69,28 @@ CREATE TABLE steps (
     PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
 """
+# Version 2 added the instruments' tables; a version 1 file gains them in place.
+_SCHEMA_V2 = """
+CREATE TABLE probes (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    probe TEXT NOT NULL,
+    layer INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, step, probe, layer, name)
+) WITHOUT ROWID;
+CREATE TABLE evals (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch REAL NOT NULL,
+    seconds REAL NOT NULL,
+    val_loss REAL,
+    val_acc REAL,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+"""
+_RESULT_TABLES = ("epochs", "steps", "probes", "evals")
 
 
 class StoreError(RuntimeError):
@@ -109,7 +131,7 @@ class Store:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
         if not tables:
             with self.conn:
-                self.conn.executescript(_SCHEMA)
+                self.conn.executescript(_SCHEMA + _SCHEMA_V2)
                 self.conn.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -118,6 +140,11 @@ class Store:
             raise StoreError(f"{self.path}: not a normlab database (no meta table)")
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row else 0
+        if version == 1:
+            with self.conn:
+                self.conn.executescript(_SCHEMA_V2)
+                self.conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+            version = 2
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: schema version {version}, this normlab reads {SCHEMA_VERSION}"
@@ -172,7 +199,7 @@ class Store:
     ) -> None:
         """Record that ``run_ids`` started, clearing whatever an unfinished attempt left."""
         with self.conn:
-            for table in ("epochs", "steps"):
+            for table in _RESULT_TABLES:
                 self.conn.executemany(
                     f"DELETE FROM {table} WHERE run_id = ?", [(r,) for r in run_ids]
                 )
@@ -207,6 +234,14 @@ class Store:
             self.conn.executemany(
                 "INSERT INTO steps VALUES (?, ?, ?)",
                 [(run_id, s, _real(loss)) for s, loss in result.step_losses],
+            )
+            self.conn.executemany(
+                "INSERT INTO probes VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, *row[:4], _real(row[4])) for row in result.probes],
+            )
+            self.conn.executemany(
+                "INSERT INTO evals VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, *row[:3], _real(row[3]), _real(row[4])) for row in result.evals],
             )
             self.conn.execute(
                 "UPDATE runs SET status=?, finished_at=?, seconds=?, diverged_step=? WHERE id=?",
@@ -246,13 +281,24 @@ class Store:
             (study,),
         ).fetchall()
 
-    def epochs(self, study: str) -> list[sqlite3.Row]:
-        """Per-epoch metrics of every run of ``study``, in study order then epoch."""
+    def _per_run(self, table: str, study: str, order: str) -> list[sqlite3.Row]:
         return self.conn.execute(
-            "SELECT e.* FROM epochs e JOIN study_runs sr ON sr.run_id = e.run_id "
-            "JOIN studies s ON s.id = sr.study_id WHERE s.name = ? ORDER BY sr.position, e.epoch",
+            f"SELECT t.* FROM {table} t JOIN study_runs sr ON sr.run_id = t.run_id "
+            f"JOIN studies s ON s.id = sr.study_id WHERE s.name = ? ORDER BY sr.position, {order}",
             (study,),
         ).fetchall()
+
+    def epochs(self, study: str) -> list[sqlite3.Row]:
+        """Per-epoch metrics of every run of ``study``, in study order then epoch."""
+        return self._per_run("epochs", study, "t.epoch")
+
+    def probes(self, study: str) -> list[sqlite3.Row]:
+        """Probe measurements (step, probe, layer, name, value) of every run of ``study``."""
+        return self._per_run("probes", study, "t.step, t.probe, t.layer, t.name")
+
+    def evals(self, study: str) -> list[sqlite3.Row]:
+        """Validation evaluations within epochs (step, epoch, seconds, loss, accuracy)."""
+        return self._per_run("evals", study, "t.step")
 
     def step_losses(self, run_id: str) -> list[tuple[int, float | None]]:
         """The kept per-step training losses of one run."""

@@ -22,6 +22,10 @@ BATCH_NORMS = ("batch", "batch_renorm", "ghost_batch")
 
 # Fields that may differ between the members of one stack.
 MEMBER_FIELDS = ("seed", "lr")
+PROBES = ("layers", "activations", "ics", "smoothness", "bn")
+# Fields added after the first release, left out of a run's identity while at their
+# default, so that runs recorded before them keep their ids.
+_LATER_FIELDS = {"probes": [], "probe_every": 100, "eval_every": 0}
 
 
 class RunConfig(BaseModel):
@@ -51,6 +55,13 @@ class RunConfig(BaseModel):
     epochs: int = Field(5, ge=1)
     seed: int = Field(0, ge=0)
     log_every: int = Field(1, ge=1, description="keep every n-th step's training loss")
+    probes: tuple[Literal[PROBES], ...] = Field(  # type: ignore[valid-type]
+        (), description="instruments to record (normlab.probes); none cost nothing"
+    )
+    probe_every: int = Field(100, ge=1, description="steps between probe measurements")
+    eval_every: int = Field(
+        0, ge=0, description="steps between validation evaluations (0: each epoch's end only)"
+    )
     # Set only by procedures that carry one model through several trainings (the
     # notebook as written): the run whose final weights this one starts from, and
     # which random streams it draws data order and dropout from.
@@ -87,15 +98,22 @@ class RunConfig(BaseModel):
     @property
     def run_id(self) -> str:
         """Stable identity: 16 hex digits of the SHA-256 of the canonical JSON."""
-        return _digest(self.model_dump(mode="json"))
+        return _digest(self._identity())
 
     @property
     def cohort_key(self) -> str:
         """Identity of the stack this run can share: everything but the member fields."""
-        data = self.model_dump(mode="json")
+        data = self._identity()
         for name in MEMBER_FIELDS:
             data.pop(name)
         return _digest(data)
+
+    def _identity(self) -> dict[str, object]:
+        data = self.model_dump(mode="json")
+        for name, default in _LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
     def norm_settings(self) -> NormSettings:
         sem = get_semantics(self.semantics)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,6 +19,7 @@ from normlab.data.locate import RawDataset, load
 from normlab.data.prepare import Splits, prepare
 from normlab.models.semantics import get_semantics
 from normlab.models.stack import MLPSpec, StackedMLP
+from normlab.probes.schedule import ProbeSet
 from normlab.store.db import FINISHED, Store
 from normlab.studies.config import RunConfig
 from normlab.studies.plan import DEFAULT_MAX_STACK, Unit, plan
@@ -82,6 +84,12 @@ def train_unit(
 ) -> list[MemberResult]:
     """Train one unit and return a result per run, in ``unit.configs`` order."""
     first, device = unit.configs[0], splits.train.x.device
+    instruments: dict[str, Any] = {"eval_every": first.eval_every}
+    if first.probes:
+        held_out = splits.val if len(splits.val) else splits.test
+        instruments["probes"] = ProbeSet(
+            first.probes, first.probe_every, held_out, first.batch_size
+        )
     if not unit.chain:
         model = StackedMLP(mlp_spec(first, splits), [c.seed for c in unit.configs]).to(device)
         return train_stack(
@@ -94,6 +102,7 @@ def train_unit(
             epochs=first.epochs,
             log_every=first.log_every,
             progress=progress,
+            **instruments,
         )
     # A chain: one model carried through every leg, each leg with a fresh optimizer (as
     # the notebook recompiles its model), fresh data-order and dropout streams.
@@ -114,6 +123,7 @@ def train_unit(
             log_every=leg.log_every,
             stream=leg.stream,
             progress=progress,
+            **instruments,
         )
     return results
 

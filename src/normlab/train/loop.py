@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,9 @@ from normlab.models.stack import StackedMLP, member_losses
 from normlab.seeding import derive_seed
 from normlab.train.cuda_graph import CapturedStep
 from normlab.train.optim import Optimizer
+
+if TYPE_CHECKING:  # the runner builds the probe set; the loop only calls it
+    from normlab.probes.schedule import ProbeSet, Row
 
 EVAL_CHUNK = 1000  # rows per evaluation GEMM: its [rows, K*width] output stays in cache
 SYNC_EVERY = 100  # steps between host reads of the divergence flags on a GPU
@@ -49,10 +53,18 @@ class EpochMetrics:
 
 @dataclass
 class MemberResult:
-    """Everything one member's training produced."""
+    """Everything one member's training produced.
+
+    ``probes`` holds the probes' rows (step, probe, layer, name, value); ``evals`` the
+    validation evaluations within epochs (step, epoch, seconds, val_loss, val_acc),
+    where epoch is fractional and seconds is this member's share of the training time
+    so far, probes and evaluations excluded.
+    """
 
     epochs: list[EpochMetrics] = field(default_factory=list)
     step_losses: list[tuple[int, float]] = field(default_factory=list)
+    probes: list[Row] = field(default_factory=list)
+    evals: list[tuple[int, float, float, float, float]] = field(default_factory=list)
     diverged_step: int | None = None
     seconds: float = 0.0
 
@@ -122,6 +134,8 @@ def train_stack(
     precision: str = "fp32",
     progress: Callable[[int], None] | None = None,
     cuda_graph: bool = True,
+    probes: ProbeSet | None = None,
+    eval_every: int = 0,
 ) -> list[MemberResult]:
     """Train every member of ``model`` for ``epochs`` epochs; one result per member.
 
@@ -138,7 +152,9 @@ def train_stack(
     weights, optimizer state and normalization statistics stay fp32; it exists for the
     benchmark, which shows it slower than fp32 on the CPU measured, so study files and
     the CLI do not offer it (BENCHMARKS.md). ``progress`` is called with the number of
-    steps just done.
+    steps just done. ``probes`` are measured when due, and ``eval_every`` > 0 evaluates
+    the validation split every that many steps; both run the eager loop, and their time
+    is left out of the epoch's.
     """
     k, device = model.k, splits.train.x.device
     if len(seeds) != k or len(lrs) != k:
@@ -166,7 +182,9 @@ def train_stack(
     model.train()
     step = 0
     captured = None
-    if cuda_graph and device.type == "cuda" and precision == "fp32":
+    instrumented = probes is not None or eval_every > 0
+    train_clock = 0.0  # training seconds of earlier epochs, probes and evaluations excluded
+    if cuda_graph and device.type == "cuda" and precision == "fp32" and not instrumented:
         captured = CapturedStep(
             model,
             optimizer,
@@ -183,6 +201,7 @@ def train_stack(
         )
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
+        paused = 0.0  # seconds of this epoch spent in probes and evaluations
         order = torch.stack([torch.randperm(n_train, generator=g) for g in order_gens]).to(device)
         logged_steps: list[int] = []
         logged_losses: list[torch.Tensor] = []
@@ -219,16 +238,32 @@ def train_stack(
                 first_bad.masked_fill_(bad & (first_bad == 0), step)
                 if step % check_every == 0 or i == steps_per_epoch - 1:
                     _record_divergence(first_bad, active, results)
+                if probes is not None and probes.due(step):
+                    t_probe = time.perf_counter()
+                    rows = probes.measure(step, model, optimizer, opt_state, (x, y, keys), lrs)
+                    for m, member_rows in enumerate(rows):
+                        if active[m]:
+                            results[m].probes.extend(member_rows)
+                    paused += time.perf_counter() - t_probe
                 optimizer.step(opt_state, params, [p.grad for p in params], lrs, active)
                 loss_sum += losses
                 correct += (logits.detach().argmax(-1) == y).sum(1)
                 if step % log_every == 0:
                     logged_steps.append(step)
                     logged_losses.append(losses)
+                if eval_every and step % eval_every == 0 and len(splits.val):
+                    t_eval = time.perf_counter()
+                    clock = (train_clock + t_eval - t0 - paused) / k
+                    mid_loss, mid_acc = (v.tolist() for v in evaluate(model, splits.val))
+                    for m, (vl, va) in enumerate(zip(mid_loss, mid_acc, strict=True)):
+                        if active[m]:
+                            results[m].evals.append((step, step / steps_per_epoch, clock, vl, va))
+                    paused += time.perf_counter() - t_eval
                 if progress and i % 100 == 99:
                     progress(100)
         _wait_for(device)
-        train_seconds = time.perf_counter() - t0
+        train_seconds = time.perf_counter() - t0 - paused
+        train_clock += train_seconds
         t1 = time.perf_counter()
         val_loss, val_acc = (
             evaluate(model, splits.val, precision)
