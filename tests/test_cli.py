@@ -259,3 +259,14 @@ def test_study_with_probes_records_them_on_real_mnist(env):
         for name in ("probed", "plain")
     }  # fmt: skip
     assert len(accs["plain"]) == 4 and accs["probed"] == accs["plain"]
+    # every recorded number is reachable by export
+    for table, columns in (("probes", {"probe", "layer", "name", "value"}), ("evals", {"val_acc"})):
+        done = invoke("export", "--study", "probed", "--table", table, "--out", f"{table}.csv")
+        assert done.exit_code == 0, done.output
+        with open(env / f"{table}.csv") as f:
+            exported = list(csv.DictReader(f))
+        stored = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        assert len(exported) == stored > 0 and exported[0]["study"] == "probed"
+        assert columns <= set(exported[0])
+    bad = invoke("export", "--table", "weights", "--out", "w.csv")
+    assert bad.exit_code == 2 and "--table: 'weights' is not one of" in bad.output

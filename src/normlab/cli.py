@@ -367,26 +367,36 @@ def show(db: DbOpt = Path("normlab.db"), study: StudyOpt = None) -> None:
 def export(
     out_file: Annotated[Path, typer.Option("--out", help="File to write.")],
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    table: Annotated[
+        str,
+        typer.Option(
+            "--table",
+            help="epochs (one row per run and epoch), probes (per probe value) or evals "
+            "(per validation evaluation within epochs).",
+        ),
+    ] = "epochs",
     db: DbOpt = Path("normlab.db"),
     study: StudyOpt = None,
 ) -> None:
-    """Write one row per run × epoch (config, metrics, timing, status) to CSV or Parquet."""
+    """Write a study's rows (config, metrics, timing, status) to CSV or Parquet."""
     from normlab.store import export as ex
     from normlab.store.db import StoreError
 
     if fmt not in ex.FORMATS:
         raise _fail(f"--format: {fmt!r} is not one of csv, parquet")
+    if table not in ex.TABLES:
+        raise _fail(f"--table: {table!r} is not one of {', '.join(ex.TABLES)}")
     if not db.exists():
         raise _fail(f"{db}: no such database")
     store = _open_store(db)
     try:
         name = store.resolve_study(study)
-        n = ex.export(store, name, fmt, out_file)
+        n = ex.export(store, name, fmt, out_file, table)
     except (StoreError, RuntimeError) as e:
         raise _fail(str(e)) from None
     finally:
         store.close()
-    out.print(f"wrote {n} rows of study {name} to {out_file}", highlight=False)
+    out.print(f"wrote {n} {table} rows of study {name} to {out_file}", highlight=False)
 
 
 FOLD_TOLERANCE = 1e-5  # largest |Δ logit| allowed, relative to the largest logit

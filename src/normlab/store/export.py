@@ -1,4 +1,5 @@
-"""Tidy exports: one row per run × epoch, every config field a column."""
+"""Tidy exports: one row per run × epoch (or probe value, or evaluation), every config
+field a column."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 from normlab.store.db import Store
 
-# Leading columns in this order; the remaining config fields follow alphabetically.
-LEADING = (
+# The run columns that lead every table, then the table's own columns in this order;
+# the remaining config fields follow alphabetically.
+RUN_COLUMNS = (
     "study",
     "run_id",
     "cohort",
@@ -21,75 +23,78 @@ LEADING = (
     "seed",
     "inputs",
     "semantics",
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "epoch_seconds",
-    "eval_seconds",
-    "status",
 )
+# table -> (store column -> export column), in export order
+TABLES: dict[str, dict[str, str]] = {
+    "epochs": {
+        "epoch": "epoch",
+        "train_loss": "train_loss",
+        "train_acc": "train_acc",
+        "val_loss": "val_loss",
+        "val_acc": "val_acc",
+        "test_loss": "test_loss",
+        "test_acc": "test_acc",
+        "seconds": "epoch_seconds",
+        "eval_seconds": "eval_seconds",
+    },
+    "probes": {c: c for c in ("step", "probe", "layer", "name", "value")},
+    "evals": {c: c for c in ("step", "epoch", "seconds", "val_loss", "val_acc")},
+}
 FORMATS = ("csv", "parquet")
 
 
-def rows(store: Store, study: str) -> list[dict[str, object]]:
-    """Every epoch of every run of ``study``, flattened with the run's config."""
+def leading(table: str = "epochs") -> tuple[str, ...]:
+    """The first columns of an export of ``table``, in order."""
+    return (*RUN_COLUMNS, *TABLES[table].values(), "status")
+
+
+def rows(store: Store, study: str, table: str = "epochs") -> list[dict[str, object]]:
+    """Every row of ``table`` (epochs, probes or evals) for the runs of ``study``,
+    flattened with the run's config."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}: choose one of {', '.join(TABLES)}")
     runs = {r["id"]: r for r in store.runs(study)}
     out = []
-    for e in store.epochs(study):
-        run = runs[e["run_id"]]
+    for record in getattr(store, table)(study):
+        run = runs[record["run_id"]]
         config = json.loads(run["config"])
         config["hidden"] = "-".join(str(w) for w in config["hidden"])
-        row: dict[str, object] = {
-            **config,
-            "study": study,
-            "run_id": run["id"],
-            "cohort": run["cohort"],
-            "status": run["status"],
-            "epoch": e["epoch"],
-            "epoch_seconds": e["seconds"],
-            **{
-                k: e[k]
-                for k in (
-                    "train_loss",
-                    "train_acc",
-                    "val_loss",
-                    "val_acc",
-                    "test_loss",
-                    "test_acc",
-                    "eval_seconds",
-                )
-            },
-        }
-        out.append(row)
+        config["probes"] = ",".join(config.get("probes", []))
+        out.append(
+            {
+                **config,
+                "study": study,
+                "run_id": run["id"],
+                "cohort": run["cohort"],
+                "status": run["status"],
+                **{name: record[column] for column, name in TABLES[table].items()},
+            }
+        )
     return out
 
 
-def columns(table: list[dict[str, object]]) -> list[str]:
-    rest = sorted({k for r in table for k in r} - set(LEADING))
-    return [*LEADING, *rest]
+def columns(table: list[dict[str, object]], kind: str = "epochs") -> list[str]:
+    first = leading(kind)
+    return [*first, *sorted({k for r in table for k in r} - set(first))]
 
 
-def export(store: Store, study: str, fmt: str, out: Path) -> int:
-    """Write ``study``'s rows to ``out`` as ``fmt``; return the number of rows."""
+def export(store: Store, study: str, fmt: str, out: Path, table: str = "epochs") -> int:
+    """Write ``study``'s rows of ``table`` to ``out`` as ``fmt``; return the row count."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: choose csv or parquet")
-    table = rows(store, study)
-    cols = columns(table)
+    records = rows(store, study, table)
+    cols = columns(records, table)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         with out.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=cols)
             writer.writeheader()
-            writer.writerows(table)
-        return len(table)
+            writer.writerows(records)
+        return len(records)
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise RuntimeError("parquet export needs pyarrow: pip install 'normlab[parquet]'") from None
-    pq.write_table(pa.table({c: [r.get(c) for r in table] for c in cols}), out)
-    return len(table)
+    pq.write_table(pa.table({c: [r.get(c) for r in records] for c in cols}), out)
+    return len(records)
