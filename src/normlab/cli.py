@@ -462,3 +462,75 @@ def fold(
     out.print(table)
     if not same:
         raise typer.Exit(1)
+
+
+@app.command()
+def claims(
+    budget: Annotated[
+        str, typer.Option("--budget", help="quick (minutes), standard or full (rigorous).")
+    ] = "quick",
+    only: Annotated[
+        str | None, typer.Option("--only", help="Comma-separated claim numbers, e.g. 1,4.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON.")] = False,
+    db: DbOpt = Path("normlab.db"),
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    max_stack: StackOpt = 16,
+) -> None:
+    """Judge the seed notebook's claims about BN: run their studies, print verdicts.
+
+    Each claim has a built-in study; what is already in the database is reused, so an
+    interrupted run resumes. Verdicts follow the rule in docs/STATISTICS.md.
+    """
+    import json
+    import math
+
+    from normlab.analysis.claims import CLAIMS, claim_study, judge
+    from normlab.studies.spec import BUDGETS
+
+    if budget not in BUDGETS:
+        raise _fail(f"--budget: {budget!r} is not one of {', '.join(BUDGETS)}")
+    try:
+        wanted = sorted({int(n) for n in only.split(",")}) if only else sorted(CLAIMS)
+    except ValueError:
+        raise _fail(f"--only: expected comma-separated claim numbers, got {only!r}") from None
+    unknown = [n for n in wanted if n not in CLAIMS]
+    if unknown:
+        raise _fail(f"--only: no claim {unknown[0]} (claims: {', '.join(map(str, CLAIMS))})")
+    results, failures = [], []
+    for n in wanted:
+        spec = claim_study(CLAIMS[n], budget)
+        report = _execute(
+            spec.name, spec.model_dump(), spec.runs(), db, data_dir, device, threads, max_stack
+        )
+        failures += report.failures
+        store = _open_store(db)
+        results.append(judge(store, CLAIMS[n], spec.name))
+        store.close()
+    if as_json:
+        out.print_json(json.dumps([r.as_json() for r in results]))
+    else:
+        from rich.table import Table
+
+        def num(v: float, spec: str = ".4f") -> str:
+            return "—" if math.isnan(v) else format(v, spec)
+
+        table = Table(title=f"claims, {budget} budget", title_justify="left")
+        for column in ("#", "claim", "verdict", "effect [95% CI]", "p (Holm)", "runs"):
+            table.add_column(column)
+        for r in results:
+            ci = f" [{num(r.ci_low)}, {num(r.ci_high)}]" if not math.isnan(r.ci_low) else ""
+            table.add_row(str(r.id), r.claim, r.verdict, num(r.effect) + ci,
+                          num(r.p_corrected, ".2g"), str(r.runs))  # fmt: skip
+        out.print(table)
+        for r in results:
+            out.print(f"{r.id}. effect: {r.outcome}", highlight=False)
+            for label, c, p in r.comparisons:
+                out.print(f"   {label}: {num(c.effect)} ({c.test}, p {num(p, '.2g')})",
+                          highlight=False)  # fmt: skip
+    if failures:
+        for f in failures:
+            err.print(f"[red]failed[/red] {f}", highlight=False)
+        raise typer.Exit(1)

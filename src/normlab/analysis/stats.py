@@ -6,9 +6,10 @@ against a baseline (usually without). The rules, which docs/STATISTICS.md states
 users:
 
 - **Effect**: the difference of means, arm minus baseline, in the outcome's own units
-  (of medians for ranked outcomes). When the arms share seeds (and so data order and the
-  initial weights of the layers they share) they are *paired*, and the effect is the
-  mean (median) of the per-seed differences.
+  (of medians for ranked outcomes, which may be infinite: a median run that never
+  reached a target). When the arms share seeds (and so data order and the initial
+  weights of the layers they share) they are *paired*: resampling and tests keep each
+  seed's two values together.
 - **Interval**: a 95% bootstrap interval of that effect (BCa, 9,999 resamples, fixed
   random stream so that the same data give the same interval). Resampling is over seeds,
   pairs kept together when paired. With fewer than 3 values per arm there is no interval.
@@ -22,6 +23,7 @@ users:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,31 +66,34 @@ def _interval(
         np.isfinite(arm).all() and np.isfinite(baseline).all()
     ):
         return math.nan, math.nan
-    if paired:
-        data, statistic = (arm - baseline,), center
-    else:
-        data = (arm, baseline)
 
-        def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-            return center(a, axis=axis) - center(b, axis=axis)
+    def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return center(a, axis=axis) - center(b, axis=axis)
 
-    if all(np.ptp(d) == 0 for d in data):  # no spread: every resample gives the same effect
-        effect = float(statistic(*data))
+    data = (arm, baseline)
+    spread = np.ptp(arm - baseline) if paired else max(np.ptp(arm), np.ptp(baseline))
+    if spread == 0:  # every resample gives the same effect
+        effect = float(statistic(arm, baseline))
         return effect, effect
-    result = stats.bootstrap(
-        data,
-        statistic,
-        n_resamples=RESAMPLES,
-        confidence_level=CONFIDENCE,
-        method="BCa",
-        rng=np.random.default_rng(seed),
-    )
+    with warnings.catch_warnings():  # a degenerate BCa is handled just below
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.bootstrap(
+            data,
+            statistic,
+            paired=paired,
+            n_resamples=RESAMPLES,
+            confidence_level=CONFIDENCE,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
     low, high = result.confidence_interval
     if not (math.isfinite(low) and math.isfinite(high)):
         # BCa's acceleration is undefined for some small, tied samples: use percentiles.
         result = stats.bootstrap(
             data,
             statistic,
+            paired=paired,
             n_resamples=RESAMPLES,
             confidence_level=CONFIDENCE,
             method="percentile",
@@ -129,8 +134,8 @@ def compare(
 
     ``paired`` arms are aligned by seed: position i of each is the same seed, and a seed
     missing from either arm is dropped from both. ``kind`` "ranked" uses rank tests, so
-    +inf (e.g. a target never reached) is a valid, largest value; the effect is then a
-    difference of medians, and no interval is given while a value is infinite.
+    +inf (e.g. a target never reached) is a valid, largest value; the effect is then
+    the difference of medians, and no interval is given while a value is infinite.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -146,7 +151,7 @@ def compare(
     if len(a) == 0 or len(b) == 0:
         return Comparison(math.nan, math.nan, math.nan, math.nan, "none", len(a), len(b), paired)
     center = np.median if kind == "ranked" else np.mean
-    effect = float(center(a - b) if paired else center(a) - center(b))
+    effect = float(center(a) - center(b))  # for means, also the mean paired difference
     low, high = _interval(a, b, paired, center, seed)
     p, test = _test(a, b, paired, kind)
     return Comparison(effect, low, high, p, test, len(a), len(b), paired)

@@ -12,6 +12,14 @@ A study file is TOML::
 
 ``depth`` and ``width`` may stand in for ``hidden`` (``hidden = [width] * depth``).
 The runs are the Cartesian product of the grid over the fixed settings.
+
+A study may also name budgets, each overriding seeds, fixed settings or grid entries
+of the file's own (the ``standard`` budget)::
+
+    [budget.quick]
+    seeds = 2
+    fixed = { epochs = 1 }
+    grid = { batch_size = [128] }
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import itertools
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -32,8 +40,21 @@ class StudyError(ValueError):
     """A study that cannot be run; the message is one line naming file, field and value."""
 
 
+BUDGETS = ("quick", "standard", "full")
+
+
+class Budget(BaseModel):
+    """What one budget changes in a study."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: int | None = Field(None, ge=1)
+    fixed: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+
+
 class StudySpec(BaseModel):
-    """A study as declared: name, fixed settings and a grid."""
+    """A study as declared: name, fixed settings and a grid (and optional budgets)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +63,25 @@ class StudySpec(BaseModel):
     seeds: int | None = Field(None, ge=1, description="shorthand for grid.seed = range(seeds)")
     fixed: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
+    budget: dict[Literal[BUDGETS], Budget] = {}  # type: ignore[valid-type]
+
+    def with_budget(self, budget: str) -> StudySpec:
+        """This study at ``budget``: its overrides applied, the name suffixed by it.
+
+        ``standard`` is the file as written; a budget the file does not name changes
+        nothing but the name.
+        """
+        if budget not in BUDGETS:
+            raise StudyError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+        o = self.budget.get(budget, Budget())
+        return StudySpec(
+            name=f"{self.name}-{budget}",
+            description=self.description,
+            seeds=o.seeds or self.seeds,
+            # a budget may move a factor between fixed and grid
+            fixed={**{k: v for k, v in self.fixed.items() if k not in o.grid}, **o.fixed},
+            grid={**{k: v for k, v in self.grid.items() if k not in o.fixed}, **o.grid},
+        )
 
     def runs(self, source: str = "<study>") -> list[RunConfig]:
         """Every run of the study, validated; StudyError names the offending field."""

@@ -1,0 +1,213 @@
+"""The seed notebook's claims about BN, each judged from the runs of its built-in study.
+
+Each claim names its study (``normlab/studies/claims/<study>.toml``), the outcome it is
+about, the factors that split it into comparisons, and the verdict rule
+(``analysis.verdict``): which sign of the effect the claim predicts and what size
+matters. Every comparison sets the BN arm against the arm without normalization with
+all other factors equal; the two arms share seeds, so the comparison is paired by seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+
+from normlab.analysis.stats import Comparison, compare, holm
+from normlab.analysis.verdict import Rule, verdict
+from normlab.store.db import Store
+from normlab.studies.spec import StudySpec, load_study
+
+TRAIN_POOL = 60000  # MNIST and Fashion-MNIST training images before the validation split
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the claims read of one run."""
+
+    config: dict[str, object]
+    status: str
+    epochs: list[dict[str, float]]
+    evals: list[dict[str, float]]
+
+
+def final_test_accuracy(run: RunRecord) -> float:
+    """Test accuracy after the last epoch (NaN for a run that did not finish)."""
+    return run.epochs[-1]["test_acc"] if run.status == "done" and run.epochs else math.nan
+
+
+def train_test_gap(run: RunRecord) -> float:
+    """Last epoch's training accuracy (train mode, epoch mean) minus test accuracy."""
+    if run.status != "done" or not run.epochs:
+        return math.nan
+    return run.epochs[-1]["train_acc"] - run.epochs[-1]["test_acc"]
+
+
+def steps_to(target: float) -> Callable[[RunRecord], float]:
+    """Steps until validation accuracy first reaches ``target`` (+inf if never), from
+    the evaluations within epochs and at each epoch's end."""
+
+    def measure(run: RunRecord) -> float:
+        per_epoch = (TRAIN_POOL - int(run.config["val_size"])) // int(run.config["batch_size"])
+        points = [(e["step"], e["val_acc"]) for e in run.evals]
+        points += [(e["epoch"] * per_epoch, e["val_acc"]) for e in run.epochs]
+        reached = [s for s, acc in points if acc is not None and acc >= target]
+        return float(min(reached)) if reached else math.inf
+
+    return measure
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the seed notebook and how normlab judges it."""
+
+    id: int
+    claim: str
+    study: str
+    outcome: str
+    # one or more measures of the outcome (e.g. one per target), each compared apart
+    measures: dict[str, Callable[[RunRecord], float]]
+    rule: Rule
+    by: tuple[str, ...]
+    kind: str = "continuous"
+    # the factor values the claim is about; runs outside them are context only
+    where: tuple[tuple[str, tuple[object, ...]], ...] = ()
+
+
+CLAIMS: dict[int, Claim] = {
+    c.id: c
+    for c in (
+        Claim(
+            1,
+            "BN makes training converge faster",
+            "01-faster-convergence",
+            "median steps to a validation accuracy (BN − none; negative = BN faster)",
+            {f"target={t}": steps_to(t) for t in (0.93, 0.95)},
+            Rule(direction=-1, min_effect=50),
+            by=("inputs", "batch_size"),
+            kind="ranked",
+        ),
+        Claim(
+            4,
+            "BN has a regularizing effect",
+            "04-regularization",
+            "train − test accuracy gap without dropout (BN − none; negative = smaller gap)",
+            {"": train_test_gap},
+            Rule(direction=-1, min_effect=0.002),
+            by=("batch_size",),
+        ),
+        Claim(
+            9,
+            "BN may not work well on data that are already well normalized",
+            "09-normalization-conflicts",
+            "final test accuracy (BN − none) with scaled or standardized inputs",
+            {"": final_test_accuracy},
+            Rule(direction=-1, min_effect=0.002),
+            by=("inputs",),
+            where=(("inputs", ("scaled", "standardized")),),
+        ),
+    )
+}
+
+
+def claim_study(claim: Claim, budget: str) -> StudySpec:
+    """The built-in study of ``claim`` at ``budget`` (quick, standard or full)."""
+    source = resources.files("normlab.studies.claims") / f"{claim.study}.toml"
+    with resources.as_file(source) as path:
+        return load_study(path).with_budget(budget)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim's verdict with the comparison that carries most weight, and all of them."""
+
+    id: int
+    claim: str
+    verdict: str
+    outcome: str
+    effect: float
+    ci_low: float
+    ci_high: float
+    p_corrected: float
+    runs: int
+    comparisons: list[tuple[str, Comparison, float]]
+
+    def as_json(self) -> dict[str, object]:
+        """The keys of ``normlab claims --json`` (NaN becomes null)."""
+        out: dict[str, object] = {
+            "id": self.id,
+            "claim": self.claim,
+            "verdict": self.verdict,
+            "effect": self.effect,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "p_corrected": self.p_corrected,
+            "runs": self.runs,
+        }
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
+
+
+def _records(store: Store, study: str) -> list[RunRecord]:
+    epochs, evals = defaultdict(list), defaultdict(list)
+    for e in store.epochs(study):
+        epochs[e["run_id"]].append(dict(e))
+    for e in store.evals(study):
+        evals[e["run_id"]].append(dict(e))
+    return [
+        RunRecord(json.loads(r["config"]), r["status"], epochs[r["id"]], evals[r["id"]])
+        for r in store.runs(study)
+    ]
+
+
+def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
+    """Compare BN with none in every group of ``claim.by`` and apply the verdict rule."""
+    arms: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    runs = 0
+    for run in _records(store, study):
+        norm = run.config["norm"]
+        if norm not in ("batch", "none") or any(
+            run.config[f] not in values for f, values in claim.where
+        ):
+            continue
+        runs += 1
+        for name, measure in claim.measures.items():
+            key = (*(run.config[f] for f in claim.by), name)
+            arms[key][str(norm)][int(run.config["seed"])] = measure(run)
+    labelled = []
+    for key in sorted(arms, key=str):
+        bn, none = arms[key]["batch"], arms[key]["none"]
+        seeds = sorted(set(bn) | set(none))
+        comparison = compare(
+            [bn.get(s, math.nan) for s in seeds],
+            [none.get(s, math.nan) for s in seeds],
+            paired=True,
+            kind=claim.kind,
+        )
+        *values, measure_name = key
+        parts = [f"{f}={v}" for f, v in zip(claim.by, values, strict=True)]
+        label = ", ".join([*parts, measure_name] if measure_name else parts)
+        labelled.append((label, comparison))
+    corrected = holm([c.p for _, c in labelled])
+    comparisons = [(label, c, p) for (label, c), p in zip(labelled, corrected, strict=True)]
+    result = verdict([c for _, c, _ in comparisons], corrected, claim.rule)
+    # Report the comparison the verdict leans on most: the smallest corrected p (among
+    # equals, one with a finite effect, which says more than "never reached").
+    ranked = sorted(
+        comparisons, key=lambda t: (math.isnan(t[2]), t[2], not math.isfinite(t[1].effect))
+    )
+    _, lead, p = ranked[0] if ranked else ("", None, math.nan)
+    return ClaimResult(
+        id=claim.id,
+        claim=claim.claim,
+        verdict=result,
+        outcome=claim.outcome,
+        effect=lead.effect if lead else math.nan,
+        ci_low=lead.ci_low if lead else math.nan,
+        ci_high=lead.ci_high if lead else math.nan,
+        p_corrected=p,
+        runs=runs,
+        comparisons=comparisons,
+    )

@@ -1,0 +1,1 @@
+"""The built-in claim studies: one TOML file per claim of the seed notebook."""
