@@ -46,7 +46,7 @@ def test_ranked_outcomes_take_infinity_and_rank_tests():
     steps_none = [900.0, math.inf, 1200.0, 1000.0]  # one run never reached the target
     c = compare(steps_bn, steps_none, paired=False, kind="ranked")
     assert c.test == "Mann-Whitney U"
-    assert c.p == pytest.approx(stats.mannwhitneyu(steps_bn, steps_none).pvalue)
+    assert c.p == pytest.approx(stats.mannwhitneyu(steps_bn, steps_none, method="exact").pvalue)
     assert c.effect == pytest.approx(305.0 - 1100.0)
     assert math.isnan(c.ci_low)  # no interval while a value is infinite
     with pytest.raises(ValueError, match="continuous outcomes must be finite"):
@@ -57,8 +57,11 @@ def test_too_few_values_give_no_interval_and_constant_arms_a_definite_p():
     assert math.isnan(compare([1.0, 2.0], [0.0, 1.0], paired=False).ci_low)
     same = compare([0.5] * 4, [0.5] * 4, paired=True)
     assert same.p == 1.0 and same.effect == 0.0
+    # no spread: the exact rank tests, 2/C(8,4) unpaired and 2/2^4 paired, never 0
     shifted = compare([1.0] * 4, [0.0] * 4, paired=False)
-    assert shifted.p == 0.0 and shifted.ci_low == shifted.ci_high == 1.0
+    assert shifted.p == pytest.approx(2 / 70) and shifted.test == "Mann-Whitney U"
+    assert shifted.ci_low == shifted.ci_high == 1.0
+    assert compare([1.0] * 4, [0.0] * 4, paired=True).p == pytest.approx(2 / 16)
 
 
 def test_holm_matches_hand_computation():

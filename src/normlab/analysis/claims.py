@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+import numpy as np
+
 from normlab.analysis.stats import Comparison, compare, holm
 from normlab.analysis.verdict import Rule, verdict
 from normlab.store.db import Store
@@ -46,6 +48,29 @@ def train_test_gap(run: RunRecord) -> float:
     return run.epochs[-1]["train_acc"] - run.epochs[-1]["test_acc"]
 
 
+def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
+    """log10 of the largest learning rate whose run finished within ``tolerance`` of the
+    best final validation accuracy over the rates tried (diverged runs never qualify);
+    -inf when none finished."""
+
+    def measure(runs: list[RunRecord]) -> float:
+        finished = [(float(r.config["lr"]), r.epochs[-1]["val_acc"]) for r in runs
+                    if r.status == "done" and r.epochs]  # fmt: skip
+        if not finished:
+            return -math.inf
+        best = max(acc for _, acc in finished)
+        return math.log10(max(lr for lr, acc in finished if acc >= best - tolerance))
+
+    return measure
+
+
+def spread_of_final_accuracy(runs: list[RunRecord]) -> float:
+    """Standard deviation of final test accuracy over the runs (a diverged or failed run
+    counts as chance level, 0.1: not converging is the worst dependence on the init)."""
+    accs = [r.epochs[-1]["test_acc"] if r.status == "done" and r.epochs else 0.1 for r in runs]
+    return float(np.std(accs, ddof=1)) if len(accs) > 1 else math.nan
+
+
 def steps_to(target: float) -> Callable[[RunRecord], float]:
     """Steps until validation accuracy first reaches ``target`` (+inf if never), from
     the evaluations within epochs and at each epoch's end."""
@@ -69,12 +94,15 @@ class Claim:
     study: str
     outcome: str
     # one or more measures of the outcome (e.g. one per target), each compared apart
-    measures: dict[str, Callable[[RunRecord], float]]
+    measures: dict[str, Callable[..., float]]
     rule: Rule
     by: tuple[str, ...]
     kind: str = "continuous"
     # the factor values the claim is about; runs outside them are context only
     where: tuple[tuple[str, tuple[object, ...]], ...] = ()
+    # a factor whose values each seed's measure takes together (the measures then get
+    # the list of that seed's runs over it), e.g. the learning rate for "usable LRs"
+    across: str | None = None
 
 
 CLAIMS: dict[int, Claim] = {
@@ -91,6 +119,17 @@ CLAIMS: dict[int, Claim] = {
             kind="ranked",
         ),
         Claim(
+            2,
+            "BN allows higher learning rates",
+            "02-higher-learning-rates",
+            "log10 of the largest learning rate within 1 point of the best validation "
+            "accuracy, without diverging (BN − none; positive = BN tolerates higher)",
+            {"": largest_usable_lr(0.01)},
+            Rule(direction=1, min_effect=0.4),
+            by=("optimizer",),
+            across="lr",
+        ),
+        Claim(
             4,
             "BN has a regularizing effect",
             "04-regularization",
@@ -98,6 +137,17 @@ CLAIMS: dict[int, Claim] = {
             {"": train_test_gap},
             Rule(direction=-1, min_effect=0.002),
             by=("batch_size",),
+        ),
+        Claim(
+            5,
+            "BN makes training less dependent on the initialization",
+            "05-initialization",
+            "standard deviation of final test accuracy over init scales ×0.1 to ×10 "
+            "(BN − none; negative = less dependent)",
+            {"": spread_of_final_accuracy},
+            Rule(direction=-1, min_effect=0.005),
+            by=("init",),
+            across="init_scale",
         ),
         Claim(
             9,
@@ -165,6 +215,7 @@ def _records(store: Store, study: str) -> list[RunRecord]:
 def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
     """Compare BN with none in every group of ``claim.by`` and apply the verdict rule."""
     arms: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     runs = 0
     for run in _records(store, study):
         norm = run.config["norm"]
@@ -173,9 +224,15 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
         ):
             continue
         runs += 1
+        groups[(*(run.config[f] for f in claim.by), norm, int(run.config["seed"]))].append(run)
+    for (*values, norm, seed), members in groups.items():
         for name, measure in claim.measures.items():
-            key = (*(run.config[f] for f in claim.by), name)
-            arms[key][str(norm)][int(run.config["seed"])] = measure(run)
+            if claim.across is None:
+                (run,) = members  # without `across`, one run per seed and arm
+                value = measure(run)
+            else:
+                value = measure(members)
+            arms[(*values, name)][norm][seed] = value
     labelled = []
     for key in sorted(arms, key=str):
         bn, none = arms[key]["batch"], arms[key]["none"]

@@ -15,7 +15,8 @@ users:
   pairs kept together when paired. With fewer than 3 values per arm there is no interval.
 - **Test**: paired t-test or Welch's t-test for continuous outcomes; Wilcoxon signed-rank
   or Mann-Whitney U for ranked outcomes (those with censored values, such as steps to a
-  target that a run never reached, recorded as +inf). Two-sided.
+  target that a run never reached, recorded as +inf), and for continuous ones without
+  any spread, where t is undefined. Two-sided, exact where scipy computes it exactly.
 - **Holm**: the p-values of one claim's comparisons are corrected together (Holm 1979),
   which controls the family-wise error rate without assuming independence.
 """
@@ -34,6 +35,7 @@ CONFIDENCE = 0.95
 RESAMPLES = 9999
 MIN_FOR_INTERVAL = 3
 KINDS = ("continuous", "ranked")
+EXACT_UP_TO = 20  # values per arm up to which Mann-Whitney's p is exact
 
 
 @dataclass(frozen=True)
@@ -107,19 +109,21 @@ def _test(arm: np.ndarray, baseline: np.ndarray, paired: bool, kind: str) -> tup
     if min(len(arm), len(baseline)) < 2:
         return math.nan, "none (fewer than 2 values)"
     if kind == "continuous":
+        # Without spread t is undefined; the rank test's exact p is then the honest one
+        # (n identical paired differences give 2/2^n, not 0).
         if paired:
             diff = arm - baseline
-            if np.ptp(diff) == 0:  # t is undefined; no spread at all is decisive if nonzero
-                return (1.0 if diff[0] == 0 else 0.0), "paired t (no spread)"
-            return float(stats.ttest_rel(arm, baseline).pvalue), "paired t"
-        if np.ptp(arm) == 0 and np.ptp(baseline) == 0:
-            return (1.0 if arm[0] == baseline[0] else 0.0), "Welch t (no spread)"
-        return float(stats.ttest_ind(arm, baseline, equal_var=False).pvalue), "Welch t"
+            if np.ptp(diff) != 0:
+                return float(stats.ttest_rel(arm, baseline).pvalue), "paired t"
+        elif np.ptp(arm) != 0 or np.ptp(baseline) != 0:
+            return float(stats.ttest_ind(arm, baseline, equal_var=False).pvalue), "Welch t"
     if paired:
         if np.all(arm == baseline):
             return 1.0, "Wilcoxon signed-rank"
         return float(stats.wilcoxon(arm, baseline).pvalue), "Wilcoxon signed-rank"
-    return float(stats.mannwhitneyu(arm, baseline).pvalue), "Mann-Whitney U"
+    # The normal approximation is anti-conservative for a few seeds: exact up to 20 each.
+    method = "exact" if max(len(arm), len(baseline)) <= EXACT_UP_TO else "asymptotic"
+    return float(stats.mannwhitneyu(arm, baseline, method=method).pvalue), "Mann-Whitney U"
 
 
 def compare(
