@@ -3,10 +3,21 @@
 import json
 import math
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from normlab.analysis.claims import CLAIMS, RunRecord, claim_study, steps_to, train_test_gap
+from normlab.analysis.claims import (
+    CLAIMS,
+    RunRecord,
+    claim_study,
+    covariate_shift,
+    gradient_imbalance,
+    largest_usable_lr,
+    spread_of_final_accuracy,
+    steps_to,
+    train_test_gap,
+)
 from normlab.analysis.verdict import VERDICTS
 from normlab.cli import app
 from normlab.studies.spec import StudyError
@@ -29,9 +40,13 @@ def test_budget_can_move_a_factor_between_fixed_and_grid():
     assert quick.fixed["epochs"] == 1 and quick.seeds == 8
 
 
-def _run(evals, epochs, status="done"):
-    config = {"val_size": 5000, "batch_size": 1000}  # 55 steps per epoch
-    return RunRecord(config, status, epochs, evals)
+def _run(evals, epochs, status="done", probes=(), **config):
+    config = {"val_size": 5000, "batch_size": 1000, **config}  # 55 steps per epoch
+    return RunRecord(config, status, epochs, evals, list(probes))
+
+
+def _probe(probe, layer, name, value, step=50):
+    return {"step": step, "probe": probe, "layer": layer, "name": name, "value": value}
 
 
 def test_steps_to_target_reads_mid_epoch_and_epoch_end_evaluations():
@@ -43,6 +58,25 @@ def test_steps_to_target_reads_mid_epoch_and_epoch_end_evaluations():
     assert steps_to(0.99)(run) == math.inf
     assert train_test_gap(run) == pytest.approx(0.02)
     assert math.isnan(train_test_gap(_run([], epochs, status="diverged")))
+
+
+def test_measures_that_span_a_seeds_runs_or_read_probes():
+    def final(acc, lr, status="done"):
+        return _run([], [{"val_acc": acc, "test_acc": acc}], status=status, lr=lr)
+
+    runs = [final(0.95, 1e-3), final(0.955, 1e-2), final(0.948, 1e-1), final(0.1, 1.0, "diverged")]
+    assert largest_usable_lr(0.01)(runs) == pytest.approx(-1.0)  # 0.948 is within 1 point
+    assert largest_usable_lr(0.001)(runs) == pytest.approx(-2.0)
+    assert largest_usable_lr(0.01)([runs[3]]) == -math.inf
+    # a diverged run counts as chance level in the spread over inits
+    assert spread_of_final_accuracy(runs) == pytest.approx(
+        np.std([0.95, 0.955, 0.948, 0.1], ddof=1)
+    )
+    ics = [_probe("ics", 0, "cosine", 1.0), _probe("ics", 1, "cosine", 0.9),
+           _probe("ics", 2, "cosine", 0.7), _probe("ics", 2, "cosine", None, step=100)]  # fmt: skip
+    assert covariate_shift(_run([], [{}], probes=ics)) == pytest.approx(0.2)  # layer 0 aside
+    grads = [_probe("layers", i, "grad_norm", g) for i, g in enumerate((1e-3, 5.0, 1e-1, 7.0))]
+    assert gradient_imbalance(_run([], [{}], probes=grads)) == pytest.approx(2.0)  # 1e-3 vs 1e-1
 
 
 def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkeypatch):

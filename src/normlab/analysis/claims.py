@@ -34,6 +34,15 @@ class RunRecord:
     status: str
     epochs: list[dict[str, float]]
     evals: list[dict[str, float]]
+    probes: list[dict[str, object]]
+
+    def probe(self, probe: str, name: str) -> dict[int, list[float]]:
+        """One probe value's measurements by layer (NULLs left out)."""
+        out: dict[int, list[float]] = defaultdict(list)
+        for row in self.probes:
+            if row["probe"] == probe and row["name"] == name and row["value"] is not None:
+                out[int(row["layer"])].append(float(row["value"]))
+        return out
 
 
 def final_test_accuracy(run: RunRecord) -> float:
@@ -69,6 +78,25 @@ def spread_of_final_accuracy(runs: list[RunRecord]) -> float:
     counts as chance level, 0.1: not converging is the worst dependence on the init)."""
     accs = [r.epochs[-1]["test_acc"] if r.status == "done" and r.epochs else 0.1 for r in runs]
     return float(np.std(accs, ddof=1)) if len(accs) > 1 else math.nan
+
+
+def covariate_shift(run: RunRecord) -> float:
+    """Mean of 1 − cos(G, G') over the measurements and the layers that have layers
+    before them (Santurkar et al.'s ICS, made independent of the gradients' scale)."""
+    per_layer = run.probe("ics", "cosine")
+    values = [1 - c for layer, cs in per_layer.items() if layer > 0 for c in cs]
+    return float(np.mean(values)) if values and run.status == "done" else math.nan
+
+
+def gradient_imbalance(run: RunRecord) -> float:
+    """Mean over the measurements of |log10(‖∇W_first‖ / ‖∇W_last hidden‖)|: 0 when the
+    first and the last hidden layer get gradients of equal size, 1 for a factor of 10."""
+    norms = run.probe("layers", "grad_norm")
+    hidden = sorted(norms)[:-1]  # the output layer aside
+    if run.status != "done" or len(hidden) < 2:
+        return math.nan
+    pairs = zip(norms[hidden[0]], norms[hidden[-1]], strict=True)
+    return float(np.mean([abs(math.log10(a / b)) for a, b in pairs if a > 0 and b > 0]))
 
 
 def steps_to(target: float) -> Callable[[RunRecord], float]:
@@ -130,6 +158,16 @@ CLAIMS: dict[int, Claim] = {
             across="lr",
         ),
         Claim(
+            3,
+            "BN stabilizes gradients and prevents vanishing gradients in deep networks",
+            "03-deep-gradients",
+            "|log10| of the first / last hidden layer's gradient-norm ratio, mean over "
+            "training (BN − none; negative = more even gradients)",
+            {"": gradient_imbalance},
+            Rule(direction=-1, min_effect=0.1),
+            by=("activation", "hidden"),
+        ),
+        Claim(
             4,
             "BN has a regularizing effect",
             "04-regularization",
@@ -148,6 +186,16 @@ CLAIMS: dict[int, Claim] = {
             Rule(direction=-1, min_effect=0.005),
             by=("init",),
             across="init_scale",
+        ),
+        Claim(
+            8,
+            "BN reduces internal covariate shift",
+            "08-internal-covariate-shift",
+            "1 − cos(G, G') of a layer's gradient before and after the earlier layers' "
+            "update, mean over layers and training (BN − none; negative = less shift)",
+            {"": covariate_shift},
+            Rule(direction=-1, min_effect=0.01),
+            by=("batch_size",),
         ),
         Claim(
             9,
@@ -201,15 +249,26 @@ class ClaimResult:
 
 
 def _records(store: Store, study: str) -> list[RunRecord]:
-    epochs, evals = defaultdict(list), defaultdict(list)
-    for e in store.epochs(study):
-        epochs[e["run_id"]].append(dict(e))
-    for e in store.evals(study):
-        evals[e["run_id"]].append(dict(e))
+    tables: dict[str, dict[str, list[dict]]] = {}
+    for table in ("epochs", "evals", "probes"):
+        tables[table] = defaultdict(list)
+        for row in getattr(store, table)(study):
+            tables[table][row["run_id"]].append(dict(row))
     return [
-        RunRecord(json.loads(r["config"]), r["status"], epochs[r["id"]], evals[r["id"]])
+        RunRecord(
+            json.loads(r["config"]),
+            r["status"],
+            *(tables[t][r["id"]] for t in ("epochs", "evals", "probes")),
+        )
         for r in store.runs(study)
     ]
+
+
+def _factor(value: object) -> object:
+    # hidden widths are lists: a hashable key, shown as depth × width when uniform
+    if isinstance(value, list):
+        return f"{len(value)}×{value[0]}" if len(set(value)) == 1 else "-".join(map(str, value))
+    return value
 
 
 def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
@@ -224,7 +283,8 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
         ):
             continue
         runs += 1
-        groups[(*(run.config[f] for f in claim.by), norm, int(run.config["seed"]))].append(run)
+        factors = (_factor(run.config[f]) for f in claim.by)
+        groups[(*factors, norm, int(run.config["seed"]))].append(run)
     for (*values, norm, seed), members in groups.items():
         for name, measure in claim.measures.items():
             if claim.across is None:
