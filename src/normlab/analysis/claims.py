@@ -3,8 +3,9 @@
 Each claim names its study (``normlab/studies/claims/<study>.toml``), the outcome it is
 about, the factors that split it into comparisons, and the verdict rule
 (``analysis.verdict``): which sign of the effect the claim predicts and what size
-matters. Every comparison sets the BN arm against the arm without normalization with
-all other factors equal; the two arms share seeds, so the comparison is paired by seed.
+matters. Every comparison sets the BN arm against a baseline (no normalization, or
+GroupNorm for the small-batch claim) with all other factors equal; the two arms share
+seeds, so the comparison is paired by seed.
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ class Claim:
     # a factor whose values each seed's measure takes together (the measures then get
     # the list of that seed's runs over it), e.g. the learning rate for "usable LRs"
     across: str | None = None
+    # the normalization of the arm and of the baseline it is compared with
+    arm: str = "batch"
+    baseline: str = "none"
 
 
 CLAIMS: dict[int, Claim] = {
@@ -188,6 +192,18 @@ CLAIMS: dict[int, Claim] = {
             across="init_scale",
         ),
         Claim(
+            6,
+            "BN makes training unstable at very small batch sizes",
+            "06-small-batches",
+            "final test accuracy, BN − GroupNorm (which does not depend on the batch), at "
+            "batch sizes 4 and 8 (negative = BN worse)",
+            {"": final_test_accuracy},
+            Rule(direction=-1, min_effect=0.002),
+            by=("batch_size",),
+            where=(("batch_size", (2, 4, 8)),),
+            baseline="group",
+        ),
+        Claim(
             8,
             "BN reduces internal covariate shift",
             "08-internal-covariate-shift",
@@ -195,6 +211,15 @@ CLAIMS: dict[int, Claim] = {
             "update, mean over layers and training (BN − none; negative = less shift)",
             {"": covariate_shift},
             Rule(direction=-1, min_effect=0.01),
+            by=("batch_size",),
+        ),
+        Claim(
+            10,
+            "Ioffe & Szegedy's MNIST experiment: BN trains faster to a higher accuracy",
+            "10-ioffe-szegedy-mnist",
+            "test accuracy of 3×100 sigmoid networks, batch 60, SGD (BN − none)",
+            {"": final_test_accuracy},
+            Rule(direction=1, min_effect=0.005),
             by=("batch_size",),
         ),
         Claim(
@@ -278,7 +303,7 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
     runs = 0
     for run in _records(store, study):
         norm = run.config["norm"]
-        if norm not in ("batch", "none") or any(
+        if norm not in (claim.arm, claim.baseline) or any(
             run.config[f] not in values for f, values in claim.where
         ):
             continue
@@ -295,7 +320,7 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
             arms[(*values, name)][norm][seed] = value
     labelled = []
     for key in sorted(arms, key=str):
-        bn, none = arms[key]["batch"], arms[key]["none"]
+        bn, none = arms[key][claim.arm], arms[key][claim.baseline]
         seeds = sorted(set(bn) | set(none))
         comparison = compare(
             [bn.get(s, math.nan) for s in seeds],
