@@ -399,6 +399,29 @@ def export(
     out.print(f"wrote {n} {table} rows of study {name} to {out_file}", highlight=False)
 
 
+def _inference_claim(claim, budget: str, data_dir: Path | None, device: str, threads: int | None):
+    """Claim 7: train, fold and time BN networks now (nothing of it goes to the store)."""
+    from normlab import runtime
+    from normlab.analysis.claims import judge_values
+    from normlab.data.download import DownloadError
+    from normlab.data.idx import IdxError
+    from normlab.data.locate import load
+    from normlab.data.prepare import prepare
+    from normlab.studies.inference import inference_overhead
+
+    try:
+        dev = runtime.resolve_device(device)
+        runtime.set_threads(threads)
+        splits = prepare(load("mnist", data_dir, log=err.print), "scaled", device=dev)
+    except (DownloadError, IdxError, FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from None
+    err.print(f"claim {claim.id}: training, folding and timing BN networks")
+    arms, worst = inference_overhead(splits, budget)
+    if worst > FOLD_TOLERANCE:
+        err.print(f"[red]folded outputs differ by {worst:.1e} of the largest logit[/red]")
+    return judge_values(claim, arms, runs=len(next(iter(arms.values()))["batch"]))
+
+
 FOLD_TOLERANCE = 1e-5  # largest |Δ logit| allowed, relative to the largest logit
 
 
@@ -501,6 +524,9 @@ def claims(
         raise _fail(f"--only: no claim {unknown[0]} (claims: {', '.join(map(str, CLAIMS))})")
     results, failures = [], []
     for n in wanted:
+        if CLAIMS[n].study is None:
+            results.append(_inference_claim(CLAIMS[n], budget, data_dir, device, threads))
+            continue
         spec = claim_study(CLAIMS[n], budget)
         report = _execute(
             spec.name, spec.model_dump(), spec.runs(), db, data_dir, device, threads, max_stack

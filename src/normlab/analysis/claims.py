@@ -120,7 +120,7 @@ class Claim:
 
     id: int
     claim: str
-    study: str
+    study: str | None  # None: measured live (``studies.inference``), not from a study
     outcome: str
     # one or more measures of the outcome (e.g. one per target), each compared apart
     measures: dict[str, Callable[..., float]]
@@ -204,6 +204,18 @@ CLAIMS: dict[int, Claim] = {
             baseline="group",
         ),
         Claim(
+            7,
+            "BN adds computational overhead at inference",
+            None,
+            "log of the latency ratio, BN with running statistics vs the same network "
+            "with BN folded into its dense layer, per inference batch (positive = BN "
+            "slower; folding's outputs equal BN's to float rounding)",
+            {},
+            Rule(direction=1, min_effect=0.05),
+            by=("batch",),
+            baseline="folded",
+        ),
+        Claim(
             8,
             "BN reduces internal covariate shift",
             "08-internal-covariate-shift",
@@ -238,6 +250,8 @@ CLAIMS: dict[int, Claim] = {
 
 def claim_study(claim: Claim, budget: str) -> StudySpec:
     """The built-in study of ``claim`` at ``budget`` (quick, standard or full)."""
+    if claim.study is None:
+        raise ValueError(f"claim {claim.id} is measured live, it has no study")
     source = resources.files("normlab.studies.claims") / f"{claim.study}.toml"
     with resources.as_file(source) as path:
         return load_study(path).with_budget(budget)
@@ -297,8 +311,8 @@ def _factor(value: object) -> object:
 
 
 def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
-    """Compare BN with none in every group of ``claim.by`` and apply the verdict rule."""
-    arms: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    """Compare BN with the baseline in every group of ``claim.by`` and apply the rule."""
+    arms: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     runs = 0
     for run in _records(store, study):
@@ -317,20 +331,27 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
                 value = measure(run)
             else:
                 value = measure(members)
-            arms[(*values, name)][norm][seed] = value
+            parts = [f"{f}={v}" for f, v in zip(claim.by, values, strict=True)]
+            label = ", ".join([*parts, name] if name else parts)
+            arms[label][norm][seed] = value
+    return judge_values(claim, arms, runs)
+
+
+def judge_values(
+    claim: Claim, arms: dict[str, dict[str, dict[int, float]]], runs: int
+) -> ClaimResult:
+    """The verdict from values already measured: comparison label -> arm ("batch" or
+    the baseline's name) -> seed -> value."""
     labelled = []
-    for key in sorted(arms, key=str):
-        bn, none = arms[key][claim.arm], arms[key][claim.baseline]
-        seeds = sorted(set(bn) | set(none))
+    for label in sorted(arms):
+        bn, base = arms[label][claim.arm], arms[label][claim.baseline]
+        seeds = sorted(set(bn) | set(base))
         comparison = compare(
             [bn.get(s, math.nan) for s in seeds],
-            [none.get(s, math.nan) for s in seeds],
+            [base.get(s, math.nan) for s in seeds],
             paired=True,
             kind=claim.kind,
         )
-        *values, measure_name = key
-        parts = [f"{f}={v}" for f, v in zip(claim.by, values, strict=True)]
-        label = ", ".join([*parts, measure_name] if measure_name else parts)
         labelled.append((label, comparison))
     corrected = holm([c.p for _, c in labelled])
     comparisons = [(label, c, p) for (label, c), p in zip(labelled, corrected, strict=True)]

@@ -8,6 +8,7 @@ statistics), and with BN folded.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from normlab.train.loop import evaluate, train_stack
 from normlab.train.optim import Adam
 
 LATENCY_BATCHES = (1, 256)
+# claim 7's budgets: (seeds, epochs of training before folding)
+OVERHEAD_BUDGETS = {"quick": (5, 1), "standard": (8, 3), "full": (12, 5)}
 
 
 @dataclass(frozen=True)
@@ -80,3 +83,23 @@ def fold_report(
         test_acc_folded=float(evaluate(folded, splits.test)[1][0]),
         latency=latency,
     )
+
+
+def inference_overhead(
+    splits: Splits, budget: str
+) -> tuple[dict[str, dict[str, dict[int, float]]], float]:
+    """Claim 7's measurements: for each inference batch size, log latency of the BN
+    network (running statistics) and of the same network with BN folded, per seed;
+    and the largest output difference folding made, relative to the largest logit."""
+    seeds, epochs = OVERHEAD_BUDGETS[budget]
+    arms: dict[str, dict[str, dict[int, float]]] = {
+        f"batch={b}": {"batch": {}, "folded": {}} for b in LATENCY_BATCHES
+    }
+    worst = 0.0
+    for seed in range(seeds):
+        r = fold_report(splits, epochs=epochs, seed=seed)
+        worst = max(worst, r.max_abs_diff / max(1.0, r.max_logit))
+        for b, times in r.latency.items():
+            for name in ("batch", "folded"):
+                arms[f"batch={b}"][name][seed] = math.log(times[name])
+    return arms, worst
