@@ -96,6 +96,7 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     again = runner.invoke(app, ["claims", "--only", "4", "--db", db])  # resumes: no training
     assert again.exit_code == 0 and "6 already finished, 0 to train" in again.output
     assert verdicts[0]["verdict"] in again.output
+    assert "diverged runs: none 0/3, batch 0/3" in again.output  # an outcome, shown
 
 
 @pytest.mark.parametrize(

@@ -553,6 +553,9 @@ def claims(
         out.print(table)
         for r in results:
             out.print(f"{r.id}. effect: {r.outcome}", highlight=False)
+            if r.diverged:
+                counts = ", ".join(f"{arm} {d}/{n}" for arm, (d, n) in r.diverged.items())
+                out.print(f"   diverged runs: {counts}", highlight=False)
             for label, c, p in r.comparisons:
                 out.print(f"   {label}: {num(c.effect)} ({c.test}, p {num(p, '.2g')})",
                           highlight=False)  # fmt: skip

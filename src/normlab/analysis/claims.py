@@ -14,7 +14,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 import numpy as np
@@ -271,6 +271,8 @@ class ClaimResult:
     p_corrected: float
     runs: int
     comparisons: list[tuple[str, Comparison, float]]
+    # arm -> (runs that diverged, runs): divergence is an outcome, never dropped silently
+    diverged: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         """The keys of ``normlab claims --json`` (NaN becomes null)."""
@@ -314,6 +316,7 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
     """Compare BN with the baseline in every group of ``claim.by`` and apply the rule."""
     arms: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    diverged: dict[str, list[int]] = {}
     runs = 0
     for run in _records(store, study):
         norm = run.config["norm"]
@@ -322,6 +325,9 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
         ):
             continue
         runs += 1
+        count = diverged.setdefault(str(norm), [0, 0])
+        count[0] += run.status == "diverged"
+        count[1] += 1
         factors = (_factor(run.config[f]) for f in claim.by)
         groups[(*factors, norm, int(run.config["seed"]))].append(run)
     for (*values, norm, seed), members in groups.items():
@@ -334,7 +340,8 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
             parts = [f"{f}={v}" for f, v in zip(claim.by, values, strict=True)]
             label = ", ".join([*parts, name] if name else parts)
             arms[label][norm][seed] = value
-    return judge_values(claim, arms, runs)
+    result = judge_values(claim, arms, runs)
+    return replace(result, diverged={arm: (d, n) for arm, (d, n) in diverged.items()})
 
 
 def judge_values(
