@@ -251,7 +251,8 @@ def test_probes_and_mid_epoch_evaluation_leave_training_unchanged():
     spec = MLPSpec(12, (16, 8), 3, norm="batch", dropout=0.2)
     splits = synthetic_splits()
     _, plain = _train(spec, splits, [0, 1], [1e-3, 1e-2], epochs=2)
-    probes = ProbeSet(("layers", "activations", "ics", "smoothness", "bn"), 5, splits.val, 16)
+    names = ("layers", "activations", "ics", "smoothness", "bn")
+    probes = ProbeSet(names, 5, splits.val, 16, splits.train)
     model = StackedMLP(spec, [0, 1])
     probed = train_stack(model, Adam(), splits, seeds=[0, 1], lrs=[1e-3, 1e-2], batch_size=16,
                          epochs=2, probes=probes, eval_every=4)  # fmt: skip
@@ -262,6 +263,9 @@ def test_probes_and_mid_epoch_evaluation_leave_training_unchanged():
     assert {r[0] for r in rows} == set(range(5, 33, 5))
     assert {r[1] for r in rows} == {"layers", "activations", "ics", "smoothness", "bn"}
     assert all(math.isfinite(r[4]) for r in rows)
+    assert {r[3] for r in rows if r[1] == "bn"} == {
+        "batch_loss", "batch_acc", "running_loss", "running_acc", "precise_loss", "precise_acc"
+    }  # fmt: skip
     evals = probed[1].evals
     assert [e[0] for e in evals] == list(range(4, 33, 4))
     assert [e[1] for e in evals][:2] == [0.25, 0.5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -9,8 +10,9 @@ import numpy as np
 import torch
 
 from normlab.data.prepare import Split
+from normlab.models.norms import BatchNorm
 from normlab.models.stack import StackedMLP
-from normlab.probes.bn import discrepancy
+from normlab.probes.bn import discrepancy, precise_statistics
 from normlab.probes.ics import internal_covariate_shift
 from normlab.probes.layers import layer_norms, preactivation_stats
 from normlab.probes.smoothness import smoothness
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from normlab.train.optim import AdamState, Optimizer, SGDState
 
 PROBE_EXAMPLES = 512  # held-out examples the activation and BN probes look at
+PRECISE_BATCHES = 20  # training batches whose statistics precise BN averages
 WHOLE_NETWORK = -1  # the layer recorded for measurements of the whole network
 
 # One measurement of one member: (step, probe, layer, name, value).
@@ -30,14 +33,20 @@ class ProbeSet:
 
     The activation and BN probes use the first ``PROBE_EXAMPLES`` examples of
     ``held_out`` (the validation split), the same at every measurement; the gradient
-    probes use the training step's own batch and dropout masks. Measurements are taken
-    after the step's backward pass and before its update.
+    probes use the training step's own batch and dropout masks. For networks with BN
+    the ``bn`` probe also evaluates a copy whose running statistics precise BN
+    recomputed from the first ``PRECISE_BATCHES`` batches of ``train``. Measurements
+    are taken after the step's backward pass and before its update.
     """
 
-    def __init__(self, names: Sequence[str], every: int, held_out: Split, batch_size: int) -> None:
+    def __init__(
+        self, names: Sequence[str], every: int, held_out: Split, batch_size: int, train: Split
+    ) -> None:
         self.names, self.every = tuple(names), every
         self.held_out = Split(held_out.x[:PROBE_EXAMPLES], held_out.y[:PROBE_EXAMPLES])
         self.batch_size = min(batch_size, len(self.held_out))
+        n = min(len(train), PRECISE_BATCHES * batch_size)
+        self.train, self.train_batch = Split(train.x[:n], train.y[:n]), min(batch_size, n)
 
     def due(self, step: int) -> bool:
         """Whether the probes measure after training step ``step`` (1-based)."""
@@ -83,4 +92,10 @@ class ProbeSet:
         if "bn" in self.names:
             for name, values in discrepancy(model, self.held_out, self.batch_size).items():
                 add("bn", WHOLE_NETWORK, name, values)
+            if any(isinstance(n, BatchNorm) for n in model.norms):
+                recalibrated = copy.deepcopy(model)
+                precise_statistics(recalibrated, self.train, self.train_batch, PRECISE_BATCHES)
+                precise = discrepancy(recalibrated, self.held_out, self.batch_size)
+                add("bn", WHOLE_NETWORK, "precise_loss", precise["running_loss"])
+                add("bn", WHOLE_NETWORK, "precise_acc", precise["running_acc"])
         return rows

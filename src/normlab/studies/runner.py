@@ -88,7 +88,7 @@ def train_unit(
     if first.probes:
         held_out = splits.val if len(splits.val) else splits.test
         instruments["probes"] = ProbeSet(
-            first.probes, first.probe_every, held_out, first.batch_size
+            first.probes, first.probe_every, held_out, first.batch_size, splits.train
         )
     if not unit.chain:
         model = StackedMLP(mlp_spec(first, splits), [c.seed for c in unit.configs]).to(device)
