@@ -57,19 +57,14 @@ K = 16
 N_TRAIN = 55000
 
 
-def _wait(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_time(fn, reps: int, device: torch.device) -> float:
     fn()
     times = []
     for _ in range(reps):
-        _wait(device)
+        runtime.synchronize(device)
         t = time.perf_counter()
         fn()
-        _wait(device)
+        runtime.synchronize(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -182,10 +177,10 @@ def curve_point(splits, k: int, width: int, batch: int = 128, steps: int = 40) -
     tiny = Splits(Split(x, y), Split(x[:0], y[:0]), Split(x[:batch], y[:batch]), "raw", 10)
     opt = Adam(eps=1e-7, eps_before_bias_correction=True)
     train_stack(model, opt, tiny, seeds=seeds, lrs=[1e-3] * k, batch_size=batch, epochs=1)
-    _wait(x.device)
+    runtime.synchronize(x.device)
     start = time.perf_counter()
     train_stack(model, opt, tiny, seeds=seeds, lrs=[1e-3] * k, batch_size=batch, epochs=1)
-    _wait(x.device)
+    runtime.synchronize(x.device)
     per_step = (time.perf_counter() - start) / steps
     return per_step * (N_TRAIN // batch) / k
 

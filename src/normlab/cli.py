@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from normlab.analysis.summary import StudySummary
+    from normlab.data.prepare import Splits
     from normlab.store.db import Store
     from normlab.studies.plan import Unit
     from normlab.studies.runner import RunReport
@@ -399,30 +400,36 @@ def export(
     out.print(f"wrote {n} {table} rows of study {name} to {out_file}", highlight=False)
 
 
-def _inference_claim(claim, budget: str, data_dir: Path | None, device: str, threads: int | None):
-    """Claim 7: train, fold and time BN networks now (nothing of it goes to the store)."""
+FOLD_TOLERANCE = 1e-5  # largest |Δ logit| allowed, relative to the largest logit
+
+
+def _mnist(data_dir: Path | None, inputs: str, device: str, threads: int | None) -> Splits:
+    """MNIST prepared on ``device`` for the commands that train outside a study."""
     from normlab import runtime
-    from normlab.analysis.claims import judge_values
     from normlab.data.download import DownloadError
     from normlab.data.idx import IdxError
     from normlab.data.locate import load
     from normlab.data.prepare import prepare
-    from normlab.studies.inference import inference_overhead
 
     try:
         dev = runtime.resolve_device(device)
         runtime.set_threads(threads)
-        splits = prepare(load("mnist", data_dir, log=err.print), "scaled", device=dev)
+        return prepare(load("mnist", data_dir, log=err.print), inputs, device=dev)
     except (DownloadError, IdxError, FileNotFoundError, ValueError) as e:
         raise _fail(str(e)) from None
+
+
+def _inference_claim(claim, budget: str, data_dir: Path | None, device: str, threads: int | None):
+    """Claim 7: train, fold and time BN networks now (nothing of it goes to the store)."""
+    from normlab.analysis.claims import judge_values
+    from normlab.studies.inference import inference_overhead
+
+    splits = _mnist(data_dir, "scaled", device, threads)
     err.print(f"claim {claim.id}: training, folding and timing BN networks")
     arms, worst = inference_overhead(splits, budget)
     if worst > FOLD_TOLERANCE:
         err.print(f"[red]folded outputs differ by {worst:.1e} of the largest logit[/red]")
     return judge_values(claim, arms, runs=len(next(iter(arms.values()))["batch"]))
-
-
-FOLD_TOLERANCE = 1e-5  # largest |Δ logit| allowed, relative to the largest logit
 
 
 @app.command()
@@ -444,11 +451,6 @@ def fold(
     without BN, with BN and with BN folded at batch 1 and 256. Exits 1 if the outputs
     differ by more than float rounding.
     """
-    from normlab import runtime
-    from normlab.data.download import DownloadError
-    from normlab.data.idx import IdxError
-    from normlab.data.locate import load
-    from normlab.data.prepare import prepare
     from normlab.studies.inference import fold_report
 
     try:
@@ -457,12 +459,7 @@ def fold(
         widths = ()
     if not widths or min(widths) < 1:
         raise _fail(f"--hidden: expected comma-separated positive widths, got {hidden!r}")
-    try:
-        dev = runtime.resolve_device(device)
-        runtime.set_threads(threads)
-        splits = prepare(load("mnist", data_dir, log=err.print), inputs, device=dev)
-    except (DownloadError, IdxError, FileNotFoundError, ValueError) as e:
-        raise _fail(str(e)) from None
+    splits = _mnist(data_dir, inputs, device, threads)
     err.print(f"training a BN network {widths} for {epochs} epoch(s) on MNIST ({inputs})")
     r = fold_report(splits, hidden=widths, epochs=epochs, seed=seed)
     from rich.table import Table

@@ -35,6 +35,13 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device``; a no-op on a CPU. Timings of GPU work
+    taken without it measure only the queueing."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def resolve_device(name: str) -> torch.device:
     """Turn 'cpu', 'cuda', 'cuda:N' or 'auto' into a device, failing clearly if unavailable."""
     if name == "auto":

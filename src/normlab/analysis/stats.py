@@ -72,36 +72,30 @@ def _interval(
     def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return center(a, axis=axis) - center(b, axis=axis)
 
-    data = (arm, baseline)
     spread = np.ptp(arm - baseline) if paired else max(np.ptp(arm), np.ptp(baseline))
     if spread == 0:  # every resample gives the same effect
         effect = float(statistic(arm, baseline))
         return effect, effect
-    with warnings.catch_warnings():  # a degenerate BCa is handled just below
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.bootstrap(
-            data,
-            statistic,
-            paired=paired,
-            n_resamples=RESAMPLES,
-            confidence_level=CONFIDENCE,
-            method="BCa",
-            rng=np.random.default_rng(seed),
-        )
-    low, high = result.confidence_interval
+
+    def bootstrap(method: str) -> tuple[float, float]:
+        with warnings.catch_warnings():  # a degenerate BCa is handled by the caller
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = stats.bootstrap(
+                (arm, baseline),
+                statistic,
+                paired=paired,
+                n_resamples=RESAMPLES,
+                confidence_level=CONFIDENCE,
+                method=method,
+                rng=np.random.default_rng(seed),
+            )
+        return result.confidence_interval
+
+    low, high = bootstrap("BCa")
     if not (math.isfinite(low) and math.isfinite(high)):
         # BCa's acceleration is undefined for some small, tied samples: use percentiles.
-        result = stats.bootstrap(
-            data,
-            statistic,
-            paired=paired,
-            n_resamples=RESAMPLES,
-            confidence_level=CONFIDENCE,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        )
-        low, high = result.confidence_interval
+        low, high = bootstrap("percentile")
     return float(low), float(high)
 
 

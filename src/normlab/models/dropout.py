@@ -32,14 +32,6 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def splitmix64(z: int) -> int:
-    """SplitMix64's output function on a 64-bit integer (Python ints, for keys)."""
-    z &= _U64
-    z = ((z ^ (z >> 30)) * MIX1) & _U64
-    z = ((z ^ (z >> 27)) * MIX2) & _U64
-    return z ^ (z >> 31)
-
-
 def threshold(p: float) -> int:
     """The 32-bit threshold below which an element is dropped, for drop probability p."""
     if not 0.0 <= p < 1.0:
@@ -52,17 +44,10 @@ def step_keys(bases: Sequence[int], step: int, layers: int) -> np.ndarray:
 
     ``bases`` are the members' dropout-stream seeds; the key is SplitMix64 at counter
     position ``step * MAX_LAYERS + layer + 1`` of each base, so keys never repeat
-    within a run and are unrelated across members.
+    within a run and are unrelated across members. (``step_keys_tensor`` computes it.)
     """
-    if layers > MAX_LAYERS:
-        raise ValueError(f"at most {MAX_LAYERS} hidden layers take dropout, got {layers}")
-    return np.array(
-        [
-            [splitmix64(b + (step * MAX_LAYERS + layer + 1) * GOLDEN) for b in bases]
-            for layer in range(layers)
-        ],
-        dtype=np.uint64,
-    )
+    keys = step_keys_tensor(key_bases(bases, "cpu"), torch.tensor(step), layers)
+    return keys.numpy().view(np.uint64)
 
 
 def _logical_shift(z: torch.Tensor, bits: int) -> torch.Tensor:
@@ -71,8 +56,8 @@ def _logical_shift(z: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def _mix(z: torch.Tensor) -> torch.Tensor:
-    """``splitmix64`` on int64 tensors, whose arithmetic wraps modulo 2**64 like the
-    unsigned arithmetic it stands for."""
+    """SplitMix64's output function (Steele et al. 2014) on int64 tensors, whose
+    arithmetic wraps modulo 2**64 like the unsigned arithmetic it stands for."""
     z = (z ^ _logical_shift(z, 30)) * _signed(MIX1)
     z = (z ^ _logical_shift(z, 27)) * _signed(MIX2)
     return z ^ _logical_shift(z, 31)
@@ -89,6 +74,8 @@ def step_keys_tensor(bases: torch.Tensor, step: torch.Tensor, layers: int) -> to
     Nothing is read back to the host, so a captured CUDA graph derives each step's keys
     itself.
     """
+    if layers > MAX_LAYERS:
+        raise ValueError(f"at most {MAX_LAYERS} hidden layers take dropout, got {layers}")
     layer = torch.arange(1, layers + 1, dtype=torch.int64, device=bases.device)
     counter = step * MAX_LAYERS + layer
     return _mix(bases.unsqueeze(0) + counter.unsqueeze(1) * _signed(GOLDEN))

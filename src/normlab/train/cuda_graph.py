@@ -49,7 +49,6 @@ class CapturedStep:
         steps_per_epoch: int,
         dropout_layers: int,
         first_bad: torch.Tensor,
-        step: int,
     ) -> None:
         device, k = x_all.device, model.k
         self.model, self.optimizer, self.opt_state = model, optimizer, opt_state
@@ -61,7 +60,7 @@ class CapturedStep:
         self.keys = key_bases(dropout_bases, device)
         self.lrs = torch.tensor(list(lrs), dtype=torch.float32, device=device)
         self.i = torch.zeros((), dtype=torch.long, device=device)  # step within the epoch
-        self.step = torch.full((), step, dtype=torch.long, device=device)  # steps taken
+        self.step = torch.zeros((), dtype=torch.long, device=device)  # steps taken
         self.t = torch.zeros((), dtype=torch.float32, device=device)  # optimizer's count
         self.loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
         self.correct = torch.zeros(k, dtype=torch.long, device=device)

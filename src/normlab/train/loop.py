@@ -18,6 +18,7 @@ import torch
 from normlab.data.prepare import Split, Splits
 from normlab.models.dropout import step_keys
 from normlab.models.stack import StackedMLP, member_losses
+from normlab.runtime import synchronize
 from normlab.seeding import derive_seed
 from normlab.train.cuda_graph import CapturedStep
 from normlab.train.optim import Optimizer
@@ -103,12 +104,6 @@ def _record_divergence(
         if bad_step and active[m]:
             active[m] = False
             results[m].diverged_step = bad_step
-
-
-def _wait_for(device: torch.device) -> None:
-    # GPU work is queued: timings taken without waiting would measure the queueing.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -197,7 +192,6 @@ def train_stack(
             steps_per_epoch=steps_per_epoch,
             dropout_layers=n_hidden,
             first_bad=first_bad,
-            step=step,
         )
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -261,7 +255,7 @@ def train_stack(
                     paused += time.perf_counter() - t_eval
                 if progress and i % 100 == 99:
                     progress(100)
-        _wait_for(device)
+        synchronize(device)
         train_seconds = time.perf_counter() - t0 - paused
         train_clock += train_seconds
         t1 = time.perf_counter()
@@ -271,7 +265,7 @@ def train_stack(
             else (torch.full((k,), math.nan), torch.full((k,), math.nan))
         )
         test_loss, test_acc = evaluate(model, splits.test, precision)
-        _wait_for(device)
+        synchronize(device)
         eval_seconds = time.perf_counter() - t1
         if progress:
             progress(steps_per_epoch % 100)
