@@ -9,22 +9,29 @@ from typer.testing import CliRunner
 
 from normlab.analysis.claims import (
     CLAIMS,
+    Claim,
     RunRecord,
+    bn_probe_difference,
     claim_study,
     covariate_shift,
     gradient_imbalance,
+    init_gradient_growth,
+    judge_values,
     largest_usable_lr,
+    selected,
     spread_of_final_accuracy,
     steps_to,
     train_test_gap,
+    variance_shift,
 )
-from normlab.analysis.verdict import VERDICTS
+from normlab.analysis.verdict import VERDICTS, Rule
 from normlab.cli import app
 from normlab.studies.spec import StudyError
 
 
 def test_every_claim_study_expands_at_every_budget():
-    assert sorted(CLAIMS) == list(range(1, 11))  # the seed's ten claims
+    assert sorted(CLAIMS) == list(range(1, 13))  # the seed's ten claims, two parts
+    assert {c.id: c.part_of for c in CLAIMS.values() if c.part_of} == {11: 3, 12: 4}
     for claim in CLAIMS.values():
         if claim.study is None:  # claim 7 is measured live
             continue
@@ -32,7 +39,8 @@ def test_every_claim_study_expands_at_every_budget():
         assert sizes[0] <= sizes[1] <= sizes[2], (claim.id, sizes)
         quick = claim_study(claim, "quick")
         assert quick.name.endswith("-quick")
-        assert {c.norm for c in quick.runs()} >= {claim.arm, claim.baseline}
+        arms = {getattr(c, claim.factor) for c in quick.runs()}
+        assert arms >= {claim.arm, *claim.baselines}, claim.id
     with pytest.raises(StudyError, match="budget must be one of"):
         claim_study(CLAIMS[1], "huge")
 
@@ -82,6 +90,62 @@ def test_measures_that_span_a_seeds_runs_or_read_probes():
     assert gradient_imbalance(_run([], [{}], probes=grads)) == pytest.approx(2.0)  # 1e-3 vs 1e-1
 
 
+def test_measures_at_initialization_and_at_the_last_measurement():
+    def deep(depth, first, last):
+        grads = [_probe("layers", i, "grad_norm", first if i == 0 else last, step=1)
+                 for i in range(depth)]  # fmt: skip
+        grads.append(_probe("layers", depth, "grad_norm", 1.0, step=1))  # output layer
+        grads.append(_probe("layers", 0, "grad_norm", 1e9, step=50))  # not at init
+        return _run([], [{}], probes=grads, hidden=[8] * depth)
+
+    # log10 ratios 0, 0.6 and 1.2 at depths 2, 4 and 6: 0.3 decades per layer
+    runs = [deep(2, 1.0, 1.0), deep(4, 10**0.6, 1.0), deep(6, 10**1.2, 1.0)]
+    assert init_gradient_growth(runs) == pytest.approx(0.3)
+    assert math.isnan(init_gradient_growth(runs[:1]))  # one depth: no slope
+    bn = [
+        *(_probe("bn", -1, n, v, step=1) for n, v in (("running_acc", 0.9), ("precise_acc", 0.5))),
+        *(
+            _probe("bn", -1, n, v, step=99)
+            for n, v in (("running_acc", 0.95), ("precise_acc", 0.97))
+        ),
+        _probe("bn", 0, "variance_shift", 1.5, step=99),
+        _probe("bn", 1, "variance_shift", 2.5, step=99),
+    ]
+    run = _run([], [{}], probes=bn)
+    assert bn_probe_difference("running_acc", "precise_acc")(run) == pytest.approx(-0.02)
+    assert variance_shift(run) == pytest.approx(2.0)  # mean over the layers
+    assert math.isnan(variance_shift(_run([], [{}])))
+
+
+def test_several_baselines_and_context_comparisons():
+    claim = Claim(99, "x", None, "acc", {"": None}, Rule(direction=-1, min_effect=0.01),
+                  by=("batch_size",), baselines=("group", "layer"), context=("none",))  # fmt: skip
+    seeds = range(6)
+    arms = {"batch_size=4": {
+        "batch": {s: 0.90 + 0.001 * s for s in seeds},
+        "group": {s: 0.95 + 0.002 * s for s in seeds},
+        "layer": {s: 0.96 + 0.001 * (s % 2) for s in seeds},
+        "none": {s: 0.90 + 0.0012 * s for s in seeds},
+    }}  # fmt: skip
+    gap = {"batch_size=4": {n: {s: 0.0 for s in seeds} for n in ("batch", "group", "layer")}}
+    gap["batch_size=4"]["batch"] = {s: -0.05 - 0.01 * s for s in seeds}
+    result = judge_values(claim, arms, runs=24, context=gap)
+    labels = [label for label, _, _ in result.comparisons]
+    assert labels == ["batch_size=4, vs group", "batch_size=4, vs layer"]
+    assert result.verdict == "supported" and result.effect < -0.04
+    context = {label: c.effect for label, c in result.context}
+    assert context["batch_size=4, vs none"] == pytest.approx(-0.0005)  # outside the verdict
+    assert context["batch_size=4, vs group"] == pytest.approx(-0.075)  # the context measure
+    assert len(context) == 2  # context measures against the first baseline only
+
+
+def test_only_brings_a_claims_parts_after_it():
+    assert selected([4, 1]) == [1, 4, 12]
+    assert selected(list(CLAIMS)) == [1, 2, 3, 11, 4, 12, 5, 6, 7, 8, 9, 10]
+    with pytest.raises(ValueError, match="no claim 13"):
+        selected([13])
+
+
 def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("NORMLAB_DATA", str(data_root))
     runner = CliRunner()
@@ -89,7 +153,7 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     result = runner.invoke(app, ["claims", "--only", "4", "--json", "--db", db])
     assert result.exit_code == 0, result.output
     verdicts = json.loads(result.output[result.output.index("[") :])
-    assert [v["id"] for v in verdicts] == [4]
+    assert [v["id"] for v in verdicts] == [4, 12]  # 12 is claim 4's second part
     keys = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "p_corrected", "runs"}
     assert set(verdicts[0]) == keys and verdicts[0]["verdict"] in VERDICTS
     assert verdicts[0]["runs"] == 6 and verdicts[0]["ci_low"] <= verdicts[0]["effect"]

@@ -241,9 +241,11 @@ def test_study_with_probes_records_them_on_real_mnist(env):
     conn = sqlite3.connect(env / "normlab.db")
     per_run = conn.execute("SELECT count(DISTINCT step), count(DISTINCT probe) FROM probes "
                            "GROUP BY run_id").fetchall()  # fmt: skip
-    assert per_run == [(2, 5)] * 4  # 55 steps: measured after steps 25 and 50, all 5 probes
+    assert per_run == [(4, 5)] * 4  # 55 steps: after steps 1, 25, 50 and 55, all 5 probes
     layers = conn.execute("SELECT DISTINCT layer FROM probes WHERE probe = 'ics'").fetchall()
     assert sorted(r[0] for r in layers) == [0, 1]
+    shifts = conn.execute("SELECT value FROM probes WHERE name = 'variance_shift'").fetchall()
+    assert len(shifts) == 2 * 4 and all(v >= 1 for (v,) in shifts)  # the 2 BN runs
     evals = conn.execute("SELECT step, val_acc FROM evals ORDER BY run_id, step").fetchall()
     assert [s for s, _ in evals][:2] == [20, 40] and all(0.1 < a < 1 for _, a in evals)
     # The same runs without probes train to exactly the same numbers.

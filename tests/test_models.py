@@ -167,3 +167,30 @@ def test_norm_after_activation_and_unknown_names():
         StackedMLP(MLPSpec(6, (4,), 2, norm="weird"), [0])
     with pytest.raises(ValueError, match="groups 3 must divide"):
         StackedMLP(MLPSpec(6, (4,), 2, norm="group", norm_settings=NormSettings(groups=3)), [0])
+
+
+def test_dropout_before_the_norm_by_hand():
+    from normlab.models.dropout import reference_mask, step_keys
+
+    x = torch.randn(2, 16, 6)
+    keys = step_keys([11, 12], step=3, layers=1)
+    mask = torch.stack([reference_mask(keys[:, k], 16, 5, 0.5)[0] for k in range(2)])
+    before = StackedMLP(MLPSpec(6, (5,), 3, norm="batch", dropout=0.5, dropout_position="before"),
+                        [0, 1])  # fmt: skip
+    norm, eps = before.norms[0], before.norms[0].settings.eps
+    for k in range(2):
+        h = (x[k] @ before.weights[0][k] + before.biases[0][k]) * mask[k]
+        h = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + eps)
+        want = torch.relu(h * norm.weight[k] + norm.bias[k]) @ before.weights[1][k]
+        torch.testing.assert_close(before(x, keys)[k], want + before.biases[1][k])
+    # Without a norm the mask commutes with ReLU: both positions are one network, and
+    # the unfused path (taps) agrees with the fused kernel.
+    plain = {
+        pos: StackedMLP(MLPSpec(6, (5,), 3, dropout=0.5, dropout_position=pos), [0, 1])
+        for pos in ("before", "after")
+    }
+    fused_out = plain["after"](x, keys)
+    torch.testing.assert_close(plain["before"](x, keys, taps=[]), fused_out)
+    torch.testing.assert_close(plain["before"](x, keys), fused_out)
+    with pytest.raises(ValueError, match="dropout_position must be before or after"):
+        MLPSpec(6, (4,), 2, dropout_position="middle")

@@ -1,5 +1,6 @@
 """Each instrument against an independent computation: plain tensors, autograd, numpy."""
 
+import copy
 import math
 
 import numpy as np
@@ -8,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data.prepare import Split
+from normlab.models.norms import NormSettings
 from normlab.models.stack import MLPSpec, StackedMLP
-from normlab.probes.bn import discrepancy, precise_statistics
+from normlab.probes.bn import discrepancy, precise_statistics, variance_shift
 from normlab.probes.ics import internal_covariate_shift
 from normlab.probes.layers import fixed_units, layer_norms, preactivation_stats
 from normlab.probes.smoothness import smoothness
@@ -189,6 +191,54 @@ def test_precise_statistics_average_the_batch_statistics():
         torch.testing.assert_close(model.norms[0].running_var[k], var)
     with pytest.raises(ValueError, match="no batch normalization"):
         precise_statistics(StackedMLP(MLPSpec(10, (8,), 3), [0]), Split(x, x[:, 0]), 30, 1)
+
+
+def test_variance_shift_by_hand():
+    model = StackedMLP(MLPSpec(10, (8, 6), 3, norm="batch", dropout=0.5), [0, 1])
+    with torch.no_grad():
+        for norm in model.norms:
+            norm.running_mean.normal_()
+            norm.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(40, 10)
+    saved = [b.clone() for b in model.buffers()]
+    got = variance_shift(model, x)
+    assert all(torch.equal(a, b) for a, b in zip(model.buffers(), saved, strict=True))
+    assert model.training  # the mode is restored
+    for k in range(2):
+        h, shifts = x, []
+        for i, norm in enumerate(model.norms):
+            h = h @ model.weights[i][k] + model.biases[i][k]
+            eps = norm.settings.eps
+            r = (norm.running_var[k] + eps) / (h.var(0, unbiased=False) + eps)
+            shifts.append(torch.maximum(r, 1 / r).mean())
+            h = (h - norm.running_mean[k]) / torch.sqrt(norm.running_var[k] + eps)
+            h = torch.relu(h * norm.weight[k] + norm.bias[k]).detach()
+        for layer, want in enumerate(shifts):
+            assert got[layer][k].item() == pytest.approx(want.item(), rel=1e-5)
+    with torch.no_grad():  # running statistics equal to inference's: no shift
+        h = x @ model.weights[0] + model.biases[0].unsqueeze(1)
+        model.norms[0].running_var.copy_(h.var(1, unbiased=False))
+    torch.testing.assert_close(variance_shift(model, x)[0], torch.ones(2))
+
+
+def test_dropout_before_bn_shifts_the_variance_on_real_mnist(mnist_small):
+    """Li et al. (2019): dropout feeding BN leaves running variances that inference does
+    not see; after the activation (no BN downstream) it does not. Momentum 0.1 lets the
+    running statistics catch up within the ~120 steps."""
+    shift = {}
+    fast = NormSettings(momentum=0.1)
+    for pos in ("before", "after"):
+        spec = MLPSpec(784, (64,), 10, norm="batch", dropout=0.5, dropout_position=pos,
+                       norm_settings=fast)  # fmt: skip
+        model = StackedMLP(spec, [0, 1])
+        train_stack(model, Adam(), mnist_small, seeds=[0, 1], lrs=[1e-3, 1e-3], batch_size=32,
+                    epochs=2)  # fmt: skip
+        precise = copy.deepcopy(model)
+        precise_statistics(precise, mnist_small.train, batch_size=32, batches=30)
+        shift[pos] = variance_shift(model, mnist_small.val.x)[0]
+        # precise BN (dropout off) recomputes the statistics inference sees
+        assert torch.all(variance_shift(precise, mnist_small.val.x)[0] < 1.2)
+    assert torch.all(shift["before"] > 1.5) and torch.all(shift["after"] < 1.3)
 
 
 def test_time_to_target():

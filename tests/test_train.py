@@ -260,11 +260,12 @@ def test_probes_and_mid_epoch_evaluation_leave_training_unchanged():
         assert a.step_losses == b.step_losses
         assert [e.test_acc for e in a.epochs] == [e.test_acc for e in b.epochs]
     rows = probed[0].probes
-    assert {r[0] for r in rows} == set(range(5, 33, 5))
+    assert {r[0] for r in rows} == {1, *range(5, 33, 5), 32}  # the first, every 5th, the last
     assert {r[1] for r in rows} == {"layers", "activations", "ics", "smoothness", "bn"}
     assert all(math.isfinite(r[4]) for r in rows)
     assert {r[3] for r in rows if r[1] == "bn"} == {
-        "batch_loss", "batch_acc", "running_loss", "running_acc", "precise_loss", "precise_acc"
+        "batch_loss", "batch_acc", "running_loss", "running_acc", "precise_loss", "precise_acc",
+        "variance_shift",
     }  # fmt: skip
     evals = probed[1].evals
     assert [e[0] for e in evals] == list(range(4, 33, 4))

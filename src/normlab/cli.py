@@ -490,9 +490,16 @@ def claims(
         str, typer.Option("--budget", help="quick (minutes), standard or full (rigorous).")
     ] = "quick",
     only: Annotated[
-        str | None, typer.Option("--only", help="Comma-separated claim numbers, e.g. 1,4.")
+        str | None,
+        typer.Option("--only", help="Comma-separated claim numbers, e.g. 1,4 (4 brings 12)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON.")] = False,
+    figures: Annotated[
+        Path | None,
+        typer.Option(
+            "--figures", help="Folder for the claims' figures (claim 10: Ioffe & Szegedy's Fig. 1)."
+        ),
+    ] = None,
     db: DbOpt = Path("normlab.db"),
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "cpu",
@@ -501,24 +508,29 @@ def claims(
 ) -> None:
     """Judge the seed notebook's claims about BN: run their studies, print verdicts.
 
-    Each claim has a built-in study; what is already in the database is reused, so an
-    interrupted run resumes. Verdicts follow the rule in docs/STATISTICS.md.
+    Claims 1-10 are the seed's; 11 (Yang et al.'s counter-hypothesis to 3) and 12 (Li
+    et al.'s dropout-before-BN variance shift, part of 4) are listed after the claim
+    they belong to. Each claim has a built-in study; what is already in the database is
+    reused, so an interrupted run resumes. Verdicts follow the rule in
+    docs/STATISTICS.md.
     """
     import json
     import math
 
-    from normlab.analysis.claims import CLAIMS, claim_study, judge
+    from normlab.analysis.claims import CLAIMS, claim_study, judge, records, selected
+    from normlab.report.figure1 import figure1
     from normlab.studies.spec import BUDGETS
 
     if budget not in BUDGETS:
         raise _fail(f"--budget: {budget!r} is not one of {', '.join(BUDGETS)}")
     try:
-        wanted = sorted({int(n) for n in only.split(",")}) if only else sorted(CLAIMS)
+        numbers = [int(n) for n in only.split(",")] if only else list(CLAIMS)
     except ValueError:
         raise _fail(f"--only: expected comma-separated claim numbers, got {only!r}") from None
-    unknown = [n for n in wanted if n not in CLAIMS]
-    if unknown:
-        raise _fail(f"--only: no claim {unknown[0]} (claims: {', '.join(map(str, CLAIMS))})")
+    try:
+        wanted = selected(numbers)
+    except ValueError as e:
+        raise _fail(f"--only: {e}") from None
     results, failures = [], []
     for n in wanted:
         if CLAIMS[n].study is None:
@@ -531,6 +543,9 @@ def claims(
         failures += report.failures
         store = _open_store(db)
         results.append(judge(store, CLAIMS[n], spec.name))
+        if figures is not None and n == 10:
+            path = figure1(records(store, spec.name), figures / "claim-10-figure1.png")
+            err.print(f"claim {n}: figure written to {path}", highlight=False)
         store.close()
     if as_json:
         out.print_json(json.dumps([r.as_json() for r in results]))
@@ -556,6 +571,9 @@ def claims(
             for label, c, p in r.comparisons:
                 out.print(f"   {label}: {num(c.effect)} ({c.test}, p {num(p, '.2g')})",
                           highlight=False)  # fmt: skip
+            for label, c in r.context:
+                out.print(f"   context, {label}: {num(c.effect)} ({c.test}, p {num(c.p, '.2g')} "
+                          "uncorrected)", highlight=False)  # fmt: skip
     if failures:
         for f in failures:
             err.print(f"[red]failed[/red] {f}", highlight=False)

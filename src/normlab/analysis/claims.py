@@ -1,11 +1,12 @@
 """The seed notebook's claims about BN, each judged from the runs of its built-in study.
 
-Each claim names its study (``normlab/studies/claims/<study>.toml``), the outcome it is
-about, the factors that split it into comparisons, and the verdict rule
-(``analysis.verdict``): which sign of the effect the claim predicts and what size
-matters. Every comparison sets the BN arm against a baseline (no normalization, or
-GroupNorm for the small-batch claim) with all other factors equal; the two arms share
-seeds, so the comparison is paired by seed.
+Claims 1-10 are the seed's; 11 and 12 are parts of claims 3 and 4 that the literature
+adds (Yang et al.'s counter-hypothesis, Li et al.'s variance shift). Each claim names
+its study (``normlab/studies/claims/<study>.toml``), the outcome it is about, the
+factors that split it into comparisons, and the verdict rule (``analysis.verdict``):
+which sign of the effect the claim predicts and what size matters. Every comparison
+sets an arm (usually BN) against a baseline (no normalization, GroupNorm, ...) with all
+other factors equal; the arms share seeds, so the comparison is paired by seed.
 """
 
 from __future__ import annotations
@@ -37,13 +38,27 @@ class RunRecord:
     evals: list[dict[str, float]]
     probes: list[dict[str, object]]
 
-    def probe(self, probe: str, name: str) -> dict[int, list[float]]:
-        """One probe value's measurements by layer (NULLs left out)."""
+    def probe(self, probe: str, name: str, step: int | None = None) -> dict[int, list[float]]:
+        """One probe value's measurements by layer (NULLs left out), in step order; at
+        ``step`` only, if given."""
         out: dict[int, list[float]] = defaultdict(list)
-        for row in self.probes:
-            if row["probe"] == probe and row["name"] == name and row["value"] is not None:
+        for row in sorted(self.probes, key=lambda r: r["step"]):
+            if (
+                row["probe"] == probe
+                and row["name"] == name
+                and row["value"] is not None
+                and step in (None, row["step"])
+            ):
                 out[int(row["layer"])].append(float(row["value"]))
         return out
+
+    def last(self, probe: str, name: str) -> float:
+        """The mean over layers of a probe value's last measurement (NaN if none)."""
+        steps = [r["step"] for r in self.probes if r["probe"] == probe and r["name"] == name]
+        if not steps:
+            return math.nan
+        values = [v for vs in self.probe(probe, name, max(steps)).values() for v in vs]
+        return float(np.mean(values)) if values else math.nan
 
 
 def final_test_accuracy(run: RunRecord) -> float:
@@ -100,6 +115,41 @@ def gradient_imbalance(run: RunRecord) -> float:
     return float(np.mean([abs(math.log10(a / b)) for a, b in pairs if a > 0 and b > 0]))
 
 
+def init_gradient_growth(runs: list[RunRecord]) -> float:
+    """How fast, over depth, the first hidden layer's gradient outgrows the last one's at
+    initialization: the least-squares slope of log10(‖∇W_first‖ / ‖∇W_last hidden‖) of
+    the first step against the number of hidden layers (decades per layer; NaN with
+    fewer than two depths). Yang et al. (2019) predict a positive slope for BN."""
+    points = []
+    for run in runs:
+        norms = run.probe("layers", "grad_norm", step=1)
+        hidden = sorted(norms)[:-1]  # the output layer aside
+        if len(hidden) >= 2 and norms[hidden[0]] and norms[hidden[-1]]:
+            first, last = norms[hidden[0]][0], norms[hidden[-1]][0]
+            if first > 0 and last > 0:
+                points.append((len(hidden), math.log10(first / last)))
+    if len({depth for depth, _ in points}) < 2:
+        return math.nan
+    depth, ratio = np.array(points).T
+    return float(np.polyfit(depth, ratio, 1)[0])
+
+
+def bn_probe_difference(first: str, second: str) -> Callable[[RunRecord], float]:
+    """The last ``bn`` probe measurement's ``first`` minus its ``second`` (e.g. accuracy
+    with running statistics minus accuracy with batch statistics)."""
+
+    def measure(run: RunRecord) -> float:
+        return run.last("bn", first) - run.last("bn", second)
+
+    return measure
+
+
+def variance_shift(run: RunRecord) -> float:
+    """Li et al.'s variance shift at the last measurement, mean over the BN layers (1:
+    the running variances match inference)."""
+    return run.last("bn", "variance_shift")
+
+
 def steps_to(target: float) -> Callable[[RunRecord], float]:
     """Steps until validation accuracy first reaches ``target`` (+inf if never), from
     the evaluations within epochs and at each epoch's end."""
@@ -116,7 +166,7 @@ def steps_to(target: float) -> Callable[[RunRecord], float]:
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the seed notebook and how normlab judges it."""
+    """One claim and how normlab judges it."""
 
     id: int
     claim: str
@@ -132,9 +182,18 @@ class Claim:
     # a factor whose values each seed's measure takes together (the measures then get
     # the list of that seed's runs over it), e.g. the learning rate for "usable LRs"
     across: str | None = None
-    # the normalization of the arm and of the baseline it is compared with
+    # the factor that tells the arms apart, the arm's value of it, and the baselines the
+    # verdict compares the arm with
+    factor: str = "norm"
     arm: str = "batch"
-    baseline: str = "none"
+    baselines: tuple[str, ...] = ("none",)
+    # Comparisons shown beside the verdict but outside it (and outside its Holm
+    # correction): the arm against further baselines, and further measures of the arm
+    # against the first baseline.
+    context: tuple[str, ...] = ()
+    context_measures: dict[str, Callable[..., float]] = field(default_factory=dict)
+    # the seed claim this one is a part of (``--only`` with that number includes it)
+    part_of: int | None = None
 
 
 CLAIMS: dict[int, Claim] = {
@@ -170,6 +229,8 @@ CLAIMS: dict[int, Claim] = {
             {"": gradient_imbalance},
             Rule(direction=-1, min_effect=0.1),
             by=("activation", "hidden"),
+            # deep: 8 hidden layers or more (the study's shallower nets serve claim 11)
+            where=(("hidden", tuple(f"{d}×128" for d in range(8, 21))),),
         ),
         Claim(
             4,
@@ -195,13 +256,19 @@ CLAIMS: dict[int, Claim] = {
             6,
             "BN makes training unstable at very small batch sizes",
             "06-small-batches",
-            "final test accuracy, BN − GroupNorm (which does not depend on the batch), at "
-            "batch sizes 4 and 8 (negative = BN worse)",
+            "final test accuracy, BN − GroupNorm and BN − LayerNorm (which do not depend "
+            "on the batch), at batch sizes 2 to 8 (negative = BN worse)",
             {"": final_test_accuracy},
             Rule(direction=-1, min_effect=0.002),
             by=("batch_size",),
             where=(("batch_size", (2, 4, 8)),),
-            baseline="group",
+            baselines=("group", "layer"),
+            context=("batch_renorm", "ghost_batch", "none"),
+            context_measures={
+                "train/eval discrepancy (running − batch statistics accuracy)": (
+                    bn_probe_difference("running_acc", "batch_acc")
+                ),
+            },
         ),
         Claim(
             7,
@@ -213,7 +280,7 @@ CLAIMS: dict[int, Claim] = {
             {},
             Rule(direction=1, min_effect=0.05),
             by=("batch",),
-            baseline="folded",
+            baselines=("folded",),
         ),
         Claim(
             8,
@@ -244,8 +311,51 @@ CLAIMS: dict[int, Claim] = {
             by=("inputs",),
             where=(("inputs", ("scaled", "standardized")),),
         ),
+        Claim(
+            11,
+            "BN networks' gradients grow with depth at initialization (Yang et al. 2019; "
+            "counter-hypothesis to 3)",
+            "03-deep-gradients",
+            "slope over depth of log10(first / last hidden layer's gradient norm) at the "
+            "first step, decades per layer (BN − none; positive = BN's gradients grow "
+            "toward the input)",
+            {"": init_gradient_growth},
+            Rule(direction=1, min_effect=0.02),
+            by=("activation",),
+            across="hidden",
+            part_of=3,
+        ),
+        Claim(
+            12,
+            "Dropout before BN hurts through a variance shift (Li et al. 2019; part 2 of 4)",
+            "12-dropout-before-bn",
+            "BN networks with dropout right before the norm vs at the block's end: final "
+            "test accuracy, and accuracy with the running statistics minus after precise "
+            "BN recomputes them without dropout (before − after; negative = worse)",
+            {
+                "test accuracy": final_test_accuracy,
+                "running − precise BN accuracy": bn_probe_difference("running_acc", "precise_acc"),
+            },
+            Rule(direction=-1, min_effect=0.002),
+            by=("batch_size", "dropout"),
+            factor="dropout_position",
+            arm="before",
+            baselines=("after",),
+            context_measures={"variance shift (1 = none)": variance_shift},
+            part_of=4,
+        ),
     )
 }
+
+
+def selected(numbers: list[int]) -> list[int]:
+    """The claims ``numbers`` name with their parts (``--only 4`` is 4 and 12), each part
+    right after its claim; a ValueError names the first unknown number."""
+    for n in numbers:
+        if n not in CLAIMS:
+            raise ValueError(f"no claim {n} (claims: {', '.join(map(str, sorted(CLAIMS)))})")
+    chosen = [c for c in CLAIMS.values() if c.id in numbers or c.part_of in numbers]
+    return [c.id for c in sorted(chosen, key=lambda c: (c.part_of or c.id, c.id))]
 
 
 def claim_study(claim: Claim, budget: str) -> StudySpec:
@@ -270,9 +380,12 @@ class ClaimResult:
     ci_high: float
     p_corrected: float
     runs: int
+    # (label, comparison, Holm-corrected p) of every comparison the verdict rests on
     comparisons: list[tuple[str, Comparison, float]]
     # arm -> (runs that diverged, runs): divergence is an outcome, never dropped silently
     diverged: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # (label, comparison) shown beside the verdict, not part of it (p uncorrected)
+    context: list[tuple[str, Comparison]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         """The keys of ``normlab claims --json`` (NaN becomes null)."""
@@ -289,7 +402,7 @@ class ClaimResult:
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
 
 
-def _records(store: Store, study: str) -> list[RunRecord]:
+def records(store: Store, study: str) -> list[RunRecord]:
     tables: dict[str, dict[str, list[dict]]] = {}
     for table in ("epochs", "evals", "probes"):
         tables[table] = defaultdict(list)
@@ -312,54 +425,73 @@ def _factor(value: object) -> object:
     return value
 
 
+# comparison label -> arm value -> seed -> measured value
+Arms = dict[str, dict[str, dict[int, float]]]
+
+
 def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
-    """Compare BN with the baseline in every group of ``claim.by`` and apply the rule."""
-    arms: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    """Compare the arm with each baseline in every group of ``claim.by``, apply the rule."""
+    values = (claim.arm, *claim.baselines, *claim.context)
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     diverged: dict[str, list[int]] = {}
     runs = 0
-    for run in _records(store, study):
-        norm = run.config["norm"]
-        if norm not in (claim.arm, claim.baseline) or any(
-            run.config[f] not in values for f, values in claim.where
+    for run in records(store, study):
+        arm = str(run.config[claim.factor])
+        if arm not in values or any(
+            _factor(run.config[f]) not in allowed for f, allowed in claim.where
         ):
             continue
         runs += 1
-        count = diverged.setdefault(str(norm), [0, 0])
+        count = diverged.setdefault(arm, [0, 0])
         count[0] += run.status == "diverged"
         count[1] += 1
         factors = (_factor(run.config[f]) for f in claim.by)
-        groups[(*factors, norm, int(run.config["seed"]))].append(run)
-    for (*values, norm, seed), members in groups.items():
-        for name, measure in claim.measures.items():
-            if claim.across is None:
-                (run,) = members  # without `across`, one run per seed and arm
-                value = measure(run)
-            else:
-                value = measure(members)
-            parts = [f"{f}={v}" for f, v in zip(claim.by, values, strict=True)]
-            label = ", ".join([*parts, name] if name else parts)
-            arms[label][norm][seed] = value
-    result = judge_values(claim, arms, runs)
+        groups[(*factors, arm, int(run.config["seed"]))].append(run)
+
+    def measured(measures: dict[str, Callable[..., float]]) -> Arms:
+        arms: Arms = defaultdict(lambda: defaultdict(dict))
+        for (*by, arm, seed), members in groups.items():
+            for name, measure in measures.items():
+                if claim.across is None:
+                    (run,) = members  # without `across`, one run per seed and arm
+                    value = measure(run)
+                else:
+                    value = measure(members)
+                parts = [f"{f}={v}" for f, v in zip(claim.by, by, strict=True)]
+                label = ", ".join([*parts, name] if name else parts)
+                arms[label][arm][seed] = value
+        return arms
+
+    result = judge_values(claim, measured(claim.measures), runs, measured(claim.context_measures))
     return replace(result, diverged={arm: (d, n) for arm, (d, n) in diverged.items()})
 
 
-def judge_values(
-    claim: Claim, arms: dict[str, dict[str, dict[int, float]]], runs: int
-) -> ClaimResult:
-    """The verdict from values already measured: comparison label -> arm ("batch" or
-    the baseline's name) -> seed -> value."""
-    labelled = []
+def _compare_all(claim: Claim, arms: Arms, baselines: tuple[str, ...]) -> list:
+    """(label, comparison) of the arm against each baseline it has runs beside."""
+    several = len(claim.baselines) + len(claim.context) > 1
+    out = []
     for label in sorted(arms):
-        bn, base = arms[label][claim.arm], arms[label][claim.baseline]
-        seeds = sorted(set(bn) | set(base))
-        comparison = compare(
-            [bn.get(s, math.nan) for s in seeds],
-            [base.get(s, math.nan) for s in seeds],
-            paired=True,
-            kind=claim.kind,
-        )
-        labelled.append((label, comparison))
+        arm = arms[label].get(claim.arm, {})
+        for baseline in baselines:
+            base = arms[label].get(baseline)
+            if not base or not arm:
+                continue
+            seeds = sorted(set(arm) | set(base))
+            comparison = compare(
+                [arm.get(s, math.nan) for s in seeds],
+                [base.get(s, math.nan) for s in seeds],
+                paired=True,
+                kind=claim.kind,
+            )
+            vs = f"vs {baseline}" if several else ""
+            out.append((", ".join(t for t in (label, vs) if t), comparison))
+    return out
+
+
+def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = None) -> ClaimResult:
+    """The verdict from values already measured (comparison label -> arm value -> seed ->
+    value); ``context`` holds the context measures' values, laid out the same way."""
+    labelled = _compare_all(claim, arms, claim.baselines)
     corrected = holm([c.p for _, c in labelled])
     comparisons = [(label, c, p) for (label, c), p in zip(labelled, corrected, strict=True)]
     result = verdict([c for _, c, _ in comparisons], corrected, claim.rule)
@@ -380,4 +512,6 @@ def judge_values(
         p_corrected=p,
         runs=runs,
         comparisons=comparisons,
+        context=_compare_all(claim, arms, claim.context)
+        + _compare_all(claim, context or {}, claim.baselines[:1]),
     )

@@ -31,7 +31,8 @@ class MLPSpec:
 
     A hidden block is Dense -> [norm if "before"] -> activation -> [norm if "after"]
     -> dropout; the output layer is Dense to ``n_classes`` logits (the softmax lives in
-    the loss).
+    the loss). ``dropout_position="before"`` moves the dropout to right after the
+    Dense, so that it feeds the norm directly (Li et al. 2019's "dropout before BN").
     """
 
     n_inputs: int
@@ -41,6 +42,7 @@ class MLPSpec:
     norm: str = "none"
     norm_position: str = "before"
     dropout: float = 0.0
+    dropout_position: str = "after"
     init: str = "glorot_uniform"
     init_scale: float = 1.0
     norm_settings: NormSettings = field(default_factory=NormSettings)
@@ -52,6 +54,10 @@ class MLPSpec:
             )
         if self.norm_position not in ("before", "after"):
             raise ValueError(f"norm_position must be before or after, got {self.norm_position!r}")
+        if self.dropout_position not in ("before", "after"):
+            raise ValueError(
+                f"dropout_position must be before or after, got {self.dropout_position!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -140,10 +146,12 @@ class StackedMLP(nn.Module):
     ) -> torch.Tensor:
         p = self.spec.dropout if keys is not None else 0.0
         h = h.float()  # normalization and its statistics stay fp32 under bf16 autocast
+        dropout_first = self.spec.dropout_position == "before"
         if taps is None and h.device.type == "cpu" and self.spec.activation == "relu":
             # The seed's block ([batch norm ->] ReLU -> dropout) has fused CPU kernels.
             inference = not self.training and not torch.is_grad_enabled()
             if type(norm) is nn.Identity:
+                # Dropout's mask is >= 0, so it commutes with ReLU: either position is this.
                 return h.relu_() if inference else fused.ReluDropout.apply(h, keys, p)
             if type(norm) is BatchNorm and self.spec.norm_position == "before":
                 eps = norm.settings.eps
@@ -151,22 +159,29 @@ class StackedMLP(nn.Module):
                     return fused.bn_relu_eval_(
                         h, norm.weight, norm.bias, norm.running_mean, norm.running_var, eps
                     )
-                if self.training:
+                if self.training and not dropout_first:
                     h, mean, var = fused.BatchNormReluDropout.apply(
                         h, norm.weight, norm.bias, eps, keys, p
                     )
                     norm.update_running(mean, var, h.shape[1])
                     return h
+        if dropout_first:
+            h = _dropout(h, keys, p)
         pre = norm(h) if self.spec.norm_position == "before" else h
         if taps is not None:
             taps.append(pre)
         h = self.act(pre) if self.spec.norm_position == "before" else norm(self.act(pre))
-        if keys is None or p == 0.0:
-            return h
-        _, b, width = h.shape
-        if h.device.type == "cpu":
-            return h * fused.mask(keys, b, width, p)
-        return h * reference_mask(keys, b, width, p, h.device)
+        return h if dropout_first else _dropout(h, keys, p)
+
+
+def _dropout(h: torch.Tensor, keys: np.ndarray | None, p: float) -> torch.Tensor:
+    """Inverted dropout of h [K, B, width] with the masks of ``keys`` (none: identity)."""
+    if keys is None or p == 0.0:
+        return h
+    _, b, width = h.shape
+    if h.device.type == "cpu":
+        return h * fused.mask(keys, b, width, p)
+    return h * reference_mask(keys, b, width, p, h.device)
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

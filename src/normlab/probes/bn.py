@@ -1,10 +1,12 @@
-"""Batch normalization's train/eval discrepancy, and "precise BN".
+"""Batch normalization's train/eval discrepancy, variance shift, and "precise BN".
 
 In training BN normalizes by the batch's statistics; at inference by running averages
-of them. ``discrepancy`` evaluates the same data both ways. ``precise_statistics``
-replaces the running averages, which lag behind the weights, by the plain average of
-the batch statistics of many training batches with the weights fixed (the "precise BN"
-of Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm").
+of them. ``discrepancy`` evaluates the same data both ways. ``variance_shift`` compares
+each BN layer's running variance with the variance its input really has at inference
+(Li et al. 2019: dropout before BN makes them differ). ``precise_statistics`` replaces
+the running averages, which lag behind the weights, by the plain average of the batch
+statistics of many training batches with the weights fixed and dropout off (the
+"precise BN" of Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm").
 """
 
 from __future__ import annotations
@@ -43,6 +45,40 @@ def discrepancy(model: StackedMLP, split: Split, batch_size: int) -> dict[str, t
         out[f"{mode}_acc"] = correct.double() / n
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def variance_shift(model: StackedMLP, x: torch.Tensor) -> list[torch.Tensor]:
+    """Li et al. (2019)'s variance shift of every BN layer [K], on the inputs ``x``.
+
+    The model runs in eval mode (running statistics, no dropout), as at inference. For
+    each unit, ``r`` is the BN layer's running variance over the variance its input has
+    over ``x``; the shift is the mean over units of max(r, 1/r): 1 when the running
+    statistics match inference, larger the more they are off in either direction. Both
+    variances get BN's epsilon, as in the normalization itself, so a constant unit
+    does not divide by zero.
+    """
+    norms = [n for n in model.norms if isinstance(n, BatchNorm)]
+    if not norms:
+        raise ValueError("the model has no batch normalization layers")
+    inputs: list[torch.Tensor] = []
+    hooks = [n.register_forward_pre_hook(lambda _, args: inputs.append(args[0])) for n in norms]
+    was_training = model.training
+    model.eval()
+    try:
+        # taps keep the forward on the module path (the fused kernels bypass the hooks)
+        model(x, taps=[])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    shifts = []
+    for norm, h in zip(norms, inputs, strict=True):
+        real = h.var(dim=1, unbiased=False)  # [K, units]
+        eps = norm.settings.eps
+        r = (norm.running_var + eps) / (real + eps)
+        shifts.append(torch.maximum(r, 1 / r).mean(dim=1))
+    return shifts
 
 
 @torch.no_grad()

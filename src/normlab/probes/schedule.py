@@ -12,7 +12,7 @@ import torch
 from normlab.data.prepare import Split
 from normlab.models.norms import BatchNorm
 from normlab.models.stack import StackedMLP
-from normlab.probes.bn import discrepancy, precise_statistics
+from normlab.probes.bn import discrepancy, precise_statistics, variance_shift
 from normlab.probes.ics import internal_covariate_shift
 from normlab.probes.layers import layer_norms, preactivation_stats
 from normlab.probes.smoothness import smoothness
@@ -36,7 +36,8 @@ class ProbeSet:
     probes use the training step's own batch and dropout masks. For networks with BN
     the ``bn`` probe also evaluates a copy whose running statistics precise BN
     recomputed from the first ``PRECISE_BATCHES`` batches of ``train``. Measurements
-    are taken after the step's backward pass and before its update.
+    are taken after the step's backward pass and before its update, so step 1's are
+    those of the initial weights.
     """
 
     def __init__(
@@ -48,9 +49,11 @@ class ProbeSet:
         n = min(len(train), PRECISE_BATCHES * batch_size)
         self.train, self.train_batch = Split(train.x[:n], train.y[:n]), min(batch_size, n)
 
-    def due(self, step: int) -> bool:
-        """Whether the probes measure after training step ``step`` (1-based)."""
-        return bool(self.names) and step % self.every == 0
+    def due(self, step: int, last: bool = False) -> bool:
+        """Whether the probes measure after training step ``step`` (1-based): the first
+        step (its gradients are those at initialization), every ``every``-th, and the
+        ``last`` of the run."""
+        return bool(self.names) and (step == 1 or step % self.every == 0 or last)
 
     def measure(
         self,
@@ -93,6 +96,8 @@ class ProbeSet:
             for name, values in discrepancy(model, self.held_out, self.batch_size).items():
                 add("bn", WHOLE_NETWORK, name, values)
             if any(isinstance(n, BatchNorm) for n in model.norms):
+                for layer, values in enumerate(variance_shift(model, self.held_out.x)):
+                    add("bn", layer, "variance_shift", values)
                 recalibrated = copy.deepcopy(model)
                 precise_statistics(recalibrated, self.train, self.train_batch, PRECISE_BATCHES)
                 precise = discrepancy(recalibrated, self.held_out, self.batch_size)

@@ -25,7 +25,7 @@ MEMBER_FIELDS = ("seed", "lr")
 PROBES = ("layers", "activations", "ics", "smoothness", "bn")
 # Fields added after the first release, left out of a run's identity while at their
 # default, so that runs recorded before them keep their ids.
-_LATER_FIELDS = {"probes": [], "probe_every": 100, "eval_every": 0}
+_LATER_FIELDS = {"probes": [], "probe_every": 100, "eval_every": 0, "dropout_position": "after"}
 
 
 class RunConfig(BaseModel):
@@ -42,6 +42,11 @@ class RunConfig(BaseModel):
     norm: Norm = "none"
     norm_position: Literal["before", "after"] = "before"
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    dropout_position: Literal["before", "after"] = Field(
+        "after",
+        description="after: at the hidden block's end (the seed's); before: right after "
+        "the dense layer, feeding the norm",
+    )
     semantics: Literal["keras", "torch"] = "keras"
     init: InitScheme | None = Field(None, description="default: the semantics preset's")
     init_scale: float = Field(1.0, gt=0.0)

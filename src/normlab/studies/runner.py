@@ -37,6 +37,7 @@ def mlp_spec(config: RunConfig, splits: Splits) -> MLPSpec:
         norm=config.norm,
         norm_position=config.norm_position,
         dropout=config.dropout,
+        dropout_position=config.dropout_position,
         init=config.init,
         init_scale=config.init_scale,
         norm_settings=config.norm_settings(),

@@ -232,7 +232,8 @@ def train_stack(
                 first_bad.masked_fill_(bad & (first_bad == 0), step)
                 if step % check_every == 0 or i == steps_per_epoch - 1:
                     _record_divergence(first_bad, active, results)
-                if probes is not None and probes.due(step):
+                last = epoch == epochs and i == steps_per_epoch - 1
+                if probes is not None and probes.due(step, last):
                     t_probe = time.perf_counter()
                     rows = probes.measure(step, model, optimizer, opt_state, (x, y, keys), lrs)
                     for m, member_rows in enumerate(rows):

@@ -1,0 +1,1 @@
+"""Plots drawn from stored runs; reads ``normlab.analysis``, never trains."""
