@@ -157,10 +157,14 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     keys = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "p_corrected", "runs"}
     assert set(verdicts[0]) == keys and verdicts[0]["verdict"] in VERDICTS
     assert verdicts[0]["runs"] == 6 and verdicts[0]["ci_low"] <= verdicts[0]["effect"]
-    again = runner.invoke(app, ["claims", "--only", "4", "--db", db])  # resumes: no training
+    # resumes: no training
+    again = runner.invoke(app, ["claims", "--only", "4", "--db", db, "--figures", str(tmp_path)])
     assert again.exit_code == 0 and "6 already finished, 0 to train" in again.output
     assert verdicts[0]["verdict"] in again.output
     assert "diverged runs: none 0/3, batch 0/3" in again.output  # an outcome, shown
+    assert "diverged runs: before 0/3, after 0/3" in again.output  # claim 12's arms
+    assert "context, batch_size=128, dropout=0.5, variance shift" in again.output
+    assert "no figure to draw, claim 10 was not selected" in again.output
 
 
 @pytest.mark.parametrize(

@@ -544,9 +544,14 @@ def claims(
         store = _open_store(db)
         results.append(judge(store, CLAIMS[n], spec.name))
         if figures is not None and n == 10:
-            path = figure1(records(store, spec.name), figures / "claim-10-figure1.png")
-            err.print(f"claim {n}: figure written to {path}", highlight=False)
+            try:
+                path = figure1(records(store, spec.name), figures / "claim-10-figure1.png")
+                err.print(f"claim {n}: figure written to {path}", highlight=False)
+            except (ValueError, OSError) as e:  # the verdicts still print
+                err.print(f"[red]claim {n}: no figure:[/red] {e}", highlight=False)
         store.close()
+    if figures is not None and 10 not in wanted:
+        err.print("--figures: no figure to draw, claim 10 was not selected", highlight=False)
     if as_json:
         out.print_json(json.dumps([r.as_json() for r in results]))
     else:
