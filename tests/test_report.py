@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from normlab.analysis.claims import records
+from normlab.analysis.claims import accuracy_curve, records
 from normlab.cli import app
-from normlab.report.figure1 import accuracy_curve, figure1, percentile_curves
+from normlab.report.figure1 import figure1, percentile_curves
 from normlab.store.db import Store
 
 STUDY = """

@@ -47,7 +47,7 @@ class RunRecord:
                 row["probe"] == probe
                 and row["name"] == name
                 and row["value"] is not None
-                and step in (None, row["step"])
+                and (step is None or row["step"] == step)
             ):
                 out[int(row["layer"])].append(float(row["value"]))
         return out
@@ -150,15 +150,21 @@ def variance_shift(run: RunRecord) -> float:
     return run.last("bn", "variance_shift")
 
 
+def accuracy_curve(run: RunRecord) -> dict[int, float]:
+    """Validation accuracy by step, in step order: the evaluations within epochs and at
+    each epoch's end (missing or non-finite values left out)."""
+    per_epoch = (TRAIN_POOL - int(run.config["val_size"])) // int(run.config["batch_size"])
+    curve = {int(e["step"]): e["val_acc"] for e in run.evals}
+    curve.update({int(e["epoch"]) * per_epoch: e["val_acc"] for e in run.epochs})
+    return {s: a for s, a in sorted(curve.items()) if a is not None and math.isfinite(a)}
+
+
 def steps_to(target: float) -> Callable[[RunRecord], float]:
     """Steps until validation accuracy first reaches ``target`` (+inf if never), from
     the evaluations within epochs and at each epoch's end."""
 
     def measure(run: RunRecord) -> float:
-        per_epoch = (TRAIN_POOL - int(run.config["val_size"])) // int(run.config["batch_size"])
-        points = [(e["step"], e["val_acc"]) for e in run.evals]
-        points += [(e["epoch"] * per_epoch, e["val_acc"]) for e in run.epochs]
-        reached = [s for s, acc in points if acc is not None and acc >= target]
+        reached = [s for s, acc in accuracy_curve(run).items() if acc >= target]
         return float(min(reached)) if reached else math.inf
 
     return measure

@@ -10,24 +10,15 @@ study's ``eval_every`` steps and each epoch's end, and as many steps as the budg
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from normlab.analysis.claims import TRAIN_POOL, RunRecord
+from normlab.analysis.claims import RunRecord, accuracy_curve
 
 PERCENTILES = (15, 50, 85)
 ARMS = (("none", "without BN", "tab:blue"), ("batch", "with BN", "tab:red"))
-
-
-def accuracy_curve(run: RunRecord) -> dict[int, float]:
-    """Validation accuracy by step: the evaluations within epochs and at each epoch's end."""
-    per_epoch = (TRAIN_POOL - int(run.config["val_size"])) // int(run.config["batch_size"])
-    curve = {int(e["step"]): e["val_acc"] for e in run.evals}
-    curve.update({int(e["epoch"]) * per_epoch: e["val_acc"] for e in run.epochs})
-    return {s: a for s, a in sorted(curve.items()) if a is not None and math.isfinite(a)}
 
 
 def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
