@@ -8,14 +8,18 @@ Keras-semantics Adam, real MNIST (55,000 training images, validation 5,000 and t
             and one fused Adam update of the stacked parameters, K=16, each timed alone
   baselines a plain PyTorch loop: one model, in memory, denormal flush, fused Adam,
             F.dropout, the same evaluation every epoch; Keras fit when TensorFlow imports
-  stack     normlab, K=16, fp32 (and bf16 at B >= 128; on a GPU also fp32 without the
-            CUDA graph): seconds per model-epoch (median of the epochs after the first),
-            evaluation share of the epoch, ratio to floor
+  stack     normlab, K=16 (on a GPU also without the CUDA graph): seconds per
+            model-epoch (median of the epochs after the first), evaluation share of the
+            epoch, ratio to floor
   profile   (CPU) a K=16 step at B=32 and 256: ms per step against the floor's, and the
             profiled time's split into matmul, Adam, fused kernels, gather and the rest
   reproduce `normlab reproduce --seeds 5` end to end (a fresh process and database), with
             its floor and the final test accuracies
   curves    seconds per model-epoch of training steps for K = 1..32 and widths 128-2048
+  cnn       the CNN family (conv 32, 64 -> dense 128, BN), scaled inputs: seconds per
+            model-epoch of training steps for stacks of K = 1, 4, 8, a plain one-model
+            PyTorch loop of the same CNN (NCHW as written, and channels-last) and
+            torch.func ensembling (stack_module_state + vmap) of 8, at B = 32 and 256
   memory    peak RSS after the K=16 section; `normlab --help` wall time
 
 Usage: python benchmarks/run.py [--quick] [--device cuda] [--out benchmarks/results.json]
@@ -25,6 +29,7 @@ Timings on a shared machine are noisy: compare ratios taken within one run.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -40,19 +45,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.adam import adam as adam_kernel
 
-# normlab's imports flush denormals; they come before any torch op runs.
 from normlab import runtime
 from normlab.analysis.summary import summarize
 from normlab.data.locate import load
 from normlab.data.prepare import Split, Splits, prepare
-from normlab.models.stack import MLPSpec, StackedMLP
+from normlab.experiments.config import RunConfig
+from normlab.experiments.plan import stack_size
+from normlab.experiments.runner import make_optimizer
+from normlab.models.mlp.spec import MLPSpec
+from normlab.models.mlp.stack import StackedMLP
 from normlab.store.db import Store
-from normlab.studies.plan import choose_stack_size
-from normlab.train.loop import train_stack
+from normlab.train.loop import Schedule, train_stack
 from normlab.train.optim import Adam
 
 BATCHES = (32, 64, 128, 256)
-BF16_BATCHES = (128, 256)  # where bf16 is meant to pay; AMX needs large matmuls
 K = 16
 N_TRAIN = 55000
 
@@ -151,16 +157,14 @@ def keras_fit(splits, batch: int, norm: str, epochs: int) -> float | None:
     return statistics.median(times[1:] if len(times) > 1 else times)
 
 
-def stack(
-    splits, batch: int, norm: str, epochs: int, precision: str = "fp32", cuda_graph: bool = True
-) -> dict:
+def stack(splits, batch: int, norm: str, epochs: int, cuda_graph: bool = True) -> dict:
     """normlab's seconds per model-epoch at K=16 (median after the first epoch)."""
     spec = MLPSpec(784, (512,), 10, norm=norm, dropout=0.2)
     seeds = list(range(K))
     model = StackedMLP(spec, seeds).to(splits.train.x.device)
     opt = Adam(eps=1e-7, eps_before_bias_correction=True)
-    results = train_stack(model, opt, splits, seeds=seeds, lrs=[1e-3] * K, batch_size=batch,
-                          epochs=epochs, precision=precision, cuda_graph=cuda_graph)  # fmt: skip
+    results = train_stack(model, opt, splits, seeds, [1e-3] * K, Schedule(batch, epochs),
+                          cuda_graph=cuda_graph)  # fmt: skip
     steady = results[0].epochs[1:] or results[0].epochs
     seconds = statistics.median(e.seconds for e in steady)
     eval_seconds = statistics.median(e.eval_seconds for e in steady)
@@ -175,14 +179,20 @@ def curve_point(splits, k: int, width: int, batch: int = 128, steps: int = 40) -
     model = StackedMLP(spec, seeds).to(splits.train.x.device)
     x, y = splits.train.x[: steps * batch], splits.train.y[: steps * batch]
     tiny = Splits(Split(x, y), Split(x[:0], y[:0]), Split(x[:batch], y[:batch]), "raw", 10)
-    opt = Adam(eps=1e-7, eps_before_bias_correction=True)
-    train_stack(model, opt, tiny, seeds=seeds, lrs=[1e-3] * k, batch_size=batch, epochs=1)
-    runtime.synchronize(x.device)
+    return _steps_seconds(model, Adam(eps=1e-7, eps_before_bias_correction=True), tiny, batch)
+
+
+def _steps_seconds(model, opt, splits, batch: int) -> float:
+    """Seconds per model-epoch of ``model``'s training steps on ``splits`` (an epoch of
+    them after one warm-up epoch), scaled to a full MNIST epoch."""
+    seeds = list(range(model.k))
+    train_stack(model, opt, splits, seeds, [1e-3] * model.k, Schedule(batch, 1))
+    runtime.synchronize(splits.train.x.device)
     start = time.perf_counter()
-    train_stack(model, opt, tiny, seeds=seeds, lrs=[1e-3] * k, batch_size=batch, epochs=1)
-    runtime.synchronize(x.device)
-    per_step = (time.perf_counter() - start) / steps
-    return per_step * (N_TRAIN // batch) / k
+    train_stack(model, opt, splits, seeds, [1e-3] * model.k, Schedule(batch, 1))
+    runtime.synchronize(splits.train.x.device)
+    per_step = (time.perf_counter() - start) / (len(splits.train) // batch)
+    return per_step * (N_TRAIN // batch) / model.k
 
 
 PROFILE_GROUPS = {  # profiler op name -> where its time goes
@@ -213,8 +223,7 @@ def profile_step(splits, batch: int, norm: str, steps: int = 100) -> dict[str, f
     opt = Adam(eps=1e-7, eps_before_bias_correction=True)
 
     def epoch() -> None:
-        train_stack(model, opt, tiny, seeds=list(range(K)), lrs=[1e-3] * K, batch_size=batch,
-                    epochs=1)  # fmt: skip
+        train_stack(model, opt, tiny, list(range(K)), [1e-3] * K, Schedule(batch, 1))
 
     epoch()
     start = time.perf_counter()
@@ -256,7 +265,96 @@ def help_seconds() -> float:
     return _median_time(run, 3, torch.device("cpu"))
 
 
-SECTIONS = ("baselines", "stack", "profile", "reproduce", "curves")
+CNN_BATCHES = (32, 256)
+CNN_KS = (1, 4, 8)
+
+
+def plain_cnn() -> nn.Sequential:
+    """The CNN family's network as one plain PyTorch model (conv 32, 64 -> dense 128)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(3136, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(128, 10),
+    )  # fmt: skip
+
+
+def _per_model_epoch(step, steps: int, batch: int, models: int, device) -> float:
+    """Seconds per model-epoch of ``step`` (one training step of ``models`` models), the
+    median of ``steps`` timed after three warm-up steps."""
+    for _ in range(3):
+        step()
+    return _median_time(step, steps, device) * (N_TRAIN // batch) / models
+
+
+def plain_cnn_loop(splits, batch: int, steps: int, channels_last: bool) -> float:
+    """One model, the data in memory, fused Adam: a careful plain loop."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    device = splits.train.x.device
+    model = plain_cnn().to(device, memory_format=fmt)
+    opt = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
+    x, y = splits.train.x.view(-1, 1, 28, 28), splits.train.y
+
+    def step() -> None:
+        idx = torch.randint(0, len(y), (batch,), device=device)
+        loss = F.cross_entropy(model(x[idx].contiguous(memory_format=fmt)), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return _per_model_epoch(step, steps, batch, 1, device)
+
+
+def func_cnn(splits, batch: int, steps: int, k: int = 8) -> float:
+    """torch.func model ensembling: k plain CNNs' parameters stacked, vmap over them."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    torch.manual_seed(0)
+    device = splits.train.x.device
+    models = [plain_cnn().to(device) for _ in range(k)]
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    opt = torch.optim.Adam(list(params.values()), 1e-3, fused=True)
+    x, y = splits.train.x.view(-1, 1, 28, 28), splits.train.y
+
+    def loss(p, b, xs, ys):
+        return F.cross_entropy(functional_call(base, (p, b), (xs,)), ys)
+
+    losses = vmap(loss, randomness="different")
+
+    def step() -> None:
+        idx = torch.randint(0, len(y), (k, batch), device=device)
+        opt.zero_grad()
+        losses(params, buffers, x[idx], y[idx]).sum().backward()
+        opt.step()
+
+    return _per_model_epoch(step, steps, batch, k, device)
+
+
+def cnn_stack(splits, batch: int, steps: int, k: int) -> float:
+    """normlab's stacked CNN of k members: training steps only."""
+    config = RunConfig(model="cnn", hidden=(128,), norm="batch", inputs="scaled")
+    model = config.family.build(config.model_spec(), list(range(k))).to(splits.train.x.device)
+    n = steps * batch
+    x, y = splits.train.x[:n], splits.train.y[:n]
+    tiny = Splits(Split(x, y), Split(x[:0], y[:0]), Split(x[:batch], y[:batch]), "scaled", 10)
+    return _steps_seconds(model, make_optimizer(config), tiny, batch)
+
+
+def cnn_section(splits, batch: int, steps: int) -> dict[str, float]:
+    """Seconds per model-epoch of every CNN variant at one batch size."""
+    out = {
+        "plain": plain_cnn_loop(splits, batch, steps, channels_last=False),
+        "plain channels-last": plain_cnn_loop(splits, batch, steps, channels_last=True),
+        "torch.func K=8": func_cnn(splits, batch, steps),
+    }
+    for k in CNN_KS:
+        out[f"normlab K={k}"] = cnn_stack(splits, batch, steps, k)
+    return out
+
+
+SECTIONS = ("baselines", "stack", "profile", "reproduce", "curves", "cnn")
 
 
 def main() -> None:
@@ -272,6 +370,7 @@ def main() -> None:
         parser.error(f"--sections: unknown {sorted(sections - set(SECTIONS))}; use {SECTIONS}")
     epochs = 2 if args.quick else 3  # the first epoch is warm-up; median of the rest
     device = runtime.resolve_device(args.device)
+    runtime.configure()
     splits = prepare(load("mnist", args.data_dir), "raw", device=device)
     out: dict = {"environment": runtime.environment(device), "quick": args.quick}
     out["load_average_start"] = os.getloadavg()
@@ -296,14 +395,11 @@ def main() -> None:
     if "stack" in sections:
         print("## normlab K=16", flush=True)
         out["stack"] = {}
-        variants = [("fp32", BATCHES), ("bf16", BF16_BATCHES)]
-        if device.type == "cuda":  # what capturing the step as a CUDA graph buys
-            variants.append(("fp32-eager", BATCHES))
-        for variant, batches in variants:
-            precision = variant.removesuffix("-eager")
-            for b in batches:
+        variants = ["fp32"] + (["fp32-eager"] if device.type == "cuda" else [])
+        for variant in variants:  # eager: what capturing the step as a CUDA graph buys
+            for b in BATCHES:
                 for norm in ("none", "batch"):
-                    r = stack(splits, b, norm, epochs, precision, not variant.endswith("-eager"))
+                    r = stack(splits, b, norm, epochs, not variant.endswith("-eager"))
                     r["vs_floor"] = r["seconds"] / out["floor"][b]["floor"]
                     out["stack"][f"{variant}/{norm}/{b}"] = r
                     print(f"{variant} {norm:<5} B={b:<4} {r['seconds']:.3f} s/model-epoch  "
@@ -345,8 +441,17 @@ def main() -> None:
             for k in ks:
                 out["curves"][f"{width}/{k}"] = curve_point(splits, k, width)
             row = "  ".join(f"K={k} {out['curves'][f'{width}/{k}']:.3f}" for k in ks)
-            auto = choose_stack_size(784, (width,), 128, 64, device_type=device.type)
+            auto = stack_size(RunConfig(hidden=(width,), batch_size=128), 64,
+                              device_type=device.type)  # fmt: skip
             print(f"width {width:<5} {row}  auto K={auto}", flush=True)
+        save()
+    if "cnn" in sections:
+        print("## CNN (conv 32-64, dense 128, BN), seconds per model-epoch of training "
+              "steps", flush=True)  # fmt: skip
+        scaled = prepare(load("mnist", args.data_dir), "scaled", device=device)
+        out["cnn"] = {b: cnn_section(scaled, b, 4 if args.quick else 20) for b in CNN_BATCHES}
+        for b, r in out["cnn"].items():
+            print(f"B={b:<4} " + "  ".join(f"{name} {v:.2f}" for name, v in r.items()), flush=True)
         save()
     out["help_seconds"] = help_seconds()
     out["load_average_end"] = os.getloadavg()
@@ -377,7 +482,7 @@ def render(out: dict) -> str:
             row(f"Keras fit, {norm}", [_fmt(out["keras"][b][norm]) for b in BATCHES])
         row("plain PyTorch loop (none)", [_fmt(out["plain"][b]) for b in BATCHES])
     stack = out.get("stack", {})
-    for variant in ("fp32", "bf16", "fp32-eager") if stack else ():
+    for variant in ("fp32", "fp32-eager") if stack else ():
         for norm in ("none", "batch"):
             cells = [stack.get(f"{variant}/{norm}/{b}") for b in BATCHES]
             if not any(cells):
@@ -408,6 +513,14 @@ def render(out: dict) -> str:
             shares = ", ".join(f"{g} {100 * p[g]:.0f}%" for g in PROFILE_GROUPS_ORDER)
             lines.append(f"  {key:<10} {p['ms_per_step']:.2f} ms/step (floor "
                          f"{p['floor_ms_per_step']:.2f}): {shares}")  # fmt: skip
+    if "cnn" in out:
+        lines.append("CNN (conv 32-64, dense 128, BN), training steps, s/model-epoch:")
+        for b, r in out["cnn"].items():
+            plain = r["plain"]
+            lines.append(f"  B={b:<4}" + "".join(
+                f"  {name} {v:.2f}" + (f" ({plain / v:.2f}× plain)" if "normlab" in name else "")
+                for name, v in r.items()
+            ))  # fmt: skip
     if "peak_rss_mb_after_k16" in out:
         lines.append(f"peak RSS after the K=16 runs: {out['peak_rss_mb_after_k16']:.0f} MB")
     if "peak_gpu_mb_after_k16" in out:

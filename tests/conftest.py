@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from normlab import runtime  # noqa: F401  (flush denormals before any torch op in tests)
-
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """What every entry point does first: flush denormals, all cores."""
+    from normlab import runtime
+
+    runtime.configure()
 
 
 def _mnist_root() -> Path:

@@ -2,45 +2,44 @@
 
 import json
 import math
+import sqlite3
+from collections import defaultdict
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from normlab.analysis.claims import (
-    CLAIMS,
-    Claim,
-    RunRecord,
+from normlab.analysis.records import RunRecord
+from normlab.analysis.stats import Comparison
+from normlab.analysis.verdict import Rule, verdict
+from normlab.claims.definitions import CLAIMS, Claim, ClaimError, claim_study, selected
+from normlab.claims.judge import judge_values
+from normlab.claims.measures import (
     bn_probe_difference,
-    claim_study,
     covariate_shift,
     gradient_imbalance,
     init_gradient_growth,
-    judge_values,
     largest_usable_lr,
-    selected,
     spread_of_final_accuracy,
     steps_to,
     train_test_gap,
     variance_shift,
 )
-from normlab.analysis.verdict import VERDICTS, Rule
 from normlab.cli import app
-from normlab.studies.spec import StudyError
+from normlab.experiments.config import RunConfig
+from normlab.experiments.spec import StudyError
 
 
 def test_every_claim_study_expands_at_every_budget():
     assert sorted(CLAIMS) == list(range(1, 13))  # the seed's ten claims, two parts
     assert {c.id: c.part_of for c in CLAIMS.values() if c.part_of} == {11: 3, 12: 4}
     for claim in CLAIMS.values():
-        if claim.study is None:  # claim 7 is measured live
-            continue
         sizes = [len(claim_study(claim, b).runs()) for b in ("quick", "standard", "full")]
         assert sizes[0] <= sizes[1] <= sizes[2], (claim.id, sizes)
         quick = claim_study(claim, "quick")
         assert quick.name.endswith("-quick")
-        arms = {getattr(c, claim.factor) for c in quick.runs()}
-        assert arms >= {claim.arm, *claim.baselines}, claim.id
+        arms = {claim.arm_of(c) for c in quick.runs()}
+        assert arms >= ({claim.arm, *claim.baselines} if claim.factor else {claim.arm}), claim.id
     with pytest.raises(StudyError, match="budget must be one of"):
         claim_study(CLAIMS[1], "huge")
 
@@ -53,7 +52,7 @@ def test_budget_can_move_a_factor_between_fixed_and_grid():
 
 def _run(evals, epochs, status="done", probes=(), **config):
     config = {"val_size": 5000, "batch_size": 1000, **config}  # 55 steps per epoch
-    return RunRecord(config, status, epochs, evals, list(probes))
+    return RunRecord(RunConfig(**config), status, epochs, evals, list(probes))
 
 
 def _probe(probe, layer, name, value, step=50):
@@ -78,11 +77,13 @@ def test_measures_that_span_a_seeds_runs_or_read_probes():
     runs = [final(0.95, 1e-3), final(0.955, 1e-2), final(0.948, 1e-1), final(0.1, 1.0, "diverged")]
     assert largest_usable_lr(0.01)(runs) == pytest.approx(-1.0)  # 0.948 is within 1 point
     assert largest_usable_lr(0.001)(runs) == pytest.approx(-2.0)
-    assert largest_usable_lr(0.01)([runs[3]]) == -math.inf
-    # a diverged run counts as chance level in the spread over inits
+    assert math.isnan(largest_usable_lr(0.01)([runs[3]]))  # no finished run: no value
+    # a diverged run counts as chance level in the spread over inits; a failed one is
+    # no outcome at all, so the seed has no value
     assert spread_of_final_accuracy(runs) == pytest.approx(
         np.std([0.95, 0.955, 0.948, 0.1], ddof=1)
     )
+    assert math.isnan(spread_of_final_accuracy([*runs[:3], final(0.1, 1.0, "failed")]))
     ics = [_probe("ics", 0, "cosine", 1.0), _probe("ics", 1, "cosine", 0.9),
            _probe("ics", 2, "cosine", 0.7), _probe("ics", 2, "cosine", None, step=100)]  # fmt: skip
     assert covariate_shift(_run([], [{}], probes=ics)) == pytest.approx(0.2)  # layer 0 aside
@@ -139,6 +140,41 @@ def test_several_baselines_and_context_comparisons():
     assert len(context) == 2  # context measures against the first baseline only
 
 
+def test_a_claim_is_checked_against_its_study():
+    runs = [RunConfig(norm=n, seed=s, lr=lr) for n in ("none", "batch") for s in (0, 1)
+            for lr in (1e-3, 1e-2)]  # fmt: skip
+    claim = CLAIMS[4]  # compares by batch size only
+    with pytest.raises(ClaimError, match="claim 4: s varies 'lr', which the claim neither"):
+        claim.check(runs, "s")
+    with pytest.raises(ClaimError, match="claim 4: s has no run with norm='none'"):
+        claim.check([r for r in runs if r.norm == "batch"], "s")
+    CLAIMS[2].check(runs, "s")  # claim 2 spans the learning rates
+
+
+def test_deep_networks_are_selected_by_their_depth():
+    deep = CLAIMS[3].where
+    assert deep(RunConfig(hidden=(128,) * 8)) and deep(RunConfig(hidden=(64,) * 16))
+    assert not deep(RunConfig(hidden=(128, 128)))
+
+
+def test_a_seed_without_a_value_is_dropped_and_said_so():
+    claim = CLAIMS[2]
+    arms = {"optimizer=adam": {
+        "batch": {0: -1.0, 1: -1.0, 2: math.nan, 3: -1.5},
+        "none": {0: -2.0, 1: -2.0, 2: -2.0, 3: -2.5},
+    }}  # fmt: skip
+    result = judge_values(claim, arms, runs=8)
+    ((_, comparison, _),) = result.comparisons
+    assert comparison.n_arm == comparison.n_baseline == 3
+    assert comparison.effect == pytest.approx(1.0)
+    from normlab.claims.judge import _missing
+
+    assert _missing(arms) == [
+        "optimizer=adam, batch: seed(s) 2 without a value (diverged, failed or not "
+        "finished), left out of the comparison"
+    ]
+
+
 def test_only_brings_a_claims_parts_after_it():
     assert selected([4, 1]) == [1, 4, 12]
     assert selected(list(CLAIMS)) == [1, 2, 3, 11, 4, 12, 5, 6, 7, 8, 9, 10]
@@ -155,8 +191,11 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     verdicts = json.loads(result.output[result.output.index("[") :])
     assert [v["id"] for v in verdicts] == [4, 12]  # 12 is claim 4's second part
     keys = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "p_corrected", "runs"}
-    assert set(verdicts[0]) == keys and verdicts[0]["verdict"] in VERDICTS
-    assert verdicts[0]["runs"] == 6 and verdicts[0]["ci_low"] <= verdicts[0]["effect"]
+    four = verdicts[0]
+    assert set(four) == keys and four["runs"] == 6 and four["ci_low"] <= four["effect"]
+    # one comparison (batch 128): the verdict is the rule applied to it
+    lead = Comparison(four["effect"], four["ci_low"], four["ci_high"], 0.0, "", 3, 3, True)
+    assert four["verdict"] == verdict([lead], [four["p_corrected"]], CLAIMS[4].rule)
     # resumes: no training
     again = runner.invoke(app, ["claims", "--only", "4", "--db", db, "--figures", str(tmp_path)])
     assert again.exit_code == 0 and "6 already finished, 0 to train" in again.output
@@ -180,13 +219,23 @@ def test_claims_bad_options_exit_2(tmp_path, args, message):
     assert result.exit_code == 2 and message in result.output
 
 
-def test_inference_claim_on_real_mnist(tmp_path, data_root, monkeypatch):
+def test_inference_claim_is_stored_and_judged_from_its_runs(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("NORMLAB_DATA", str(data_root))
-    result = CliRunner().invoke(
-        app, ["claims", "--only", "7", "--json", "--db", str(tmp_path / "c.db")]
-    )
+    db = tmp_path / "c.db"
+    result = CliRunner().invoke(app, ["claims", "--only", "7", "--db", str(db)])
     assert result.exit_code == 0, result.output
-    (seven,) = json.loads(result.output[result.output.index("[") :])
-    assert seven["id"] == 7 and seven["runs"] == 5 and seven["verdict"] in VERDICTS
-    assert seven["effect"] > 0  # an unfolded BN pass is never free
-    assert "folded outputs differ" not in result.output
+    assert "identical to float rounding" in result.output  # folding kept the outputs
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0] == 5
+    rows = conn.execute("SELECT run_id, name, value FROM probes WHERE probe = 'inference'")
+    per_run = defaultdict(dict)
+    for run_id, name, value in rows:
+        per_run[run_id][name] = value
+    assert len(per_run) == 5 and all(0 < v["latency_bn_b1"] < 1 for v in per_run.values())
+    # the verdict's numbers are the stored latencies' log ratios, compared with no effect
+    again = CliRunner().invoke(app, ["claims", "--only", "7", "--json", "--db", str(db)])
+    (seven,) = json.loads(again.output[again.output.index("[") :])
+    ratios = {b: [math.log(v[f"latency_bn_b{b}"] / v[f"latency_folded_b{b}"])
+                  for v in per_run.values()] for b in (1, 256)}  # fmt: skip
+    assert seven["runs"] == 5
+    assert seven["effect"] in [pytest.approx(np.mean(r)) for r in ratios.values()]

@@ -272,3 +272,60 @@ def test_study_with_probes_records_them_on_real_mnist(env):
         assert columns <= set(exported[0])
     bad = invoke("export", "--table", "weights", "--out", "w.csv")
     assert bad.exit_code == 2 and "--table: 'weights' is not one of" in bad.output
+
+
+def test_a_failing_unit_is_recorded_and_the_others_saved(env, data_root):
+    # fashion-mnist's training images are corrupt in this data folder (found before
+    # Debian's copy), so its unit fails when its data load; MNIST's unit trains.
+    root = env / "data"
+    (root / "fashion-mnist").mkdir(parents=True)
+    (root / "mnist").symlink_to(data_root / "mnist")
+    (root / "fashion-mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8bnot gzip")
+    (env / "two.toml").write_text(
+        STUDY.replace('name = "tiny"', 'name = "two"')
+        .replace("seeds = 2", "seeds = 1")
+        .replace('norm = ["none", "batch"]', 'dataset = ["mnist", "fashion-mnist"]')
+    )
+    result = invoke("run", "two.toml", "--data-dir", str(root))
+    assert result.exit_code == 1, result.output
+    assert "corrupt or truncated gzip data" in result.output
+    conn = sqlite3.connect(env / "normlab.db")
+    statuses = dict(conn.execute("SELECT json_extract(config, '$.dataset'), status FROM runs"))
+    assert statuses == {"mnist": "done", "fashion-mnist": "failed"}
+    assert conn.execute("SELECT count(*) FROM epochs").fetchone()[0] == 2
+    error = conn.execute("SELECT error FROM runs WHERE status = 'failed'").fetchone()[0]
+    assert error.startswith("IdxError:")
+
+
+def test_cnn_studies_train_on_mnist_and_fashion_mnist(env):
+    (env / "cnn.toml").write_text(
+        'name = "cnn"\nseeds = 1\n[fixed]\nmodel = "cnn"\nchannels = [4, 8]\nhidden = []\n'
+        'inputs = "scaled"\nepochs = 1\nbatch_size = 100\nval_size = 50000\nnorm = "batch"\n'
+        'semantics = "torch"\n'  # BN momentum 0.1: running statistics ready after 100 steps
+        '[grid]\ndataset = ["mnist", "fashion-mnist"]\n'
+    )
+    dry = invoke("run", "cnn.toml", "--dry-run")
+    assert dry.exit_code == 0 and "│ cnn" in dry.output and "4-8" in dry.output
+    result = invoke("run", "cnn.toml")
+    assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(env / "normlab.db")
+    accs = dict(conn.execute(
+        "SELECT json_extract(r.config, '$.dataset'), e.test_acc FROM runs r "
+        "JOIN epochs e ON e.run_id = r.id"
+    ))  # fmt: skip
+    assert accs["mnist"] > 0.8 and accs["fashion-mnist"] > 0.6  # 100 steps of 100 images
+
+
+def test_show_and_export_do_not_load_torch(env):
+    assert invoke("run", "tiny.toml").exit_code == 0
+    for args in (["show"], ["export", "--out", "e.csv"], ["export", "--table", "probes",
+                                                         "--out", "p.csv"]):  # fmt: skip
+        code = (
+            "import sys, runpy; sys.argv = ['normlab', *sys.argv[1:]]\n"
+            "try: runpy.run_module('normlab', run_name='__main__')\n"
+            "except SystemExit as e: assert not e.code, e.code\n"
+            "loaded = {'torch', 'numba'} & set(sys.modules); assert not loaded, loaded"
+        )
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, cwd=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr

@@ -5,19 +5,41 @@ import pytest
 import torch
 
 from normlab.models import fused
-from normlab.models.dropout import reference_mask, step_keys, threshold
-from normlab.models.norms import BatchNorm, NormSettings
-from normlab.models.stack import MLPSpec, StackedMLP
+from normlab.models.dropout import GOLDEN, reference_mask, step_keys, threshold
+from normlab.models.mlp.spec import MLPSpec
+from normlab.models.mlp.stack import StackedMLP
+from normlab.models.norms import BatchNorm
+from normlab.models.settings import NormSettings
 
 
 def _keys(k=3, step=7):
     return step_keys([11 * m + 1 for m in range(k)], step, 2)[0]
 
 
-@pytest.mark.parametrize("width", [64, 7])  # 7: masks cross row boundaries mid-pair
-def test_fused_mask_equals_tensor_reference(width):
-    keys = _keys()
-    torch.testing.assert_close(fused.mask(keys, 5, width, 0.3), reference_mask(keys, 5, width, 0.3))
+# SplitMix64's first five outputs for seed 1234567, as published (Rosetta Code,
+# "Pseudo-random numbers/Splitmix64", from Steele, Lea & Flood 2014's algorithm).
+SEED, PUBLISHED = 1234567, [
+    0x599ED017FB08FC85, 0x2C73F08458540FA5, 0x883EBCE5A3F27C77, 0x3FBEF740E9177B3F,
+    0xE3B8346708CB5ECD,
+]  # fmt: skip
+
+
+def test_step_keys_are_splitmix64_outputs():
+    # step 0's key of layer l is output l of SplitMix64 seeded by the member's base
+    assert step_keys([SEED], step=0, layers=5)[:, 0].tolist() == PUBLISHED
+
+
+@pytest.mark.parametrize("width", [5, 2])  # 5: masks cross row boundaries mid-pair
+def test_masks_are_splitmix64_bits(width):
+    # A mask's element 2i reads the low and 2i+1 the high 32 bits of SplitMix64 output
+    # i+1 after the key; at p = 0.5 an element is kept when its top bit is set.
+    key = np.array([(SEED + GOLDEN) % 2**64], dtype=np.uint64)
+    lanes = [half for out in PUBLISHED for half in (out & 0xFFFFFFFF, out >> 32)]
+    want = torch.tensor([2.0 if lane >= 2**31 else 0.0 for lane in lanes]).view(1, -1, width)
+    assert want.sum() > 0 and (want == 0).sum() > 0
+    rows = 10 // width
+    for got in (fused.mask(key, rows, width, 0.5), reference_mask(key, rows, width, 0.5)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_mask_keeps_one_minus_p_and_members_and_steps_differ():

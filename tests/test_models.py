@@ -5,10 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.models.init import init_linear
-from normlab.models.norms import NormSettings, make_norm
+from normlab.models.init import init_layer
+from normlab.models.mlp.spec import MLPSpec
+from normlab.models.mlp.stack import StackedMLP
+from normlab.models.norms import make_norm
 from normlab.models.semantics import KERAS, TORCH, keras_to_torch_momentum
-from normlab.models.stack import MLPSpec, StackedMLP
+from normlab.models.settings import NormSettings
 
 TORCH_BN = NormSettings(eps=1e-5, momentum=0.1, unbiased_running_var=True)
 
@@ -31,14 +33,14 @@ def test_momentum_conventions():
     ],
 )
 def test_init_schemes(scheme, bound, std):
-    w, b = init_linear(scheme, 300, 200, 1.0, torch.Generator().manual_seed(0))
+    w, b = init_layer(scheme, (300, 200), (300, 200), 200, 1.0, torch.Generator().manual_seed(0))
     assert w.shape == (300, 200) and b.shape == (200,)
     if bound is not None:
         assert w.abs().max() <= bound and w.abs().max() > 0.99 * bound
     else:
         assert w.std().item() == pytest.approx(std, rel=0.03)
     assert (b == 0).all() != (scheme == "torch_default")
-    w2, _ = init_linear(scheme, 300, 200, 3.0, torch.Generator().manual_seed(0))
+    w2, _ = init_layer(scheme, (300, 200), (300, 200), 200, 3.0, torch.Generator().manual_seed(0))
     torch.testing.assert_close(w2, 3 * w)
 
 
@@ -125,6 +127,37 @@ def test_ghost_batchnorm_normalizes_each_ghost_batch():
         ghost(torch.randn(2, 10, 3))
 
 
+def test_ghost_batchnorm_running_statistics_average_the_ghost_batches():
+    s = NormSettings(eps=1e-5, momentum=0.1, unbiased_running_var=True, ghost_batch_size=4)
+    ghost = make_norm("ghost_batch", 2, 3, s)
+    x = torch.randn(2, 12, 3) * 2 + 1
+    ghost(x)
+    for k in range(2):
+        parts = x[k].view(3, 4, 3)  # three ghost batches of 4
+        mean, var = parts.mean(1).mean(0), parts.var(1, unbiased=True).mean(0)
+        torch.testing.assert_close(ghost.running_mean[k], 0.1 * mean)
+        torch.testing.assert_close(ghost.running_var[k], 0.9 + 0.1 * var)
+
+
+def test_batch_renorm_limits_ramp_linearly():
+    # Half-way through a 4-step ramp: rmax = 1 + (3 - 1) / 2 = 2, dmax = 5 / 2 = 2.5.
+    s = NormSettings(eps=1e-5, momentum=0.5, renorm_rmax=3.0, renorm_dmax=5.0,
+                     renorm_ramp_steps=4)  # fmt: skip
+    renorm = make_norm("batch_renorm", 1, 2, s)
+    for _ in range(2):
+        renorm(torch.randn(1, 8, 2))
+    assert int(renorm.steps) == 2
+    x = torch.tensor([[[40.0, -60.0]] * 4 + [[20.0, -20.0]] * 4])  # far from the running stats
+    rm, rv = renorm.running_mean[0].clone(), renorm.running_var[0].clone()
+    got = renorm(x)[0]
+    mean, var = x[0].mean(0), x[0].var(0, unbiased=False)
+    sigma = torch.sqrt(rv + 1e-5)
+    r = (torch.sqrt(var + 1e-5) / sigma).clamp(1 / 2.0, 2.0)
+    d = ((mean - rm) / sigma).clamp(-2.5, 2.5)
+    assert (r == 2.0).all() and (d.abs() == 2.5).all()  # both limits bind mid-ramp
+    torch.testing.assert_close(got, (x[0] - mean) / torch.sqrt(var + 1e-5) * r + d)
+
+
 def test_batch_renorm_starts_as_bn_and_clips_r_and_d():
     s = NormSettings(eps=1e-5, renorm_rmax=2.0, renorm_dmax=0.5, renorm_ramp_steps=1)
     renorm, plain = make_norm("batch_renorm", 1, 3, s), make_norm("batch", 1, 3, s)
@@ -156,15 +189,31 @@ def test_stack_member_equals_plain_pytorch_network():
     torch.testing.assert_close(model(shared), model(shared.expand(2, 9, 20)))
 
 
-def test_norm_after_activation_and_unknown_names():
-    spec = MLPSpec(6, (4,), 2, norm="layer", norm_position="after")
-    model = StackedMLP(spec, [0])
-    h = torch.relu(torch.randn(1, 3, 6) @ model.weights[0] + model.biases[0].unsqueeze(1))
-    assert model.norms[0](h).shape == (1, 3, 4)
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_norm_after_the_activation_by_hand(norm):
+    spec = MLPSpec(6, (4,), 2, norm=norm, norm_position="after")
+    model = StackedMLP(spec, [0, 1])
+    layer = model.norms[0]
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 2.0)
+        layer.bias.normal_()
+    x = torch.randn(2, 5, 6)
+    got = model(x)
+    for k in range(2):
+        h = torch.relu(x[k] @ model.weights[0][k] + model.biases[0][k])
+        if norm == "layer":
+            h = F.layer_norm(h, (4,), layer.weight[k], layer.bias[k], eps=1e-3)
+        else:  # batch statistics over the batch, biased variance
+            h = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-3)
+            h = h * layer.weight[k] + layer.bias[k]
+        torch.testing.assert_close(got[k], h @ model.weights[1][k] + model.biases[1][k])
+
+
+def test_unknown_names_and_bad_groups():
     with pytest.raises(ValueError, match="unknown activation"):
         MLPSpec(6, (4,), 2, activation="gelu")
     with pytest.raises(ValueError, match="unknown norm"):
-        StackedMLP(MLPSpec(6, (4,), 2, norm="weird"), [0])
+        MLPSpec(6, (4,), 2, norm="weird")
     with pytest.raises(ValueError, match="groups 3 must divide"):
         StackedMLP(MLPSpec(6, (4,), 2, norm="group", norm_settings=NormSettings(groups=3)), [0])
 

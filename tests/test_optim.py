@@ -5,7 +5,11 @@ import math
 import pytest
 import torch
 
-from normlab.train.optim import SGD, Adam
+from normlab.train.optim import SGD, Adam, Rates
+
+
+def _step(optimizer, state, params, grads, lrs, active):
+    optimizer.update(state, params, grads, Rates.of(lrs), torch.tensor(active))
 
 
 def _run(stacked, make_ref, lrs, steps=6, active=None):
@@ -17,7 +21,7 @@ def _run(stacked, make_ref, lrs, steps=6, active=None):
     state = stacked.init(params)
     for _ in range(steps):
         grads = [torch.randn_like(p) for p in params]
-        stacked.step(state, params, grads, lrs, active or [True] * k)
+        _step(stacked, state, params, grads, lrs, active or [True] * k)
         for m in range(k):
             for r, g in zip(refs[m], grads, strict=True):
                 r.grad = g[m].clone()
@@ -60,7 +64,7 @@ def test_adam_keras_epsilon_placement_matches_keras_formula():
     ref = p[0].clone().double()
     for t in range(1, 8):
         g = torch.randn(1, 6) * 1e-2  # small gradients: where the placement matters
-        opt.step(state, mine, [g], [lr], [True])
+        _step(opt, state, mine, [g], [lr], [True])
         m = b1 * m + (1 - b1) * g[0].double()
         v = b2 * v + (1 - b2) * g[0].double() ** 2
         alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
@@ -72,13 +76,8 @@ def test_inactive_members_are_frozen_even_with_nan_gradients():
     opt = Adam()
     params = [torch.ones(2, 3)]
     state = opt.init(params)
-    opt.step(
-        state,
-        params,
-        [torch.stack([torch.ones(3), torch.full((3,), math.nan)])],
-        [0.1, 0.1],
-        [True, False],
-    )
+    grads = [torch.stack([torch.ones(3), torch.full((3,), math.nan)])]
+    _step(opt, state, params, grads, [0.1, 0.1], [True, False])
     assert (params[0][1] == 1).all()
     assert (params[0][0] < 1).all()
 
@@ -99,9 +98,9 @@ def test_nesterov_needs_momentum():
     ],
     ids=["adam", "adam-keras", "sgd", "momentum", "nesterov"],
 )
-def test_device_step_matches_step(optimizer):
-    # The tensor-op update that CUDA graphs capture against the fused kernels, with one
-    # member diverging (NaN gradients) at step 4 and frozen from then on.
+def test_tensor_ops_match_the_fused_kernels(optimizer):
+    # The tensor-op form (what runs off the CPU, in CUDA graphs too) against the fused
+    # kernels, with one member diverging (NaN gradients) at step 4 and frozen from then on.
     torch.manual_seed(0)
     lrs = [1e-2, 3e-2, 1e-2]
     shapes = [(3, 7, 5), (3, 5)]
@@ -114,16 +113,25 @@ def test_device_step_matches_step(optimizer):
         if t >= 4:
             active[1] = False
             grads[0][1] = math.nan
-        optimizer.step(s_fused, fused, grads, lrs, active)
-        optimizer.device_step(
-            s_ops,
-            tensor_ops,
-            grads,
-            torch.tensor(lrs),
-            torch.tensor(active),
-            torch.tensor(float(t)),
-        )
+        rates, flags = Rates.of(lrs), torch.tensor(active)
+        optimizer.update(s_fused, fused, grads, rates, flags, fused=True)
+        optimizer.update(s_ops, tensor_ops, grads, rates, flags, fused=False)
     for a, b in zip(tensor_ops, fused, strict=True):
         # Updates are ~1e-2 per step; the two differ by float rounding only.
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert torch.isfinite(a).all()
+
+
+@pytest.mark.parametrize("optimizer", [Adam(), SGD(momentum=0.9)], ids=["adam", "sgd"])
+def test_a_gradient_in_another_memory_layout_meets_the_right_elements(optimizer):
+    # A convolution's weight gradient may come channels-last while the weight is not.
+    torch.manual_seed(0)
+    params = [torch.randn(2, 8, 4, 3, 3)]
+    grad = torch.randn(2, 8, 4, 3, 3)
+    channels_last = grad.view(16, 4, 3, 3).contiguous(memory_format=torch.channels_last)
+    strided = channels_last.view(2, 8, 4, 3, 3)
+    assert not strided.is_contiguous() and torch.equal(strided, grad)
+    twins = [p.clone() for p in params]
+    _step(optimizer, optimizer.init(params), params, [grad], [0.1, 0.1], [True, True])
+    _step(optimizer, optimizer.init(twins), twins, [strided], [0.1, 0.1], [True, True])
+    torch.testing.assert_close(twins[0], params[0], rtol=0, atol=0)

@@ -9,15 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data.prepare import Split
-from normlab.models.norms import NormSettings
-from normlab.models.stack import MLPSpec, StackedMLP
+from normlab.models.mlp.spec import MLPSpec
+from normlab.models.mlp.stack import StackedMLP
+from normlab.models.settings import NormSettings
 from normlab.probes.bn import discrepancy, precise_statistics, variance_shift
 from normlab.probes.ics import internal_covariate_shift
 from normlab.probes.layers import fixed_units, layer_norms, preactivation_stats
 from normlab.probes.smoothness import smoothness
-from normlab.probes.target import Reached, time_to_target
-from normlab.train.loop import evaluate, train_stack
-from normlab.train.optim import SGD, Adam
+from normlab.train.loop import Schedule, evaluate, train_stack
+from normlab.train.optim import SGD, Adam, Rates
 
 
 def _plain_forward(params, x):
@@ -44,7 +44,7 @@ def test_layer_norms_match_a_member_trained_alone():
     model = StackedMLP(MLPSpec(10, (8, 6), 3), [0, 1])
     x, y = _batch()
     F.cross_entropy(model(x).reshape(-1, 3), y.reshape(-1), reduction="sum").backward()
-    got = layer_norms(model)
+    got = layer_norms(model, [w.grad for w in model.weights])
     for k in range(2):
         params = _member_params(model, k)
         F.cross_entropy(_plain_forward(params, x[k]), y[k], reduction="sum").backward()
@@ -93,7 +93,7 @@ def test_ics_matches_a_hand_computation_with_autograd():
     x, y = _batch(k=1)
     before = [p.detach().clone() for p in model.parameters()]
     got = internal_covariate_shift(model, SGD(), SGD().init(list(model.parameters())), x, y,
-                                   None, [lr])  # fmt: skip
+                                   None, Rates.of([lr]))  # fmt: skip
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
     params = _member_params(model, 0)
     loss = F.cross_entropy(_plain_forward(params, x[0]), y[0])
@@ -231,8 +231,7 @@ def test_dropout_before_bn_shifts_the_variance_on_real_mnist(mnist_small):
         spec = MLPSpec(784, (64,), 10, norm="batch", dropout=0.5, dropout_position=pos,
                        norm_settings=fast)  # fmt: skip
         model = StackedMLP(spec, [0, 1])
-        train_stack(model, Adam(), mnist_small, seeds=[0, 1], lrs=[1e-3, 1e-3], batch_size=32,
-                    epochs=2)  # fmt: skip
+        train_stack(model, Adam(), mnist_small, [0, 1], [1e-3, 1e-3], Schedule(32, 2))
         precise = copy.deepcopy(model)
         precise_statistics(precise, mnist_small.train, batch_size=32, batches=30)
         shift[pos] = variance_shift(model, mnist_small.val.x)[0]
@@ -241,18 +240,11 @@ def test_dropout_before_bn_shifts_the_variance_on_real_mnist(mnist_small):
     assert torch.all(shift["before"] > 1.5) and torch.all(shift["after"] < 1.3)
 
 
-def test_time_to_target():
-    points = [(100, 0.5, 1.0, 0.90), (200, 1.0, 2.0, math.nan), (300, 1.5, 3.0, 0.97)]
-    got = time_to_target(points, [0.9, 0.95, 0.99])
-    assert got == {0.9: Reached(100, 0.5, 1.0), 0.95: Reached(300, 1.5, 3.0), 0.99: None}
-
-
 def test_probes_on_a_trained_stack_on_real_mnist(mnist_small):
     spec = MLPSpec(784, (64, 32), 10, norm="batch", dropout=0.1)
     model = StackedMLP(spec, [0, 1])
     opt = Adam()
-    train_stack(model, opt, mnist_small, seeds=[0, 1], lrs=[3e-3, 1e-2], batch_size=64,
-                epochs=1)  # fmt: skip
+    train_stack(model, opt, mnist_small, [0, 1], [3e-3, 1e-2], Schedule(64, 1))
     x, y = mnist_small.val.x[:128], mnist_small.val.y[:128]
     stats = preactivation_stats(model, x)
     assert len(stats) == 2
@@ -260,7 +252,7 @@ def test_probes_on_a_trained_stack_on_real_mnist(mnist_small):
         assert torch.all(layer["std"] < 3) and torch.all(layer["dead"] < 1)
     xs, ys = x.expand(2, 128, 784), y.expand(2, 128)
     state = opt.init([p.detach() for p in model.parameters()])
-    ics = internal_covariate_shift(model, opt, state, xs, ys, None, [3e-3, 1e-2])
+    ics = internal_covariate_shift(model, opt, state, xs, ys, None, Rates.of([3e-3, 1e-2]))
     smooth = smoothness(model, xs, ys, None, [3e-3, 1e-2])
     for values in (*ics.values(), *smooth.values()):
         assert torch.isfinite(values).all()

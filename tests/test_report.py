@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from normlab.analysis.claims import accuracy_curve, records
+from normlab.analysis.records import accuracy_curve, records
 from normlab.cli import app
 from normlab.report.figure1 import figure1, percentile_curves
 from normlab.store.db import Store
@@ -48,4 +48,4 @@ def test_figure1_from_a_real_study(tmp_path, data_root, monkeypatch):
     assert image.shape[:2] == (418, 1430)  # 13 × 3.8 inches at 110 dpi
     assert image[..., :3].std() > 0.05  # something is drawn
     with pytest.raises(ValueError, match="none with norm=batch"):
-        figure1([r for r in runs if r.config["norm"] == "none"], tmp_path / "x.png")
+        figure1([r for r in runs if r.config.norm == "none"], tmp_path / "x.png")

@@ -92,3 +92,17 @@ def test_verdict_rules():
     assert verdict([big_down], [0.01], Rule(direction=-1, min_effect=0.005)) == "supported"
     with pytest.raises(ValueError, match="direction"):
         Rule(direction=0, min_effect=0.1)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scipy's 0/0 on the way to NaN
+def test_bca_falls_back_to_percentiles_where_it_is_undefined():
+    # Every resampled median is >= the observed one, so BCa's bias correction is
+    # Φ⁻¹(0) and its interval undefined; the percentile interval is what remains.
+    arm, baseline = [100.0, 100.0, 100.0, 200.0], [0.0, 0.0, 0.0, 0.0]
+    with pytest.warns(stats.DegenerateDataWarning):
+        bca = stats.bootstrap((np.array(arm), np.array(baseline)),
+                              lambda a, b, axis=-1: np.median(a, axis) - np.median(b, axis),
+                              paired=True, method="BCa", rng=np.random.default_rng(0))  # fmt: skip
+    assert math.isnan(bca.confidence_interval.low)
+    c = compare(arm, baseline, paired=True, kind="ranked")
+    assert (c.ci_low, c.ci_high) == (100.0, 200.0) and c.effect == 100.0

@@ -2,16 +2,16 @@ import sqlite3
 
 import pytest
 
+from normlab.experiments.config import RunConfig
+from normlab.experiments.runner import pending_units
 from normlab.store.db import SCHEMA_VERSION, Store, StoreError
-from normlab.studies.config import RunConfig
-from normlab.studies.runner import pending_units
-from normlab.train.loop import EpochMetrics, MemberResult
+from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunResult, StepLoss
 
 
 def _result(diverged_step=None):
-    r = MemberResult(diverged_step=diverged_step, seconds=1.5)
+    r = RunResult(diverged_step=diverged_step, seconds=1.5)
     r.epochs.append(EpochMetrics(1, 0.5, 0.8, 0.4, 0.85, float("nan"), 0.84, 1.5, 0.1))
-    r.step_losses.extend([(1, 2.3), (2, float("inf"))])
+    r.step_losses.extend([StepLoss(1, 2.3), StepLoss(2, float("inf"))])
     return r
 
 
@@ -81,8 +81,10 @@ def test_schema_version_and_foreign_databases(tmp_path):
 def test_probe_and_eval_rows_round_trip(tmp_path):
     config = RunConfig(probes=("ics",), eval_every=10)
     result = _result()
-    result.probes.extend([(10, "ics", 1, "distance", 0.25), (10, "ics", 1, "cosine", float("nan"))])
-    result.evals.append((10, 0.5, 0.75, 0.3, 0.91))
+    result.probes.extend(
+        [ProbeRow(10, "ics", 1, "distance", 0.25), ProbeRow(10, "ics", 1, "cosine", float("nan"))]
+    )
+    result.evals.append(EvalPoint(10, 0.5, 0.75, 0.3, 0.91))
     with Store(tmp_path / "p.db") as store:
         store.register_study("s", {}, [config])
         store.mark_running([config.run_id], 1, {})

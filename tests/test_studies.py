@@ -1,9 +1,9 @@
 import pytest
 
-from normlab.studies.config import RunConfig
-from normlab.studies.plan import choose_stack_size, estimate_seconds, member_bytes, plan
-from normlab.studies.reproduce import corrected, faithful
-from normlab.studies.spec import StudyError, load_study
+from normlab.experiments.config import RunConfig
+from normlab.experiments.plan import choose_stack_size, estimate_seconds, plan, stack_size
+from normlab.experiments.reproduce import corrected, faithful
+from normlab.experiments.spec import StudyError, load_study
 
 GOOD = """
 name = "demo"
@@ -51,7 +51,7 @@ def test_grid_expands_to_cartesian_product_grouped_by_cohort(tmp_path):
         ('name="x"\ncolour="red"', "study.toml: colour: unknown key"),
         (
             'name="x"\n[fixed]\nnorm="group"\nhidden=[100]',
-            "study.toml: groups 32 must divide every hidden width (100,)",
+            "study.toml: groups 32 must divide every layer's width (100,)",
         ),
         (
             'name="x"\n[fixed]\nnorm="batch"\n[grid]\nbatch_size=[1, 8]',
@@ -59,6 +59,10 @@ def test_grid_expands_to_cartesian_product_grouped_by_cohort(tmp_path):
         ),
         ('name="x"\nseeds=2\n[grid]\nseed=[1]', "give either seeds or a seed field"),
         ("name = ", "study.toml: not valid TOML"),
+        ('name="x"\n[fixed]\nstream=1', "study.toml: fixed.stream: unknown field"),
+        ('name="x"\n[grid]\ncarried_from=["abc"]', "study.toml: grid.carried_from: unknown field"),
+        ('name="x"\n[fixed]\nchannels=[8]', "channels and kernel describe conv blocks"),
+        ('name="x"\n[fixed]\nprobes=["inference"]', "probe 'inference' folds the norm"),
     ],
 )
 def test_invalid_files_get_one_line_errors(tmp_path, text, message):
@@ -102,21 +106,28 @@ def test_reproduce_procedures():
     assert nb.cell12[0].carried_from is None and nb.cell12[1].carried_from == nb.cell12[0].run_id
 
 
+def _size(hidden, n_runs, **options):
+    return stack_size(RunConfig(hidden=hidden), n_runs, **options)
+
+
 def test_stack_size_is_capped_by_stacking_and_memory_and_evened_out():
     narrow = (128,)  # small members: stacking pays up to the cap of 16
-    assert choose_stack_size(784, narrow, 32, 10) == 10
-    assert choose_stack_size(784, narrow, 32, 20) == 10  # two stacks of 10, not 16 + 4
-    assert choose_stack_size(784, narrow, 32, 40) == 14  # three stacks of 14, 14, 12
-    assert choose_stack_size(784, narrow, 32, 40, max_stack=4) == 4
-    one = member_bytes(784, narrow, 32)
-    assert choose_stack_size(784, narrow, 32, 16, memory_budget=5 * one) == 4
-    assert choose_stack_size(784, narrow, 32, 16, memory_budget=one // 2) == 1
-    assert member_bytes(784, (2048,), 32) > 3 * member_bytes(784, (512,), 32)
+    assert _size(narrow, 10) == 10
+    assert _size(narrow, 20) == 10  # two stacks of 10, not 16 + 4
+    assert _size(narrow, 40) == 14  # three stacks of 14, 14, 12
+    assert _size(narrow, 40, max_stack=4) == 4
+    family = RunConfig().family
+    one = family.member_bytes(RunConfig(hidden=narrow).model_spec(), 32)
+    params = family.member_parameters(RunConfig(hidden=narrow).model_spec())
+    assert choose_stack_size(params, one, 16, memory_budget=5 * one) == 4
+    assert choose_stack_size(params, one, 16, memory_budget=one // 2) == 1
+    wide, seed = RunConfig(hidden=(2048,)).model_spec(), RunConfig().model_spec()
+    assert family.member_bytes(wide, 32) > 3 * family.member_bytes(seed, 32)
     # where the cost curves stop paying: the seed's width stacks 7, width 2048 not at all
-    assert choose_stack_size(784, (512,), 32, 40) == 7
-    assert choose_stack_size(784, (2048,), 32, 40) == 1
+    assert _size((512,), 40) == 7
+    assert _size((2048,), 40) == 1
     # on a GPU stacking paid at every width measured: only max_stack and memory limit it
-    assert choose_stack_size(784, (2048,), 32, 40, device_type="cuda") == 14
+    assert _size((2048,), 40, device_type="cuda") == 14
     assert len(plan([RunConfig(seed=s) for s in range(10)], device_type="cuda")) == 1
     sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(10)])]
     assert sizes == [5, 5]

@@ -1,7 +1,28 @@
 """normlab: rigorous, fast experiments on normalization layers and batch size.
 
-The package is importable without torch being loaded: ``normlab.cli`` imports the
-heavy subpackages lazily so that ``normlab --help`` answers at once.
+The application layer is ``normlab.experiments.api``; its calls are here too::
+
+    import normlab
+    report = normlab.run_study("examples/bn-small-batches.toml", db="bn.db")
+    verdicts = normlab.judge_claims([4], budget="quick", db="bn.db")
+
+``import normlab`` loads nothing heavy: the calls load torch when first used, and
+``normlab --help`` answers at once.
 """
 
 __version__ = "0.1.0"
+
+_API = ("run_study", "judge_claims", "plan_study", "reproduce_studies", "fold", "InputError")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name == "InputError":
+        from normlab.experiments.errors import InputError
+
+        return InputError
+    if name in _API:
+        from normlab.experiments import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'normlab' has no attribute {name!r}")

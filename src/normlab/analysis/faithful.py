@@ -7,8 +7,8 @@ the two side by side and measures how far apart they are.
 
 from __future__ import annotations
 
+from normlab.experiments.reproduce import Faithful
 from normlab.store.db import Store
-from normlab.studies.reproduce import Faithful
 
 _COMPARED = ("train_loss", "train_acc", "test_loss", "test_acc")
 

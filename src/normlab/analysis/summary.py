@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from normlab.experiments.config import RunConfig
 from normlab.store.db import Store
 
 # Config fields that never define a group: they identify members or bookkeeping.
@@ -69,7 +70,7 @@ def summarize(store: Store, study: str, factors: list[str] | None = None) -> Stu
     """Group ``study``'s runs by ``factors`` (default: the config fields that vary in it,
     the seed aside) and summarize each group."""
     runs = store.runs(study)
-    configs = {r["id"]: json.loads(r["config"]) for r in runs}
+    configs = {r["id"]: RunConfig.as_stored_row(r["config"]) for r in runs}
     if factors is None:
         keys = [k for k in next(iter(configs.values()), {}) if k not in _NOT_FACTORS]
         factors = [k for k in keys if len({json.dumps(c[k]) for c in configs.values()}) > 1]

@@ -1,25 +1,40 @@
-"""Where each dataset's files come from and what their content must hash to.
+"""Each dataset's facts, where its files come from and what their content must hash to.
 
 Digests are SHA-256 of the *decompressed* IDX content, so a gzip file and its raw
-counterpart verify alike.
+counterpart verify alike. Everything that depends on a dataset's size or shape (input
+width, classes, steps per epoch, stack sizes) reads it from here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+from normlab.registry import Registry
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """One dataset: its four IDX files with digests, download mirrors and system folders."""
+    """One dataset: its facts (image shape as channels × height × width, classes, train
+    and test sizes), its four IDX files with digests, download mirrors and system
+    folders."""
 
     name: str
     files: dict[str, tuple[str, str]]  # role -> (IDX file name without .gz, sha256)
     mirrors: tuple[str, ...]
     system_dirs: tuple[Path, ...] = ()
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    classes: int = 10
+    train_size: int = 60000
+    test_size: int = 10000
+
+    @property
+    def n_features(self) -> int:
+        """Values per flattened image."""
+        return math.prod(self.image_shape)
 
 
 MNIST = DatasetSource(
@@ -73,14 +88,11 @@ FASHION_MNIST = DatasetSource(
     system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
 )
 
-DATASETS: dict[str, DatasetSource] = {s.name: s for s in (MNIST, FASHION_MNIST)}
+DATASETS: Registry[DatasetSource] = Registry("dataset")
+for _source in (MNIST, FASHION_MNIST):
+    DATASETS.register(_source.name, _source)
 
 
 def get_source(name: str) -> DatasetSource:
     """The source called ``name``, or a ValueError listing the known ones."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}"
-        ) from None
+    return DATASETS[name]

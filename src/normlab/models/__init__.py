@@ -1,3 +1,2 @@
-"""Stacked MLPs: K independent members computed as one batched network. Pure maths, no I/O."""
-
-from normlab import runtime as _runtime  # noqa: F401  (flush denormals before any torch op)
+"""Stacked models: K independent members computed as one batched network, their norms,
+initialization, dropout masks and the model families. Pure maths, no I/O."""

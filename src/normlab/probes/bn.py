@@ -11,17 +11,26 @@ statistics of many training batches with the weights fixed and dropout off (the
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Iterable
 
 import torch
+from torch import nn
 
 from normlab.data.prepare import Split
-from normlab.models.norms import BatchNorm
-from normlab.models.stack import StackedMLP, member_losses
+from normlab.models.blocks import member_losses
+from normlab.models.stack import StackedModel
+from normlab.probes.schedule import PRECISE_BATCHES, WHOLE_NETWORK, Measurement, ProbeContext
+
+
+def running_norms(model: StackedModel) -> list[nn.Module]:
+    """The model's norms that keep running statistics (BN and its variants)."""
+    return [n for n in model.norms if n.kind.running_statistics]
 
 
 @torch.no_grad()
-def discrepancy(model: StackedMLP, split: Split, batch_size: int) -> dict[str, torch.Tensor]:
+def discrepancy(model: StackedModel, split: Split, batch_size: int) -> dict[str, torch.Tensor]:
     """Loss and accuracy [K] of every member on ``split``, with batch statistics
     (train-mode normalization over consecutive batches of ``batch_size``, no dropout;
     the running statistics stay as they are) and with running statistics (eval mode).
@@ -48,7 +57,7 @@ def discrepancy(model: StackedMLP, split: Split, batch_size: int) -> dict[str, t
 
 
 @torch.no_grad()
-def variance_shift(model: StackedMLP, x: torch.Tensor) -> list[torch.Tensor]:
+def variance_shift(model: StackedModel, x: torch.Tensor) -> list[torch.Tensor]:
     """Li et al. (2019)'s variance shift of every BN layer [K], on the inputs ``x``.
 
     The model runs in eval mode (running statistics, no dropout), as at inference. For
@@ -58,7 +67,7 @@ def variance_shift(model: StackedMLP, x: torch.Tensor) -> list[torch.Tensor]:
     variances get BN's epsilon, as in the normalization itself, so a constant unit
     does not divide by zero.
     """
-    norms = [n for n in model.norms if isinstance(n, BatchNorm)]
+    norms = running_norms(model)
     if not norms:
         raise ValueError("the model has no batch normalization layers")
     inputs: list[torch.Tensor] = []
@@ -74,7 +83,7 @@ def variance_shift(model: StackedMLP, x: torch.Tensor) -> list[torch.Tensor]:
         model.train(was_training)
     shifts = []
     for norm, h in zip(norms, inputs, strict=True):
-        real = h.var(dim=1, unbiased=False)  # [K, units]
+        real = norm.input_variance(h)  # [K, units]
         eps = norm.settings.eps
         r = (norm.running_var + eps) / (real + eps)
         shifts.append(torch.maximum(r, 1 / r).mean(dim=1))
@@ -82,14 +91,14 @@ def variance_shift(model: StackedMLP, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def precise_statistics(model: StackedMLP, split: Split, batch_size: int, batches: int) -> None:
+def precise_statistics(model: StackedModel, split: Split, batch_size: int, batches: int) -> None:
     """Set every BN layer's running statistics to the average of the batch statistics of
     the first ``batches`` consecutive batches of ``split`` (weights fixed, no dropout).
 
     Each layer sees its input as training produces it (earlier layers normalized by the
     same batch), and keeps its own variance convention (biased or Bessel-corrected).
     """
-    norms = [n for n in model.norms if isinstance(n, BatchNorm)]
+    norms = running_norms(model)
     if not norms:
         raise ValueError("the model has no batch normalization layers")
     batches = min(batches, len(split) // batch_size)
@@ -109,3 +118,26 @@ def precise_statistics(model: StackedMLP, split: Split, batch_size: int, batches
         for n, s in zip(norms, settings, strict=True):
             n.settings = s
         model.train(was_training)
+
+
+class BatchNormProbe:
+    """``bn``: accuracy and loss with batch vs running statistics on held-out data; for
+    networks with running statistics also each such layer's variance shift and the
+    accuracy after precise BN recomputes the running statistics."""
+
+    name = "bn"
+    at_end_only = False
+
+    def measure(self, context: ProbeContext) -> Iterable[Measurement]:
+        model, held_out = context.model, context.held_out
+        for name, values in discrepancy(model, held_out, context.batch_size).items():
+            yield WHOLE_NETWORK, name, values
+        if not running_norms(model):
+            return
+        for layer, values in enumerate(variance_shift(model, held_out.x)):
+            yield layer, "variance_shift", values
+        recalibrated = copy.deepcopy(model)
+        precise_statistics(recalibrated, context.train_head, context.train_batch, PRECISE_BATCHES)
+        precise = discrepancy(recalibrated, held_out, context.batch_size)
+        yield WHOLE_NETWORK, "precise_loss", precise["running_loss"]
+        yield WHOLE_NETWORK, "precise_acc", precise["running_acc"]

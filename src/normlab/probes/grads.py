@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-from normlab.models.stack import StackedMLP, member_losses
+from normlab.models.blocks import member_losses
+from normlab.models.stack import StackedModel
 
 
 def loss_and_grads(
-    model: StackedMLP,
+    model: StackedModel,
     x: torch.Tensor,
     y: torch.Tensor,
-    keys: np.ndarray | None,
+    keys: torch.Tensor | None,
     wrt: Sequence[torch.Tensor],
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Per-member losses [K] and the gradients of their sum with respect to ``wrt``.

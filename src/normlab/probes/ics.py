@@ -10,38 +10,27 @@ how much the ground moved under layer i because its inputs' producers changed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
-import numpy as np
 import torch
 
-from normlab.models.stack import StackedMLP
+from normlab.models.stack import StackedModel
 from normlab.probes.grads import loss_and_grads, member_dot, member_norm
-
-if TYPE_CHECKING:  # the optimizer comes from the caller; probes sit below train
-    from normlab.train.optim import AdamState, Optimizer, SGDState
-
-
-def _layer_params(model: StackedMLP, i: int) -> list[torch.Tensor]:
-    # Dense layer i and, for a hidden layer, the normalization that follows it.
-    params = [model.weights[i], model.biases[i]]
-    if i < len(model.norms):
-        params += list(model.norms[i].parameters())
-    return params
+from normlab.probes.schedule import Measurement, ProbeContext
+from normlab.train.optim import Optimizer, OptimizerState, Rates
 
 
 def internal_covariate_shift(
-    model: StackedMLP,
+    model: StackedModel,
     optimizer: Optimizer,
-    opt_state: AdamState | SGDState,
+    opt_state: OptimizerState,
     x: torch.Tensor,
     y: torch.Tensor,
-    keys: np.ndarray | None,
-    lrs: Sequence[float],
+    keys: torch.Tensor | None,
+    rates: Rates,
 ) -> dict[str, torch.Tensor]:
-    """``distance`` ‖G − G'‖ and ``cosine`` cos(G, G') per dense layer and member
-    [layers, K]; layer 0 has nothing before it (distance 0, cosine 1).
+    """``distance`` ‖G − G'‖ and ``cosine`` cos(G, G') per layer and member [layers, K];
+    layer 0 has nothing before it (distance 0, cosine 1).
 
     ``opt_state`` is the optimizer's state before this step; neither it nor the model
     is changed.
@@ -49,7 +38,8 @@ def internal_covariate_shift(
     params = list(model.parameters())
     _, grads = loss_and_grads(model, x, y, keys, params)
     stepped = [p.detach().clone() for p in params]
-    optimizer.step(copy.deepcopy(opt_state), stepped, grads, lrs, [True] * model.k)
+    everyone = torch.ones(model.k, dtype=torch.bool, device=x.device)
+    optimizer.update(copy.deepcopy(opt_state), stepped, grads, rates, everyone)
     updated = dict(zip(map(id, params), stepped, strict=True))
     original = [p.detach().clone() for p in params]
     distance, cosine = [], []
@@ -62,7 +52,7 @@ def internal_covariate_shift(
         try:
             with torch.no_grad():
                 for layer in range(i):
-                    for p in _layer_params(model, layer):
+                    for p in model.layer_parameters(layer):
                         p.copy_(updated[id(p)])
             _, (g_after,) = loss_and_grads(model, x, y, keys, [w])
         finally:
@@ -72,3 +62,19 @@ def internal_covariate_shift(
         distance.append(member_norm([g - g_after]))
         cosine.append(member_dot([g], [g_after]) / (member_norm([g]) * member_norm([g_after])))
     return {"distance": torch.stack(distance), "cosine": torch.stack(cosine)}
+
+
+class CovariateShiftProbe:
+    """``ics``: internal covariate shift of every layer on the step's own batch."""
+
+    name = "ics"
+    at_end_only = False
+
+    def measure(self, context: ProbeContext) -> Iterable[Measurement]:
+        b = context.batch
+        ics = internal_covariate_shift(
+            context.model, context.optimizer, context.opt_state, b.x, b.y, b.keys, context.rates
+        )
+        for name, per_layer in ics.items():
+            for layer, values in enumerate(per_layer):
+                yield layer, name, values

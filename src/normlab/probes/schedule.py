@@ -1,106 +1,117 @@
-"""Which instruments a run records, when, and on what data: the loop's one entry point."""
+"""Which instruments a run records, when, and on what data: one hook of the loop.
+
+An instrument is a class with a ``name`` and ``measure(context)``; it yields
+``(layer, name, values [K])`` for every member of the stack at once (layer -1 for the
+whole network). ``ProbeSet`` measures the run's instruments after the first step (the
+gradients at initialization), every ``every`` steps and after the run's last step,
+between the step's backward pass and its update, and files the values as rows of the
+members that are still active.
+"""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
-import numpy as np
 import torch
 
 from normlab.data.prepare import Split
-from normlab.models.norms import BatchNorm
-from normlab.models.stack import StackedMLP
-from normlab.probes.bn import discrepancy, precise_statistics, variance_shift
-from normlab.probes.ics import internal_covariate_shift
-from normlab.probes.layers import layer_norms, preactivation_stats
-from normlab.probes.smoothness import smoothness
-
-if TYPE_CHECKING:
-    from normlab.train.optim import AdamState, Optimizer, SGDState
+from normlab.models.stack import StackedModel
+from normlab.probes.registry import PROBES
+from normlab.registry import load
+from normlab.train.loop import StackRun
+from normlab.train.optim import Optimizer, OptimizerState, Rates
+from normlab.train.step import Batch
+from normlab.types import ProbeRow
 
 PROBE_EXAMPLES = 512  # held-out examples the activation and BN probes look at
 PRECISE_BATCHES = 20  # training batches whose statistics precise BN averages
 WHOLE_NETWORK = -1  # the layer recorded for measurements of the whole network
 
-# One measurement of one member: (step, probe, layer, name, value).
-Row = tuple[int, str, int, str, float]
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What an instrument may look at: the stack and its optimizer before this step's
+    update, the step's batch and gradients, and fixed data: the first
+    ``PROBE_EXAMPLES`` held-out examples (the same at every measurement, in batches of
+    ``batch_size``) and the first ``PRECISE_BATCHES`` training batches."""
+
+    step: int
+    model: StackedModel
+    optimizer: Optimizer
+    opt_state: OptimizerState
+    rates: Rates
+    batch: Batch
+    held_out: Split
+    train_head: Split
+    batch_size: int
+    train_batch: int
+
+    def weight_grads(self) -> list[torch.Tensor]:
+        """The gradients of each layer's weights, in layer order."""
+        by_id = {id(p): g for p, g in zip(self.model.parameters(), self.batch.grads, strict=True)}
+        return [by_id[id(w)] for w in self.model.weights]
+
+
+Measurement = tuple[int, str, torch.Tensor]  # (layer, name, values [K])
+
+
+class Probe(Protocol):
+    """One instrument. ``at_end_only`` instruments measure after a run's last step only."""
+
+    name: ClassVar[str]
+    at_end_only: ClassVar[bool]
+
+    def measure(self, context: ProbeContext) -> Iterable[Measurement]: ...
 
 
 class ProbeSet:
-    """The probes ``names`` (see ``normlab.probes``), measured every ``every`` steps.
+    """The instruments ``names`` (see ``normlab.probes``), measured every ``every`` steps;
+    a hook of ``train.loop``."""
 
-    The activation and BN probes use the first ``PROBE_EXAMPLES`` examples of
-    ``held_out`` (the validation split), the same at every measurement; the gradient
-    probes use the training step's own batch and dropout masks. For networks with BN
-    the ``bn`` probe also evaluates a copy whose running statistics precise BN
-    recomputed from the first ``PRECISE_BATCHES`` batches of ``train``. Measurements
-    are taken after the step's backward pass and before its update, so step 1's are
-    those of the initial weights.
-    """
+    inside_step = True
+    instrument = True
 
     def __init__(
         self, names: Sequence[str], every: int, held_out: Split, batch_size: int, train: Split
     ) -> None:
-        self.names, self.every = tuple(names), every
+        self.probes: list[Probe] = [load(PROBES[name])() for name in names]
+        self.every = every
         self.held_out = Split(held_out.x[:PROBE_EXAMPLES], held_out.y[:PROBE_EXAMPLES])
         self.batch_size = min(batch_size, len(self.held_out))
         n = min(len(train), PRECISE_BATCHES * batch_size)
         self.train, self.train_batch = Split(train.x[:n], train.y[:n]), min(batch_size, n)
 
-    def due(self, step: int, last: bool = False) -> bool:
-        """Whether the probes measure after training step ``step`` (1-based): the first
-        step (its gradients are those at initialization), every ``every``-th, and the
-        ``last`` of the run."""
-        return bool(self.names) and (step == 1 or step % self.every == 0 or last)
+    def due(self, step: int, end_of_epoch: bool = False, end_of_run: bool = False) -> bool:
+        """Whether any instrument measures after training step ``step`` (1-based)."""
+        return any(self._due(p, step, end_of_run) for p in self.probes)
+
+    def _due(self, probe: Probe, step: int, end_of_run: bool) -> bool:
+        if probe.at_end_only:
+            return end_of_run
+        return step == 1 or step % self.every == 0 or end_of_run
+
+    def __call__(self, run: StackRun, batch: Batch | None) -> None:
+        end_of_run = run.step == run.total_steps
+        rows = self.measure(run.step, run, batch, end_of_run)
+        for m, on in enumerate(run.active()):
+            if on:
+                run.results[m].probes.extend(rows[m])
 
     def measure(
-        self,
-        step: int,
-        model: StackedMLP,
-        optimizer: Optimizer,
-        opt_state: AdamState | SGDState,
-        batch: tuple[torch.Tensor, torch.Tensor, np.ndarray | None],
-        lrs: Sequence[float],
-    ) -> list[list[Row]]:
-        """Every probe's values at ``step``: one list of rows per member."""
-        rows: list[list[Row]] = [[] for _ in range(model.k)]
-
-        def add(probe: str, layer: int, name: str, values: torch.Tensor) -> None:
-            for member, value in enumerate(values.tolist()):
-                rows[member].append((step, probe, layer, name, value))
-
-        x, y, keys = batch
-        if "layers" in self.names:
-            for name, per_layer in layer_norms(model).items():
-                for layer, values in enumerate(per_layer):
-                    add("layers", layer, name, values)
-        if "activations" in self.names:
-            for layer, stats in enumerate(preactivation_stats(model, self.held_out.x)):
-                for name in ("mean", "std", "dead", "saturated"):
-                    if name in stats:
-                        add("activations", layer, name, stats[name])
-                for u, unit in enumerate(stats["units"].tolist()):
-                    for q, pct in zip((15, 50, 85), stats["percentiles"][:, u].T, strict=True):
-                        add("activations", layer, f"p{q}_unit{unit}", pct)
-        if "ics" in self.names:
-            ics = internal_covariate_shift(model, optimizer, opt_state, x, y, keys, lrs)
-            for name, per_layer in ics.items():
-                for layer, values in enumerate(per_layer):
-                    add("ics", layer, name, values)
-        if "smoothness" in self.names:
-            for name, values in smoothness(model, x, y, keys, lrs).items():
-                add("smoothness", WHOLE_NETWORK, name, values)
-        if "bn" in self.names:
-            for name, values in discrepancy(model, self.held_out, self.batch_size).items():
-                add("bn", WHOLE_NETWORK, name, values)
-            if any(isinstance(n, BatchNorm) for n in model.norms):
-                for layer, values in enumerate(variance_shift(model, self.held_out.x)):
-                    add("bn", layer, "variance_shift", values)
-                recalibrated = copy.deepcopy(model)
-                precise_statistics(recalibrated, self.train, self.train_batch, PRECISE_BATCHES)
-                precise = discrepancy(recalibrated, self.held_out, self.batch_size)
-                add("bn", WHOLE_NETWORK, "precise_loss", precise["running_loss"])
-                add("bn", WHOLE_NETWORK, "precise_acc", precise["running_acc"])
+        self, step: int, run: StackRun, batch: Batch, end_of_run: bool = False
+    ) -> list[list[ProbeRow]]:
+        """Every due instrument's values at ``step``: one list of rows per member."""
+        context = ProbeContext(
+            step, run.model, run.optimizer, run.opt_state, run.rates, batch,
+            self.held_out, self.train, self.batch_size, self.train_batch,
+        )  # fmt: skip
+        rows: list[list[ProbeRow]] = [[] for _ in range(run.model.k)]
+        for probe in self.probes:
+            if not self._due(probe, step, end_of_run):
+                continue
+            for layer, name, values in probe.measure(context):
+                for member, value in enumerate(values.tolist()):
+                    rows[member].append(ProbeRow(step, probe.name, layer, name, value))
         return rows

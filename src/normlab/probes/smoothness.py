@@ -9,22 +9,22 @@ per member: the *loss variation* (the range of L over the steps, θ included), t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-import numpy as np
 import torch
 
-from normlab.models.stack import StackedMLP
+from normlab.models.stack import StackedModel
 from normlab.probes.grads import loss_and_grads, member_norm
+from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext
 
 STEP_MULTIPLES = (0.5, 1.0, 2.0, 4.0)  # η as multiples of each member's learning rate
 
 
 def smoothness(
-    model: StackedMLP,
+    model: StackedModel,
     x: torch.Tensor,
     y: torch.Tensor,
-    keys: np.ndarray | None,
+    keys: torch.Tensor | None,
     lrs: Sequence[float],
     multiples: Sequence[float] = STEP_MULTIPLES,
 ) -> dict[str, torch.Tensor]:
@@ -58,3 +58,15 @@ def smoothness(
         "grad_predictiveness": torch.stack(pred).max(0).values,
         "beta_smoothness": torch.stack(beta).max(0).values,
     }
+
+
+class SmoothnessProbe:
+    """``smoothness``: the loss landscape along the gradient of the step's own batch."""
+
+    name = "smoothness"
+    at_end_only = False
+
+    def measure(self, context: ProbeContext) -> Iterable[Measurement]:
+        b = context.batch
+        for name, values in smoothness(context.model, b.x, b.y, b.keys, context.rates.host).items():
+            yield WHOLE_NETWORK, name, values

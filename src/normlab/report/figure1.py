@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from normlab.analysis.claims import RunRecord, accuracy_curve
+from normlab.analysis.records import RunRecord, accuracy_curve, records
+from normlab.claims.definitions import CLAIMS, claim_study
+from normlab.store.db import Store
 
 PERCENTILES = (15, 50, 85)
 ARMS = (("none", "without BN", "tab:blue"), ("batch", "with BN", "tab:red"))
@@ -43,16 +45,15 @@ def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
 
 def figure1(runs: list[RunRecord], path: Path) -> Path:
     """Draw Figure 1 from ``runs`` (claim 10's study) into the PNG ``path``."""
-    import matplotlib
+    # A Figure of its own renders to a file without pyplot, so no global backend is set.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only: no display is needed or wanted
-    import matplotlib.pyplot as plt
-
-    arms = {norm: [r for r in runs if r.config["norm"] == norm] for norm, _, _ in ARMS}
+    arms = {norm: [r for r in runs if r.config.norm == norm] for norm, _, _ in ARMS}
     missing = [norm for norm, members in arms.items() if not members]
     if missing:
         raise ValueError(f"figure 1 needs runs without and with BN; none with norm={missing[0]}")
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     axes[2].sharey(axes[1])  # (b) and (c) on one scale, as the paper draws them
     for norm, label, color in ARMS:
         curves = [accuracy_curve(r) for r in arms[norm]]
@@ -63,7 +64,7 @@ def figure1(runs: list[RunRecord], path: Path) -> Path:
     axes[0].set(title="(a) validation accuracy", xlabel="training step", ylabel="accuracy")
     axes[0].legend(loc="lower right")
     for ax, (norm, label, color), letter in zip(axes[1:], ARMS, "bc", strict=True):
-        run = min(arms[norm], key=lambda r: int(r.config["seed"]))
+        run = min(arms[norm], key=lambda r: r.config.seed)
         unit, steps, values = percentile_curves(run)
         for i, q in enumerate(PERCENTILES):
             ax.plot(steps, values[:, i], color=color, alpha=1.0 if q == 50 else 0.55)
@@ -74,11 +75,24 @@ def figure1(runs: list[RunRecord], path: Path) -> Path:
         )
     fig.suptitle(
         f"Ioffe & Szegedy Figure 1: {len(arms['none'])} + {len(arms['batch'])} runs of "
-        f"{'×'.join(map(str, runs[0].config['hidden']))} sigmoid, batch "
-        f"{runs[0].config['batch_size']}"
+        f"{'×'.join(map(str, runs[0].config.hidden))} sigmoid, batch "
+        f"{runs[0].config.batch_size}"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
+
+
+def claim_figures(store: Store, budget: str, ids: list[int], out_dir: Path) -> list[str]:
+    """Draw the figures of the claims ``ids`` that have one (claim 10: Figure 1) from
+    their studies at ``budget`` into ``out_dir``; a line for each, saying where it went or
+    why there is none (a figure that cannot be drawn never stops the verdicts)."""
+    if 10 not in ids:
+        return ["--figures: no figure to draw, claim 10 was not selected"]
+    try:
+        runs = records(store, claim_study(CLAIMS[10], budget).name)
+        path = figure1(runs, out_dir / "claim-10-figure1.png")
+    except (ValueError, OSError) as err:
+        return [f"claim 10: no figure: {err}"]
+    return [f"claim 10: figure written to {path}"]

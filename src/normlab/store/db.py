@@ -12,14 +12,11 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from normlab.train.loop import MemberResult
-
-if TYPE_CHECKING:  # the store takes run configs but must not import the study layer
-    from normlab.studies.config import RunConfig
+from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunIdentity, RunResult, StepLoss
 
 SCHEMA_VERSION = 2
 STATUSES = ("queued", "running", "done", "diverged", "failed")
@@ -91,6 +88,13 @@ CREATE TABLE evals (
 ) WITHOUT ROWID;
 """
 _RESULT_TABLES = ("epochs", "steps", "probes", "evals")
+# Each result table's columns after run_id, by the name of the contract's field.
+_COLUMNS = {
+    "epochs": tuple(f.name for f in fields(EpochMetrics)),
+    "steps": StepLoss._fields,
+    "probes": ProbeRow._fields,
+    "evals": EvalPoint._fields,
+}
 
 
 class StoreError(RuntimeError):
@@ -101,9 +105,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _real(x: float) -> float | None:
+def _value(x: object) -> object:
     # SQLite would turn NaN into NULL anyway; say so explicitly. Inf is kept.
-    return None if math.isnan(x) else x
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def _insert(table: str) -> str:
+    columns = ("run_id", *_COLUMNS[table])
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 class Store:
@@ -152,7 +161,9 @@ class Store:
 
     # -- studies and runs ---------------------------------------------------------
 
-    def register_study(self, name: str, spec: dict[str, object], runs: Sequence[RunConfig]) -> int:
+    def register_study(
+        self, name: str, spec: dict[str, object], runs: Sequence[RunIdentity]
+    ) -> int:
         """Create or update study ``name`` so that it consists of exactly ``runs``.
 
         Runs not yet in the database are added as ``queued``; finished runs from any
@@ -209,40 +220,18 @@ class Store:
                 [(_now(), stack_size, json.dumps(environment), r) for r in run_ids],
             )
 
-    def save_result(self, run_id: str, result: MemberResult) -> None:
+    def save_result(self, run_id: str, result: RunResult) -> None:
         """Write one finished run's metrics and final status in one transaction."""
         status = "diverged" if result.diverged else "done"
+        rows = {
+            "epochs": [[getattr(e, c) for c in _COLUMNS["epochs"]] for e in result.epochs],
+            "steps": result.step_losses,
+            "probes": result.probes,
+            "evals": result.evals,
+        }
         with self.conn:
-            self.conn.executemany(
-                "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        run_id,
-                        e.epoch,
-                        _real(e.train_loss),
-                        _real(e.train_acc),
-                        _real(e.val_loss),
-                        _real(e.val_acc),
-                        _real(e.test_loss),
-                        _real(e.test_acc),
-                        e.seconds,
-                        e.eval_seconds,
-                    )
-                    for e in result.epochs
-                ],
-            )
-            self.conn.executemany(
-                "INSERT INTO steps VALUES (?, ?, ?)",
-                [(run_id, s, _real(loss)) for s, loss in result.step_losses],
-            )
-            self.conn.executemany(
-                "INSERT INTO probes VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, *row[:4], _real(row[4])) for row in result.probes],
-            )
-            self.conn.executemany(
-                "INSERT INTO evals VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, *row[:3], _real(row[3]), _real(row[4])) for row in result.evals],
-            )
+            for table, records in rows.items():
+                self.conn.executemany(_insert(table), [(run_id, *map(_value, r)) for r in records])
             self.conn.execute(
                 "UPDATE runs SET status=?, finished_at=?, seconds=?, diverged_step=? WHERE id=?",
                 (status, _now(), result.seconds, result.diverged_step, run_id),

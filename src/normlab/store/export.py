@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from normlab.store.db import Store
@@ -48,18 +49,25 @@ def leading(table: str = "epochs") -> tuple[str, ...]:
     return (*RUN_COLUMNS, *TABLES[table].values(), "status")
 
 
-def rows(store: Store, study: str, table: str = "epochs") -> list[dict[str, object]]:
+ConfigReader = Callable[[str], dict[str, object]]
+
+
+def rows(
+    store: Store, study: str, table: str = "epochs", read_config: ConfigReader = json.loads
+) -> list[dict[str, object]]:
     """Every row of ``table`` (epochs, probes or evals) for the runs of ``study``,
-    flattened with the run's config."""
+    flattened with the run's config as ``read_config`` parses the stored JSON (the
+    caller's run-config model fills in fields that older runs predate)."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}: choose one of {', '.join(TABLES)}")
     runs = {r["id"]: r for r in store.runs(study)}
     out = []
     for record in getattr(store, table)(study):
         run = runs[record["run_id"]]
-        config = json.loads(run["config"])
-        config["hidden"] = "-".join(str(w) for w in config["hidden"])
-        config["probes"] = ",".join(config.get("probes", []))
+        config = read_config(run["config"])
+        for name, value in config.items():  # lists (widths, probes) as one cell
+            if isinstance(value, list | tuple):
+                config[name] = ("," if name == "probes" else "-").join(map(str, value))
         out.append(
             {
                 **config,
@@ -78,11 +86,18 @@ def columns(table: list[dict[str, object]], kind: str = "epochs") -> list[str]:
     return [*first, *sorted({k for r in table for k in r} - set(first))]
 
 
-def export(store: Store, study: str, fmt: str, out: Path, table: str = "epochs") -> int:
+def export(
+    store: Store,
+    study: str,
+    fmt: str,
+    out: Path,
+    table: str = "epochs",
+    read_config: ConfigReader = json.loads,
+) -> int:
     """Write ``study``'s rows of ``table`` to ``out`` as ``fmt``; return the row count."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: choose csv or parquet")
-    records = rows(store, study, table)
+    records = rows(store, study, table, read_config)
     cols = columns(records, table)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":

@@ -1,3 +1,2 @@
-"""Training stacks of runs: cohorts, stacked optimizers, the loop, divergence handling."""
-
-from normlab import runtime as _runtime  # noqa: F401  (flush denormals before any torch op)
+"""Training stacks of runs: the step (written once), stacked optimizers, the epoch loop
+with its hooks, and the CUDA-graph replay of the step."""

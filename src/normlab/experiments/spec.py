@@ -26,18 +26,28 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from normlab.studies.config import RunConfig
+from normlab.experiments.config import INTERNAL_FIELDS, RunConfig
 
 SHORTHANDS = ("depth", "width")
 
 
 class StudyError(ValueError):
     """A study that cannot be run; the message is one line naming file, field and value."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A named set of runs, with the description stored alongside them (``spec``)."""
+
+    name: str
+    spec: dict[str, object]
+    configs: list[RunConfig]
 
 
 BUDGETS = ("quick", "standard", "full")
@@ -83,6 +93,10 @@ class StudySpec(BaseModel):
             grid={**{k: v for k, v in self.grid.items() if k not in o.fixed}, **o.grid},
         )
 
+    def study(self, source: str = "<study>") -> Study:
+        """This study's runs under its name, the file's content as its description."""
+        return Study(self.name, self.model_dump(), self.runs(source))
+
     def runs(self, source: str = "<study>") -> list[RunConfig]:
         """Every run of the study, validated; StudyError names the offending field."""
         grid = dict(self.grid)
@@ -95,6 +109,10 @@ class StudySpec(BaseModel):
                 raise StudyError(f"{source}: grid.{key}: empty list of values")
             if key in self.fixed:
                 raise StudyError(f"{source}: {key}: set both in fixed and in grid")
+        for section, fields in (("fixed", self.fixed), ("grid", grid)):
+            internal = [k for k in fields if k in INTERNAL_FIELDS]
+            if internal:
+                raise StudyError(f"{source}: {section}.{internal[0]}: {_unknown_field()}")
         keys = list(grid)
         configs: list[RunConfig] = []
         for combo in itertools.product(*(grid[k] for k in keys)):
@@ -128,9 +146,13 @@ def _one_line(
         return f"{source}: {first['msg'].removeprefix('Value error, ')} (at {where})"
     section = "grid" if field in grid else "fixed"
     if first["type"] == "extra_forbidden":
-        allowed = ", ".join([*RunConfig.model_fields, *SHORTHANDS])
-        return f"{source}: {section}.{field}: unknown field (allowed: {allowed})"
+        return f"{source}: {section}.{field}: {_unknown_field()}"
     return f"{source}: {section}.{field}: {first['msg']} (got {first.get('input')!r})"
+
+
+def _unknown_field() -> str:
+    fields = [f for f in RunConfig.model_fields if f not in INTERNAL_FIELDS]
+    return f"unknown field (allowed: {', '.join([*fields, *SHORTHANDS])})"
 
 
 def load_study(path: Path | str) -> StudySpec:

@@ -16,18 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from normlab.studies.config import RunConfig
+from normlab.experiments.config import RunConfig
+from normlab.experiments.spec import Study
 
 SEED_BATCH_SIZES = (32, 64, 128, 256)
-
-
-@dataclass(frozen=True)
-class Procedure:
-    """A named set of runs with a description stored alongside them."""
-
-    name: str
-    spec: dict[str, object]
-    configs: list[RunConfig]
 
 
 def corrected(
@@ -36,7 +28,7 @@ def corrected(
     batch_sizes: Sequence[int] = SEED_BATCH_SIZES,
     inputs: str = "raw",
     semantics: str = "keras",
-) -> Procedure:
+) -> Study:
     """BN (applied) vs none × ``batch_sizes`` × ``seeds`` seeds, a fresh model for each."""
     spec: dict[str, object] = {
         "procedure": "reproduce",
@@ -62,11 +54,11 @@ def corrected(
     name = (
         f"reproduce-{inputs}-{semantics}-{epochs}ep-{seeds}seeds-b{'-'.join(map(str, batch_sizes))}"
     )
-    return Procedure(name, spec, configs)
+    return Study(name, spec, configs)
 
 
 @dataclass(frozen=True)
-class Faithful(Procedure):
+class Faithful(Study):
     """The notebook as written: cell 7's run and cell 12's chain of legs."""
 
     cell7: RunConfig

@@ -1,0 +1,76 @@
+"""Stored runs as the analysis reads them: each run's configuration (parsed through the
+run-config model, so a run recorded before a field existed reads with its default),
+status, and its epochs, evaluations and probe values."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from normlab.experiments.config import RunConfig
+from normlab.store.db import Store
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the analysis reads of one run."""
+
+    config: RunConfig
+    status: str
+    epochs: list[dict[str, float]]
+    evals: list[dict[str, float]]
+    probes: list[dict[str, object]]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return (self.config.source.train_size - self.config.val_size) // self.config.batch_size
+
+    def probe(self, probe: str, name: str, step: int | None = None) -> dict[int, list[float]]:
+        """One probe value's measurements by layer (NULLs left out), in step order; at
+        ``step`` only, if given."""
+        out: dict[int, list[float]] = defaultdict(list)
+        for row in sorted(self.probes, key=lambda r: r["step"]):
+            if (
+                row["probe"] == probe
+                and row["name"] == name
+                and row["value"] is not None
+                and (step is None or row["step"] == step)
+            ):
+                out[int(row["layer"])].append(float(row["value"]))
+        return out
+
+    def last(self, probe: str, name: str) -> float:
+        """The mean over layers of a probe value's last measurement (NaN if none)."""
+        steps = [r["step"] for r in self.probes if r["probe"] == probe and r["name"] == name]
+        if not steps:
+            return math.nan
+        values = [v for vs in self.probe(probe, name, max(steps)).values() for v in vs]
+        return float(np.mean(values)) if values else math.nan
+
+
+def records(store: Store, study: str) -> list[RunRecord]:
+    """Every run of ``study`` in study order, with its stored numbers."""
+    tables: dict[str, dict[str, list[dict]]] = {}
+    for table in ("epochs", "evals", "probes"):
+        tables[table] = defaultdict(list)
+        for row in getattr(store, table)(study):
+            tables[table][row["run_id"]].append(dict(row))
+    return [
+        RunRecord(
+            RunConfig.from_stored(r["config"]),
+            r["status"],
+            *(tables[t][r["id"]] for t in ("epochs", "evals", "probes")),
+        )
+        for r in store.runs(study)
+    ]
+
+
+def accuracy_curve(run: RunRecord) -> dict[int, float]:
+    """Validation accuracy by step, in step order: the evaluations within epochs and at
+    each epoch's end (missing or non-finite values left out)."""
+    curve = {int(e["step"]): e["val_acc"] for e in run.evals}
+    curve.update({int(e["epoch"]) * run.steps_per_epoch: e["val_acc"] for e in run.epochs})
+    return {s: a for s, a in sorted(curve.items()) if a is not None and math.isfinite(a)}

@@ -1,0 +1,274 @@
+"""The seed notebook's claims about BN, and how normlab judges each.
+
+Claims 1-10 are the seed's; 11 and 12 are parts of claims 3 and 4 that the literature
+adds (Yang et al.'s counter-hypothesis, Li et al.'s variance shift). Each claim names
+its study (``claims/studies/<study>.toml``), the outcome it is about, the factors that
+split it into comparisons, and the verdict rule (``analysis.verdict``): which sign of
+the effect the claim predicts and what size matters. Every comparison sets an arm
+(usually BN) against a baseline (no normalization, GroupNorm, ...) with all other
+factors equal; the arms share seeds, so the comparison is paired by seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+
+from normlab.analysis.records import RunRecord
+from normlab.analysis.verdict import Rule
+from normlab.claims.measures import (
+    bn_probe_difference,
+    covariate_shift,
+    final_test_accuracy,
+    fold_note,
+    gradient_imbalance,
+    init_gradient_growth,
+    largest_usable_lr,
+    latency_log_ratio,
+    spread_of_final_accuracy,
+    steps_to,
+    train_test_gap,
+    variance_shift,
+)
+from normlab.experiments.config import RunConfig
+from normlab.experiments.spec import StudyError, StudySpec, load_study
+
+
+class ClaimError(ValueError):
+    """A claim that does not fit its study; the message names the claim and the field."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim and how normlab judges it."""
+
+    id: int
+    claim: str
+    study: str
+    outcome: str
+    # one or more measures of the outcome (e.g. one per target), each compared apart
+    measures: dict[str, Callable[..., float]]
+    rule: Rule
+    by: tuple[str, ...]
+    kind: str = "continuous"
+    # the runs the claim is about (e.g. deep networks only); the others are context only
+    where: Callable[[RunConfig], bool] | None = None
+    # a factor whose values each seed's measure takes together (the measures then get
+    # the list of that seed's runs over it), e.g. the learning rate for "usable LRs"
+    across: str | None = None
+    # the factor that tells the arms apart, the arm's value of it, and the baselines the
+    # verdict compares the arm with. Without a factor every run is the arm, and its
+    # measure (a difference within the run, e.g. a log ratio) is set against 0.
+    factor: str | None = "norm"
+    arm: str = "batch"
+    baselines: tuple[str, ...] = ("none",)
+    # Comparisons shown beside the verdict but outside it (and outside its Holm
+    # correction): the arm against further baselines, and further measures of the arm
+    # against the first baseline.
+    context: tuple[str, ...] = ()
+    context_measures: dict[str, Callable[..., float]] = field(default_factory=dict)
+    # the seed claim this one is a part of (``--only`` with that number includes it)
+    part_of: int | None = None
+    # a sentence about the claim's runs that the verdict does not rest on
+    note: Callable[[list[RunRecord]], str] | None = None
+
+    def arm_of(self, config: RunConfig) -> str:
+        """Which arm a run of the claim's study belongs to."""
+        return self.arm if self.factor is None else str(getattr(config, self.factor))
+
+    def check(self, runs: list[RunConfig], source: str) -> None:
+        """Fail with a clear message unless ``runs`` (the claim's study) hold the arm and
+        its baselines and vary only in factors the claim compares, spans or pairs on."""
+        if self.factor is not None:
+            arms = {self.arm_of(c) for c in runs}
+            missing = [a for a in (self.arm, *self.baselines) if a not in arms]
+            if missing:
+                raise ClaimError(
+                    f"claim {self.id}: {source} has no run with {self.factor}={missing[0]!r}"
+                )
+        handled = {"seed", *self.by, *(f for f in (self.factor, self.across) if f)}
+        dumps = [c.model_dump(mode="json") for c in runs]
+        for name in RunConfig.model_fields:
+            if name not in handled and len({repr(d[name]) for d in dumps}) > 1:
+                raise ClaimError(
+                    f"claim {self.id}: {source} varies {name!r}, which the claim neither "
+                    f"compares by, spans nor tells its arms apart with"
+                )
+
+
+CLAIMS: dict[int, Claim] = {
+    c.id: c
+    for c in (
+        Claim(
+            1,
+            "BN makes training converge faster",
+            "01-faster-convergence",
+            "median steps to a validation accuracy (BN − none; negative = BN faster)",
+            {f"target={t}": steps_to(t) for t in (0.93, 0.95)},
+            Rule(direction=-1, min_effect=50),
+            by=("inputs", "batch_size"),
+            kind="ranked",
+        ),
+        Claim(
+            2,
+            "BN allows higher learning rates",
+            "02-higher-learning-rates",
+            "log10 of the largest learning rate within 1 point of the best validation "
+            "accuracy, without diverging (BN − none; positive = BN tolerates higher)",
+            {"": largest_usable_lr(0.01)},
+            Rule(direction=1, min_effect=0.4),
+            by=("optimizer",),
+            across="lr",
+        ),
+        Claim(
+            3,
+            "BN stabilizes gradients and prevents vanishing gradients in deep networks",
+            "03-deep-gradients",
+            "|log10| of the first / last hidden layer's gradient-norm ratio, mean over "
+            "training (BN − none; negative = more even gradients)",
+            {"": gradient_imbalance},
+            Rule(direction=-1, min_effect=0.1),
+            by=("activation", "hidden"),
+            # deep: 8 hidden layers or more (the study's shallower nets serve claim 11)
+            where=lambda c: len(c.hidden) >= 8,
+        ),
+        Claim(
+            4,
+            "BN has a regularizing effect",
+            "04-regularization",
+            "train − test accuracy gap without dropout (BN − none; negative = smaller gap)",
+            {"": train_test_gap},
+            Rule(direction=-1, min_effect=0.002),
+            by=("batch_size",),
+        ),
+        Claim(
+            5,
+            "BN makes training less dependent on the initialization",
+            "05-initialization",
+            "standard deviation of final test accuracy over init scales ×0.1 to ×10 "
+            "(BN − none; negative = less dependent)",
+            {"": spread_of_final_accuracy},
+            Rule(direction=-1, min_effect=0.005),
+            by=("init",),
+            across="init_scale",
+        ),
+        Claim(
+            6,
+            "BN makes training unstable at very small batch sizes",
+            "06-small-batches",
+            "final test accuracy, BN − GroupNorm and BN − LayerNorm (which do not depend "
+            "on the batch), at batch sizes 2 to 8 (negative = BN worse)",
+            {"": final_test_accuracy},
+            Rule(direction=-1, min_effect=0.002),
+            by=("batch_size",),
+            where=lambda c: c.batch_size in (2, 4, 8),
+            baselines=("group", "layer"),
+            context=("batch_renorm", "ghost_batch", "none"),
+            context_measures={
+                "train/eval discrepancy (running − batch statistics accuracy)": (
+                    bn_probe_difference("running_acc", "batch_acc")
+                ),
+            },
+        ),
+        Claim(
+            7,
+            "BN adds computational overhead at inference",
+            "07-inference-overhead",
+            "log of the latency ratio of one model, BN with running statistics vs the "
+            "same network with BN folded into its dense layer, per inference batch "
+            "(positive = BN slower; folding's outputs equal BN's to float rounding)",
+            {f"batch={b}": latency_log_ratio(b) for b in (1, 256)},
+            Rule(direction=1, min_effect=0.05),
+            by=(),
+            factor=None,
+            baselines=("folded",),
+            note=fold_note,
+        ),
+        Claim(
+            8,
+            "BN reduces internal covariate shift",
+            "08-internal-covariate-shift",
+            "1 − cos(G, G') of a layer's gradient before and after the earlier layers' "
+            "update, mean over layers and training (BN − none; negative = less shift)",
+            {"": covariate_shift},
+            Rule(direction=-1, min_effect=0.01),
+            by=("batch_size",),
+        ),
+        Claim(
+            10,
+            "Ioffe & Szegedy's MNIST experiment: BN trains faster to a higher accuracy",
+            "10-ioffe-szegedy-mnist",
+            "test accuracy of 3×100 sigmoid networks, batch 60, SGD (BN − none)",
+            {"": final_test_accuracy},
+            Rule(direction=1, min_effect=0.005),
+            by=("batch_size",),
+        ),
+        Claim(
+            9,
+            "BN may not work well on data that are already well normalized",
+            "09-normalization-conflicts",
+            "final test accuracy (BN − none) with scaled or standardized inputs",
+            {"": final_test_accuracy},
+            Rule(direction=-1, min_effect=0.002),
+            by=("inputs",),
+            where=lambda c: c.inputs in ("scaled", "standardized"),
+        ),
+        Claim(
+            11,
+            "BN networks' gradients grow with depth at initialization (Yang et al. 2019; "
+            "counter-hypothesis to 3)",
+            "03-deep-gradients",
+            "slope over depth of log10(first / last hidden layer's gradient norm) at the "
+            "first step, decades per layer (BN − none; positive = BN's gradients grow "
+            "toward the input)",
+            {"": init_gradient_growth},
+            Rule(direction=1, min_effect=0.02),
+            by=("activation",),
+            across="hidden",
+            part_of=3,
+        ),
+        Claim(
+            12,
+            "Dropout before BN hurts through a variance shift (Li et al. 2019; part 2 of 4)",
+            "12-dropout-before-bn",
+            "BN networks with dropout right before the norm vs at the block's end: final "
+            "test accuracy, and accuracy with the running statistics minus after precise "
+            "BN recomputes them without dropout (before − after; negative = worse)",
+            {
+                "test accuracy": final_test_accuracy,
+                "running − precise BN accuracy": bn_probe_difference("running_acc", "precise_acc"),
+            },
+            Rule(direction=-1, min_effect=0.002),
+            by=("batch_size", "dropout"),
+            factor="dropout_position",
+            arm="before",
+            baselines=("after",),
+            context_measures={"variance shift (1 = none)": variance_shift},
+            part_of=4,
+        ),
+    )
+}
+
+
+def selected(numbers: list[int]) -> list[int]:
+    """The claims ``numbers`` name with their parts (``--only 4`` is 4 and 12), each part
+    right after its claim; a ValueError names the first unknown number."""
+    for n in numbers:
+        if n not in CLAIMS:
+            raise ValueError(f"no claim {n} (claims: {', '.join(map(str, sorted(CLAIMS)))})")
+    chosen = [c for c in CLAIMS.values() if c.id in numbers or c.part_of in numbers]
+    return [c.id for c in sorted(chosen, key=lambda c: (c.part_of or c.id, c.id))]
+
+
+def claim_study(claim: Claim, budget: str) -> StudySpec:
+    """The built-in study of ``claim`` at ``budget`` (quick, standard or full), checked
+    against the claim."""
+    source = resources.files("normlab.claims.studies") / f"{claim.study}.toml"
+    with resources.as_file(source) as path:
+        spec = load_study(path).with_budget(budget)
+        try:
+            claim.check(spec.runs(str(path)), f"study {spec.name}")
+        except StudyError as err:
+            raise ClaimError(f"claim {claim.id}: {err}") from None
+    return spec

@@ -1,0 +1,173 @@
+"""From a claim's stored runs to its verdict: group, measure, compare, correct, decide."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from normlab.analysis.records import RunRecord, records
+from normlab.analysis.stats import Comparison, compare, holm
+from normlab.analysis.verdict import verdict
+from normlab.claims.definitions import Claim, ClaimError
+from normlab.store.db import Store
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim's verdict with the comparison that carries most weight, and all of them."""
+
+    id: int
+    claim: str
+    verdict: str
+    outcome: str
+    effect: float
+    ci_low: float
+    ci_high: float
+    p_corrected: float
+    runs: int
+    # (label, comparison, Holm-corrected p) of every comparison the verdict rests on
+    comparisons: list[tuple[str, Comparison, float]]
+    # arm -> (runs that diverged, runs): divergence is an outcome, never dropped silently
+    diverged: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # (label, comparison) shown beside the verdict, not part of it (p uncorrected)
+    context: list[tuple[str, Comparison]] = field(default_factory=list)
+    # sentences about the runs: seeds without a value, the claim's own note
+    notes: list[str] = field(default_factory=list)
+    # units of the claim's study that failed to train (their runs are not judged)
+    failures: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        """The keys of ``normlab claims --json`` (NaN becomes null)."""
+        out: dict[str, object] = {
+            "id": self.id,
+            "claim": self.claim,
+            "verdict": self.verdict,
+            "effect": self.effect,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "p_corrected": self.p_corrected,
+            "runs": self.runs,
+        }
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
+
+
+def factor_value(value: object) -> object:
+    """A factor's value as a group key: widths (a tuple) shown as depth × width when
+    uniform."""
+    if isinstance(value, tuple):
+        return f"{len(value)}×{value[0]}" if len(set(value)) == 1 else "-".join(map(str, value))
+    return value
+
+
+# comparison label -> arm value -> seed -> measured value
+Arms = dict[str, dict[str, dict[int, float]]]
+
+
+def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
+    """Compare the arm with each baseline in every group of ``claim.by``, apply the rule."""
+    runs = [r for r in records(store, study) if claim.where is None or claim.where(r.config)]
+    wanted = (claim.arm, *claim.baselines, *claim.context)
+    runs = [r for r in runs if claim.arm_of(r.config) in wanted]
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    diverged: dict[str, list[int]] = {}
+    for run in runs:
+        arm = claim.arm_of(run.config)
+        count = diverged.setdefault(arm, [0, 0])
+        count[0] += run.status == "diverged"
+        count[1] += 1
+        factors = (factor_value(getattr(run.config, f)) for f in claim.by)
+        groups[(*factors, arm, run.config.seed)].append(run)
+
+    def measured(measures: dict[str, Callable[..., float]]) -> Arms:
+        arms: Arms = defaultdict(lambda: defaultdict(dict))
+        for (*by, arm, seed), members in groups.items():
+            if claim.across is None and len(members) != 1:
+                raise ClaimError(
+                    f"claim {claim.id}: {len(members)} runs of seed {seed} in one comparison "
+                    f"({', '.join(f'{f}={v}' for f, v in zip(claim.by, by, strict=True))}); "
+                    "its study varies a factor the claim does not name"
+                )
+            for name, measure in measures.items():
+                value = measure(members if claim.across else members[0])
+                parts = [f"{f}={v}" for f, v in zip(claim.by, by, strict=True)]
+                label = ", ".join([*parts, name] if name else parts)
+                arms[label][arm][seed] = value
+                if claim.factor is None:  # a within-run measure, set against no effect
+                    arms[label][claim.baselines[0]][seed] = 0.0
+        return arms
+
+    values = measured(claim.measures)
+    result = judge_values(claim, values, len(runs), measured(claim.context_measures))
+    result.diverged.update({arm: (d, n) for arm, (d, n) in diverged.items()})
+    result.notes.extend(_missing(values))
+    if claim.note is not None:
+        result.notes.append(claim.note(runs))
+    return result
+
+
+def _missing(arms: Arms) -> list[str]:
+    """A sentence for each comparison group with seeds that have no value."""
+    notes = []
+    for label, by_arm in sorted(arms.items()):
+        for arm, seeds in by_arm.items():
+            none = sorted(s for s, v in seeds.items() if math.isnan(v))
+            if none:
+                where = f"{label}, " if label else ""
+                notes.append(
+                    f"{where}{arm}: seed(s) {', '.join(map(str, none))} without a value "
+                    "(diverged, failed or not finished), left out of the comparison"
+                )
+    return notes
+
+
+def _compare_all(claim: Claim, arms: Arms, baselines: tuple[str, ...]) -> list:
+    """(label, comparison) of the arm against each baseline it has runs beside."""
+    several = len(claim.baselines) + len(claim.context) > 1
+    out = []
+    for label in sorted(arms):
+        arm = arms[label].get(claim.arm, {})
+        for baseline in baselines:
+            base = arms[label].get(baseline)
+            if not base or not arm:
+                continue
+            seeds = sorted(set(arm) | set(base))
+            comparison = compare(
+                [arm.get(s, math.nan) for s in seeds],
+                [base.get(s, math.nan) for s in seeds],
+                paired=True,
+                kind=claim.kind,
+            )
+            vs = f"vs {baseline}" if several else ""
+            out.append((", ".join(t for t in (label, vs) if t), comparison))
+    return out
+
+
+def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = None) -> ClaimResult:
+    """The verdict from values already measured (comparison label -> arm value -> seed ->
+    value); ``context`` holds the context measures' values, laid out the same way."""
+    labelled = _compare_all(claim, arms, claim.baselines)
+    corrected = holm([c.p for _, c in labelled])
+    comparisons = [(label, c, p) for (label, c), p in zip(labelled, corrected, strict=True)]
+    result = verdict([c for _, c, _ in comparisons], corrected, claim.rule)
+    # Report the comparison the verdict leans on most: the smallest corrected p (among
+    # equals, one with a finite effect, which says more than "never reached").
+    ranked = sorted(
+        comparisons, key=lambda t: (math.isnan(t[2]), t[2], not math.isfinite(t[1].effect))
+    )
+    _, lead, p = ranked[0] if ranked else ("", None, math.nan)
+    return ClaimResult(
+        id=claim.id,
+        claim=claim.claim,
+        verdict=result,
+        outcome=claim.outcome,
+        effect=lead.effect if lead else math.nan,
+        ci_low=lead.ci_low if lead else math.nan,
+        ci_high=lead.ci_high if lead else math.nan,
+        p_corrected=p,
+        runs=runs,
+        comparisons=comparisons,
+        context=_compare_all(claim, arms, claim.context)
+        + _compare_all(claim, context or {}, claim.baselines[:1]),
+    )

@@ -1,0 +1,148 @@
+"""The outcomes the claims are about, measured from stored runs.
+
+A measure takes one run (or, for claims with ``across``, one seed's runs over a factor)
+and returns a number; NaN means "no value" (the run diverged, failed or never finished),
+and the comparison drops that seed from both arms and says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from normlab.analysis.records import RunRecord, accuracy_curve
+from normlab.models.registry import FOLD_TOLERANCE
+
+CHANCE = 0.1  # the accuracy of guessing among MNIST's ten classes
+
+
+def final_test_accuracy(run: RunRecord) -> float:
+    """Test accuracy after the last epoch (NaN for a run that did not finish)."""
+    return run.epochs[-1]["test_acc"] if run.status == "done" and run.epochs else math.nan
+
+
+def train_test_gap(run: RunRecord) -> float:
+    """Last epoch's training accuracy (train mode, epoch mean) minus test accuracy."""
+    if run.status != "done" or not run.epochs:
+        return math.nan
+    return run.epochs[-1]["train_acc"] - run.epochs[-1]["test_acc"]
+
+
+def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
+    """log10 of the largest learning rate whose run finished within ``tolerance`` of the
+    best final validation accuracy over the rates tried (diverged runs never qualify);
+    NaN when none of the seed's runs finished (the seed is then dropped)."""
+
+    def measure(runs: list[RunRecord]) -> float:
+        finished = [(r.config.lr, r.epochs[-1]["val_acc"]) for r in runs
+                    if r.status == "done" and r.epochs]  # fmt: skip
+        if not finished:
+            return math.nan
+        best = max(acc for _, acc in finished)
+        return math.log10(max(lr for lr, acc in finished if acc >= best - tolerance))
+
+    return measure
+
+
+def spread_of_final_accuracy(runs: list[RunRecord]) -> float:
+    """Standard deviation of final test accuracy over the runs. A diverged run counts
+    as chance level (not converging is the worst dependence on the init); a run without
+    an outcome (failed, or not trained yet) leaves the seed without a value."""
+    if any(r.status not in ("done", "diverged") for r in runs):
+        return math.nan
+    accs = [final_test_accuracy(r) if r.status == "done" else CHANCE for r in runs]
+    return float(np.std(accs, ddof=1)) if len(accs) > 1 else math.nan
+
+
+def covariate_shift(run: RunRecord) -> float:
+    """Mean of 1 − cos(G, G') over the measurements and the layers that have layers
+    before them (Santurkar et al.'s ICS, made independent of the gradients' scale)."""
+    per_layer = run.probe("ics", "cosine")
+    values = [1 - c for layer, cs in per_layer.items() if layer > 0 for c in cs]
+    return float(np.mean(values)) if values and run.status == "done" else math.nan
+
+
+def gradient_imbalance(run: RunRecord) -> float:
+    """Mean over the measurements of |log10(‖∇W_first‖ / ‖∇W_last hidden‖)|: 0 when the
+    first and the last hidden layer get gradients of equal size, 1 for a factor of 10."""
+    norms = run.probe("layers", "grad_norm")
+    hidden = sorted(norms)[:-1]  # the output layer aside
+    if run.status != "done" or len(hidden) < 2:
+        return math.nan
+    pairs = zip(norms[hidden[0]], norms[hidden[-1]], strict=True)
+    return float(np.mean([abs(math.log10(a / b)) for a, b in pairs if a > 0 and b > 0]))
+
+
+def init_gradient_growth(runs: list[RunRecord]) -> float:
+    """How fast, over depth, the first hidden layer's gradient outgrows the last one's at
+    initialization: the least-squares slope of log10(‖∇W_first‖ / ‖∇W_last hidden‖) of
+    the first step against the number of hidden layers (decades per layer; NaN with
+    fewer than two depths). Yang et al. (2019) predict a positive slope for BN."""
+    points = []
+    for run in runs:
+        norms = run.probe("layers", "grad_norm", step=1)
+        hidden = sorted(norms)[:-1]  # the output layer aside
+        if len(hidden) >= 2 and norms[hidden[0]] and norms[hidden[-1]]:
+            first, last = norms[hidden[0]][0], norms[hidden[-1]][0]
+            if first > 0 and last > 0:
+                points.append((len(hidden), math.log10(first / last)))
+    if len({depth for depth, _ in points}) < 2:
+        return math.nan
+    depth, ratio = np.array(points).T
+    return float(np.polyfit(depth, ratio, 1)[0])
+
+
+def bn_probe_difference(first: str, second: str) -> Callable[[RunRecord], float]:
+    """The last ``bn`` probe measurement's ``first`` minus its ``second`` (e.g. accuracy
+    with running statistics minus accuracy with batch statistics)."""
+
+    def measure(run: RunRecord) -> float:
+        return run.last("bn", first) - run.last("bn", second)
+
+    return measure
+
+
+def variance_shift(run: RunRecord) -> float:
+    """Li et al.'s variance shift at the last measurement, mean over the BN layers (1:
+    the running variances match inference)."""
+    return run.last("bn", "variance_shift")
+
+
+def steps_to(target: float) -> Callable[[RunRecord], float]:
+    """Steps until validation accuracy first reaches ``target`` (+inf if never), from
+    the evaluations within epochs and at each epoch's end."""
+
+    def measure(run: RunRecord) -> float:
+        reached = [s for s, acc in accuracy_curve(run).items() if acc >= target]
+        return float(min(reached)) if reached else math.inf
+
+    return measure
+
+
+def latency_log_ratio(batch: int) -> Callable[[RunRecord], float]:
+    """log(latency with BN / latency with BN folded) of one model at inference batch
+    ``batch`` (probe ``inference``; positive = BN slower)."""
+
+    def measure(run: RunRecord) -> float:
+        bn, folded = (
+            run.last("inference", f"latency_bn_b{batch}"),
+            run.last("inference", f"latency_folded_b{batch}"),
+        )
+        return math.log(bn / folded) if bn > 0 and folded > 0 else math.nan
+
+    return measure
+
+
+def fold_note(runs: list[RunRecord]) -> str:
+    """Whether folding kept every run's outputs (probe ``inference``'s ``fold_diff``)."""
+    diffs = [r.last("inference", "fold_diff") for r in runs]
+    worst = max((d for d in diffs if not math.isnan(d)), default=math.nan)
+    if math.isnan(worst):
+        return "no run measured folding"
+    verdict = "identical to float rounding" if worst <= FOLD_TOLERANCE else "DIFFERENT"
+    return (
+        f"folded outputs differ from BN's by at most {worst:.1e} of the largest logit "
+        f"(tolerance {FOLD_TOLERANCE:g}): {verdict}"
+    )

@@ -1,0 +1,239 @@
+"""normlab's application layer: one call each to run a study, judge claims, fold BN.
+
+What the command line does, a notebook (or a worker) does with the same call::
+
+    import normlab
+    report = normlab.run_study("examples/bn-small-batches.toml", db="bn.db")
+    print(report.summary())                     # per-configuration test metrics
+    verdicts = normlab.judge_claims([4], budget="quick", db="bn.db")
+
+Bad input (a study file, a device, a dataset folder, a database that is not
+normlab's) raises ``InputError`` with one line naming what is wrong, before anything
+trains. A unit that fails while training is recorded as failed, with its error, and the
+others go on: ``StudyReport.failures`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from normlab import runtime
+from normlab.analysis.summary import StudySummary, summarize
+from normlab.claims.definitions import CLAIMS, ClaimError, claim_study, selected
+from normlab.claims.judge import ClaimResult, judge
+from normlab.data.download import DownloadError
+from normlab.data.idx import IdxError
+from normlab.data.locate import load
+from normlab.data.prepare import prepare
+from normlab.experiments import reproduce as procedures
+from normlab.experiments.config import first_error
+from normlab.experiments.errors import InputError, open_store
+from normlab.experiments.executors import Executor, LocalExecutor
+from normlab.experiments.fold import FoldReport, fold_config, fold_report
+from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
+from normlab.experiments.progress import Observer
+from normlab.experiments.runner import pending_units
+from normlab.experiments.spec import BUDGETS, Study, StudyError, StudySpec, load_study
+from normlab.store.db import FINISHED, StoreError
+
+# What bad input looks like by the time it is found: each names what is wrong.
+_INPUT_ERRORS = (StudyError, StoreError, ClaimError, DownloadError, IdxError, OSError, ValueError)
+
+
+def _invalid(err: ValidationError) -> InputError:
+    option, message = first_error(err)
+    return InputError(message, option or None)
+
+
+@dataclass
+class StudyReport:
+    """What ``run_study`` did: the study, its runs, and what happened to them."""
+
+    study: str
+    db: Path
+    runs: int
+    finished_before: int
+    trained: int = 0
+    diverged: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def summary(self, factors: list[str] | None = None) -> StudySummary:
+        """Final-epoch test metrics per configuration, over seeds (read from the store)."""
+        with open_store(self.db) as store:
+            return summarize(store, self.study, factors)
+
+
+def as_study(study: Study | StudySpec | Path | str) -> Study:
+    """A study given as a file path, a parsed study file or a ``Study``."""
+    try:
+        if isinstance(study, str | Path):
+            return load_study(study).study(str(study))
+        return study.study() if isinstance(study, StudySpec) else study
+    except StudyError as err:
+        raise InputError(str(err)) from None
+
+
+def _device(device: str, threads: int | None):
+    try:
+        dev = runtime.resolve_device(device)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    runtime.configure(threads)
+    return dev
+
+
+def run_study(
+    study: Study | StudySpec | Path | str,
+    *,
+    db: Path | str = "normlab.db",
+    data_dir: Path | str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    max_stack: int = DEFAULT_MAX_STACK,
+    executor: Executor | None = None,
+    observer: Observer | None = None,
+) -> StudyReport:
+    """Train what ``study`` still needs and record it in the database ``db``.
+
+    Finished runs (from any study in the database) are reused; the rest train in stacks
+    (``experiments.plan``) on ``executor`` (default: this process, on ``device`` with
+    ``threads`` CPU threads). Each unit's results are saved as it finishes, so an
+    interrupted study resumes where it stopped.
+    """
+    study = as_study(study)
+    observer = observer or Observer()
+    dev = _device(device, threads)
+    executor = executor or LocalExecutor(dev, data_dir, log=observer.message)
+    with open_store(db) as store:
+        store.register_study(study.name, study.spec, study.configs)
+        units, finished = pending_units(store, study.configs, max_stack, dev.type)
+        observer.planned(study.name, len(study.configs), finished, units)
+        report = StudyReport(study.name, Path(db), len(study.configs), finished)
+        if units:
+            try:
+                executor.prepare(units[0].configs[0])
+            except _INPUT_ERRORS as err:
+                raise InputError(str(err)) from None
+        environment = executor.environment()
+
+        def started(unit: Unit) -> None:
+            store.mark_running(unit.run_ids, len(unit.configs), environment)
+
+        for outcome in executor.run(units, started, observer.advanced):
+            if outcome.results is None:
+                store.mark_failed(outcome.unit.run_ids, outcome.error or "unknown error")
+                report.failures.append(f"runs {', '.join(outcome.unit.run_ids)}: {outcome.error}")
+                observer.message(f"failed: {outcome.error}")
+                continue
+            for config, result in zip(outcome.unit.configs, outcome.results, strict=True):
+                store.save_result(config.run_id, result)
+                report.trained += 1
+                report.diverged += result.diverged
+    observer.done()
+    return report
+
+
+def judge_claims(
+    ids: Sequence[int] | None = None,
+    budget: str = "quick",
+    *,
+    db: Path | str = "normlab.db",
+    data_dir: Path | str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    max_stack: int = DEFAULT_MAX_STACK,
+    executor: Executor | None = None,
+    observer: Observer | None = None,
+) -> list[ClaimResult]:
+    """Run the built-in study of each claim in ``ids`` (default: all; a claim brings its
+    parts) at ``budget``, then judge it from the database; one result per claim, in
+    order. Runs already in ``db`` are reused, so an interrupted call resumes."""
+    if budget not in BUDGETS:
+        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)}", "budget")
+    try:
+        wanted = selected(list(ids) if ids is not None else list(CLAIMS))
+    except ValueError as err:
+        raise InputError(str(err), "ids") from None
+    try:
+        studies = {n: claim_study(CLAIMS[n], budget).study() for n in wanted}
+    except (ClaimError, StudyError) as err:
+        raise InputError(str(err)) from None
+    results = []
+    for n in wanted:
+        report = run_study(studies[n], db=db, data_dir=data_dir, device=device, threads=threads,
+                           max_stack=max_stack, executor=executor, observer=observer)  # fmt: skip
+        with open_store(db) as store:
+            result = judge(store, CLAIMS[n], studies[n].name)
+        result.failures.extend(report.failures)
+        results.append(result)
+    return results
+
+
+def plan_study(
+    study: Study | StudySpec | Path | str,
+    *,
+    db: Path | str = "normlab.db",
+    max_stack: int = DEFAULT_MAX_STACK,
+    device: str = "cpu",
+) -> tuple[list[Unit], set[str]]:
+    """The units ``study`` trains in on ``device``, and which of its runs ``db`` holds
+    finished already: a dry run (nothing trains; a missing database stays missing)."""
+    study = as_study(study)
+    try:
+        device_type = runtime.resolve_device(device).type
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    units, done = plan(study.configs, max_stack, device_type), set()
+    if Path(db).exists():
+        with open_store(db) as store:
+            statuses = store.statuses(c.run_id for c in study.configs)
+        done = {run for run, status in statuses.items() if status in FINISHED}
+    return units, done
+
+
+def fold(
+    *,
+    hidden: Sequence[int] = (512,),
+    epochs: int = 1,
+    inputs: str = "scaled",
+    seed: int = 0,
+    data_dir: Path | str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> FoldReport:
+    """Train the seed network with BN on MNIST, fold BN into the dense layer before it,
+    compare the outputs on all test images and time inference (``normlab fold``)."""
+    try:
+        config = fold_config(hidden, epochs, inputs, seed)
+    except ValidationError as err:
+        raise _invalid(err) from None
+    dev = _device(device, threads)
+    try:
+        splits = prepare(load(config.dataset, data_dir), config.inputs, device=dev)
+    except _INPUT_ERRORS as err:
+        raise InputError(str(err)) from None
+    return fold_report(config, splits)
+
+
+def reproduce_studies(
+    seeds: int = 3,
+    epochs: int = 5,
+    batch_sizes: Sequence[int] = procedures.SEED_BATCH_SIZES,
+    inputs: str = "raw",
+    semantics: str = "keras",
+    faithful: bool = False,
+) -> list[Study]:
+    """The seed notebook's study done right (``reproduce.corrected``) and, if
+    ``faithful``, the notebook as written (``reproduce.faithful``): run each with
+    ``run_study``."""
+    try:
+        studies = [procedures.corrected(seeds, epochs, batch_sizes, inputs, semantics)]
+        if faithful:
+            studies.append(procedures.faithful(inputs, semantics))
+    except ValidationError as err:
+        raise _invalid(err) from None
+    return studies

@@ -1,0 +1,206 @@
+"""One run's full configuration: everything its numbers depend on besides the machine.
+
+A run is identified by the SHA-256 of its canonical JSON, so the same configuration in
+two studies is one run, trained once. Torch-free: the store's readers parse stored
+configurations back through this model (``RunConfig.from_stored``), so a run recorded
+before a field existed reads with that field's default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from normlab.data.sources import DATASETS, DatasetSource
+from normlab.models.family import ModelFamily, get_family
+from normlab.models.registry import ACTIVATIONS, FAMILIES, INIT_SCHEMES, NORMS, POSITIONS
+from normlab.models.semantics import PRESETS, get_semantics
+from normlab.models.settings import NormSettings
+from normlab.probes.registry import PROBES
+
+# The valid names of each registered kind, as the types of the fields that take them.
+Dataset = Literal[DATASETS.names()]  # type: ignore[valid-type]
+Model = Literal[FAMILIES.names()]  # type: ignore[valid-type]
+Norm = Literal[NORMS.names()]  # type: ignore[valid-type]
+ActivationName = Literal[ACTIVATIONS.names()]  # type: ignore[valid-type]
+InitScheme = Literal[INIT_SCHEMES]  # type: ignore[valid-type]
+Position = Literal[POSITIONS]  # type: ignore[valid-type]
+SemanticsName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+ProbeName = Literal[PROBES.names()]  # type: ignore[valid-type]
+
+# Fields that may differ between the members of one stack.
+MEMBER_FIELDS = ("seed", "lr")
+# Fields only normlab's own procedures set (one model carried through several
+# trainings, as the notebook does); a study file may not.
+INTERNAL_FIELDS = ("carried_from", "stream")
+# Fields added after the first release, left out of a run's identity while at their
+# default, so that runs recorded before them keep their ids.
+_LATER_FIELDS = {
+    "probes": [],
+    "probe_every": 100,
+    "eval_every": 0,
+    "dropout_position": "after",
+    "model": "mlp",
+    "channels": [32, 64],
+    "kernel": 3,
+}
+
+
+class RunConfig(BaseModel):
+    """One training run. Defaults are the seed notebook's setup."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: Dataset = "mnist"
+    inputs: Literal["raw", "scaled", "standardized"] = "raw"
+    val_size: int = Field(5000, ge=0, le=50000)
+    data_seed: int = Field(0, ge=0)
+    model: Model = Field("mlp", description="model family: mlp, or cnn (conv blocks first)")
+    channels: tuple[int, ...] = Field(
+        (32, 64), description="cnn: output channels of each conv block"
+    )
+    kernel: int = Field(3, ge=1, description="cnn: convolution kernel size (same padding)")
+    hidden: tuple[int, ...] = Field((512,), description="dense hidden layers' widths")
+    activation: ActivationName = "relu"
+    norm: Norm = "none"
+    norm_position: Position = "before"
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="after each dense hidden layer")
+    dropout_position: Position = Field(
+        "after",
+        description="after: at the hidden block's end (the seed's); before: right after "
+        "the dense layer, feeding the norm",
+    )
+    semantics: SemanticsName = "keras"
+    init: InitScheme | None = Field(None, description="default: the semantics preset's")
+    init_scale: float = Field(1.0, gt=0.0)
+    groups: int = Field(32, ge=1)
+    ghost_batch_size: int = Field(32, ge=2)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
+    nesterov: bool = False
+    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(5, ge=1)
+    seed: int = Field(0, ge=0)
+    log_every: int = Field(1, ge=1, description="keep every n-th step's training loss")
+    probes: tuple[ProbeName, ...] = Field(
+        (), description="instruments to record (normlab.probes); none cost nothing"
+    )
+    probe_every: int = Field(100, ge=1, description="steps between probe measurements")
+    eval_every: int = Field(
+        0, ge=0, description="steps between validation evaluations (0: each epoch's end only)"
+    )
+    # Set only by procedures that carry one model through several trainings (the
+    # notebook as written): the run whose final weights this one starts from, and
+    # which random streams it draws data order and dropout from.
+    carried_from: str | None = None
+    stream: int = Field(0, ge=0)
+
+    @classmethod
+    def from_stored(cls, config_json: str) -> RunConfig:
+        """A stored configuration, with today's defaults for fields it predates."""
+        return cls.model_validate_json(config_json)
+
+    @classmethod
+    def as_stored_row(cls, config_json: str) -> dict[str, object]:
+        """A stored configuration as plain values, every field present (for exports)."""
+        return cls.from_stored(config_json).model_dump(mode="json")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_init(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("init") is None:
+            semantics = data.get("semantics", "keras")
+            if semantics in PRESETS:  # an unknown one is reported by its own field
+                data = {**data, "init": get_semantics(semantics).init}
+        return data
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> RunConfig:
+        problem = self.family.check(self)
+        if problem:
+            raise ValueError(problem)
+        kind = NORMS[self.norm]
+        if kind.batch_statistics and self.batch_size < 2:
+            raise ValueError(f"norm {self.norm!r} needs batch_size >= 2, got {self.batch_size}")
+        units = self.family.units(self)
+        if self.norm == "group" and any(u % self.groups for u in units):
+            raise ValueError(f"groups {self.groups} must divide every layer's width {units}")
+        if (
+            self.norm == "ghost_batch"
+            and self.batch_size > self.ghost_batch_size
+            and self.batch_size % self.ghost_batch_size
+        ):
+            raise ValueError(
+                f"ghost_batch_size {self.ghost_batch_size} must divide batch_size {self.batch_size}"
+            )
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
+        if "inference" in self.probes and not (kind.foldable and self.norm_position == "before"):
+            raise ValueError(
+                f"probe 'inference' folds the norm: it needs a foldable norm (batch, "
+                f"batch_renorm, ghost_batch) before the activation, got {self.norm!r} "
+                f"{self.norm_position!r}"
+            )
+        return self
+
+    @property
+    def family(self) -> ModelFamily:
+        """The model family this run trains."""
+        return get_family(self.model)
+
+    @property
+    def source(self) -> DatasetSource:
+        """The dataset this run trains on, with its facts."""
+        return DATASETS[self.dataset]
+
+    def model_spec(self) -> object:
+        """The architecture this run asks for, on its dataset."""
+        return self.family.spec(self, self.source)
+
+    @property
+    def run_id(self) -> str:
+        """Stable identity: 16 hex digits of the SHA-256 of the canonical JSON."""
+        return _digest(self._identity())
+
+    @property
+    def cohort_key(self) -> str:
+        """Identity of the stack this run can share: everything but the member fields."""
+        data = self._identity()
+        for name in MEMBER_FIELDS:
+            data.pop(name)
+        return _digest(data)
+
+    def _identity(self) -> dict[str, object]:
+        data = self.model_dump(mode="json")
+        for name, default in _LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return data
+
+    def norm_settings(self) -> NormSettings:
+        sem = get_semantics(self.semantics)
+        return NormSettings(
+            eps=sem.bn_eps,
+            momentum=sem.bn_momentum,
+            unbiased_running_var=sem.bn_unbiased_running_var,
+            groups=self.groups,
+            ghost_batch_size=self.ghost_batch_size,
+        )
+
+
+def _digest(data: dict[str, object]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def first_error(err: ValidationError) -> tuple[str, str]:
+    """The first problem pydantic found, as (field, one line naming the value); the
+    field is empty for a rule across fields."""
+    problem = err.errors()[0]
+    field = str(problem["loc"][0]) if problem["loc"] else ""
+    message = problem["msg"].removeprefix("Value error, ")
+    return field, f"{message} (got {problem.get('input')!r})" if field else message

@@ -1,0 +1,88 @@
+"""Executors: where a study's units train. The driver (``api.run_study``) hands them the
+units and records what comes back; an executor never writes to the database.
+
+``LocalExecutor`` trains the units one after another in this process. Another executor
+(a pool, a cluster) implements the same ``run``: announce each unit as it starts, yield
+each unit's outcome as it ends, in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from normlab import runtime
+from normlab.data.download import DownloadError
+from normlab.data.idx import IdxError
+from normlab.data.prepare import Splits
+from normlab.experiments.config import RunConfig
+from normlab.experiments.plan import Unit
+from normlab.experiments.runner import DataCache, train_unit
+from normlab.types import RunResult
+
+# What a unit's failure can be: its data cannot be read, or its training raised.
+UNIT_ERRORS = (ValueError, RuntimeError, OSError, DownloadError, IdxError)
+
+
+@dataclass(frozen=True)
+class UnitOutcome:
+    """A unit's results (one per run, in ``unit.configs`` order) or the error it raised."""
+
+    unit: Unit
+    results: list[RunResult] | None = None
+    error: str | None = None
+
+
+class Executor(Protocol):
+    """Trains units and reports on them; ``environment`` describes where."""
+
+    def environment(self) -> dict[str, object]: ...
+
+    def prepare(self, config: RunConfig) -> None:
+        """Load what ``config`` trains on now (bad input fails here, before training)."""
+
+    def run(
+        self,
+        units: Sequence[Unit],
+        started: Callable[[Unit], None],
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[UnitOutcome]: ...
+
+
+class LocalExecutor:
+    """Trains units in this process, one after another, on ``device``."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        data_dir: Path | str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.device = device
+        self.data = DataCache(data_dir, device, log=log)
+
+    def environment(self) -> dict[str, object]:
+        return runtime.environment(self.device)
+
+    def prepare(self, config: RunConfig) -> Splits:
+        return self.data.splits(config)
+
+    def run(
+        self,
+        units: Sequence[Unit],
+        started: Callable[[Unit], None],
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[UnitOutcome]:
+        for unit in units:
+            started(unit)
+            try:
+                splits = self.data.splits(unit.configs[0])
+                results = train_unit(unit, splits, progress)
+            except UNIT_ERRORS as err:
+                yield UnitOutcome(unit, error=f"{type(err).__name__}: {err}")
+                continue
+            yield UnitOutcome(unit, results=results)

@@ -1,0 +1,123 @@
+"""Training one unit of a study: its data, its stacked model, optimizer and instruments.
+
+``train_unit`` is what every executor calls for a unit, in this process or in a worker;
+it touches no database. ``pending_units`` decides what a study still needs from what a
+store holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from normlab.data.locate import RawDataset, load
+from normlab.data.prepare import Splits, prepare
+from normlab.experiments.config import RunConfig
+from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
+from normlab.models.semantics import get_semantics
+from normlab.probes.schedule import ProbeSet
+from normlab.store.db import FINISHED, Store
+from normlab.train.loop import EvalHook, Hook, ProgressHook, Schedule, train_stack
+from normlab.train.optim import SGD, Adam, Optimizer
+from normlab.types import RunResult
+
+
+def make_optimizer(config: RunConfig) -> Optimizer:
+    """A fresh stacked optimizer of ``config``'s kind and semantics."""
+    if config.optimizer == "sgd":
+        return SGD(momentum=config.momentum, nesterov=config.nesterov)
+    sem = get_semantics(config.semantics)
+    return Adam(eps=sem.adam_eps, eps_before_bias_correction=sem.adam_eps_before_bias_correction)
+
+
+class DataCache:
+    """Datasets read once and prepared once per preprocessing, for a whole session."""
+
+    def __init__(
+        self,
+        data_dir: Path | str | None,
+        device: torch.device,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.data_dir, self.device, self.log = data_dir, device, log
+        self._raw: dict[str, RawDataset] = {}
+        self._splits: dict[tuple[str, str, int, int], Splits] = {}
+
+    def splits(self, config: RunConfig) -> Splits:
+        key = (config.dataset, config.inputs, config.val_size, config.data_seed)
+        if key not in self._splits:
+            if config.dataset not in self._raw:
+                self._raw[config.dataset] = load(config.dataset, self.data_dir, log=self.log)
+            self._splits[key] = prepare(
+                self._raw[config.dataset],
+                config.inputs,
+                val_size=config.val_size,
+                data_seed=config.data_seed,
+                device=self.device,
+            )
+        return self._splits[key]
+
+
+def _hooks(config: RunConfig, splits: Splits, progress: Callable[[int], None] | None) -> list[Hook]:
+    hooks: list[Hook] = []
+    if config.probes:
+        held_out = splits.val if len(splits.val) else splits.test
+        hooks.append(
+            ProbeSet(config.probes, config.probe_every, held_out, config.batch_size, splits.train)
+        )
+    if config.eval_every:
+        hooks.append(EvalHook(config.eval_every))
+    if progress is not None:
+        hooks.append(ProgressHook(progress))
+    return hooks
+
+
+def train_unit(
+    unit: Unit, splits: Splits, progress: Callable[[int], None] | None = None
+) -> list[RunResult]:
+    """Train one unit on ``splits`` and return a result per run, in ``unit.configs`` order."""
+    first, device = unit.configs[0], splits.train.x.device
+    family, spec = first.family, first.model_spec()
+    if not unit.chain:
+        model = family.build(spec, [c.seed for c in unit.configs]).to(device)
+        return train_stack(
+            model,
+            make_optimizer(first),
+            splits,
+            [c.seed for c in unit.configs],
+            [c.lr for c in unit.configs],
+            Schedule(first.batch_size, first.epochs, first.log_every),
+            _hooks(first, splits, progress),
+        )
+    # A chain: one model carried through every leg, each leg with a fresh optimizer (as
+    # the notebook recompiles its model), fresh data-order and dropout streams.
+    model = family.build(spec, [first.seed]).to(device)
+    results = []
+    for leg in unit.configs:
+        if leg.model_spec() != spec:
+            raise ValueError(f"run {leg.run_id} changes the architecture of the model it carries")
+        schedule = Schedule(leg.batch_size, leg.epochs, leg.log_every, leg.stream)
+        results += train_stack(model, make_optimizer(leg), splits, [leg.seed], [leg.lr],
+                               schedule, _hooks(leg, splits, progress))  # fmt: skip
+    return results
+
+
+def pending_units(
+    store: Store,
+    configs: Sequence[RunConfig],
+    max_stack: int = DEFAULT_MAX_STACK,
+    device_type: str = "cpu",
+) -> tuple[list[Unit], int]:
+    """Units still to train on a ``device_type`` device (a chain is redone whole if any
+    leg is unfinished) and the number of runs already finished."""
+    status = store.statuses(c.run_id for c in configs)
+    done = {rid for rid, s in status.items() if s in FINISHED}
+    chained = {c.run_id for c in configs if c.carried_from} | {
+        c.carried_from for c in configs if c.carried_from
+    }
+    todo = [c for c in configs if c.run_id not in done or c.run_id in chained]
+    units = [u for u in plan(todo, max_stack, device_type) if not set(u.run_ids) <= done]
+    pending = {rid for u in units for rid in u.run_ids}
+    return units, sum(1 for c in configs if c.run_id not in pending)

@@ -1,0 +1,76 @@
+"""The model-family seam: what the planner, the runner and the claims ask of a family.
+
+A family is one folder (``models/mlp``, ``models/cnn``) whose ``FAMILY`` object is
+torch-free and registered in ``models.registry.FAMILIES``; its stacked module is built
+on demand. Adding a family needs no edit of the loop, the store or the command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from normlab.models.registry import FAMILIES
+from normlab.models.settings import NormSettings
+from normlab.registry import load
+
+EVAL_CHUNK = 1000  # rows per evaluation pass: the evaluation loop and the cost models
+
+
+class ModelSettings(Protocol):
+    """The run settings a family reads (``experiments.config.RunConfig`` has them)."""
+
+    hidden: tuple[int, ...]
+    channels: tuple[int, ...]
+    kernel: int
+    activation: str
+    norm: str
+    norm_position: str
+    dropout: float
+    dropout_position: str
+    init: str
+    init_scale: float
+
+    def norm_settings(self) -> NormSettings: ...
+
+
+class DataShape(Protocol):
+    """The dataset facts a family reads (``data.sources.DatasetSource`` has them)."""
+
+    image_shape: tuple[int, int, int]
+    classes: int
+
+    @property
+    def n_features(self) -> int: ...
+
+
+class ModelFamily(Protocol):
+    """One model family: checks, spec, stacked module and cost model."""
+
+    name: str
+    cpu_stack_parameters: int  # stacking pays on a CPU up to about this many parameters
+
+    def check(self, settings: ModelSettings) -> str | None:
+        """What is wrong with ``settings`` for this family (None: nothing)."""
+
+    def units(self, settings: ModelSettings) -> tuple[int, ...]:
+        """Units (features or channels) of each layer a norm follows."""
+
+    def spec(self, settings: ModelSettings, data: DataShape) -> Any:
+        """The architecture ``settings`` ask for on ``data``."""
+
+    def build(self, spec: Any, seeds: Sequence[int]) -> Any:
+        """A ``models.stack.StackedModel`` of ``spec``, member k initialised from seeds[k]."""
+
+    def member_parameters(self, spec: Any) -> int: ...
+
+    def member_bytes(self, spec: Any, batch_size: int) -> int:
+        """Memory one member needs while training at ``batch_size``."""
+
+    def forward_flops(self, spec: Any) -> int:
+        """Floating-point operations of one example's forward pass."""
+
+
+def get_family(name: str) -> ModelFamily:
+    """The family registered as ``name``; a ValueError lists the known ones."""
+    return load(FAMILIES[name])

@@ -1,0 +1,83 @@
+"""What models are made of, each kind registered once with what callers may ask of it.
+
+Torch-free: the run configuration derives its valid names from here, and every caller
+that needs to know whether a norm uses batch statistics, keeps running statistics or
+folds into the layer before it asks the norm's entry, never its class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from normlab.registry import Registry
+
+
+@dataclass(frozen=True)
+class NormKind:
+    """A normalization layer and its capabilities.
+
+    ``batch_statistics``: training normalizes by statistics of the batch, so a batch
+    needs at least 2 examples and members see their own batch only. ``running_statistics``:
+    keeps running averages of them that inference uses (the ``bn`` probe's discrepancy,
+    precise BN, variance shift). ``foldable``: at inference it is a per-unit affine map,
+    so it folds into the dense or convolutional layer right before it.
+    """
+
+    name: str
+    layer: str | None  # "module:Class" of its stacked layer; None: no normalization
+    batch_statistics: bool = False
+    running_statistics: bool = False
+    foldable: bool = False
+
+
+# Folding a foldable norm keeps a network's outputs to float rounding: at most this
+# largest |Δ logit| relative to the largest logit (``normlab fold``, claim 7).
+FOLD_TOLERANCE = 1e-5
+
+NORMS: Registry[NormKind] = Registry("norm")
+for _kind in (
+    NormKind("none", None),
+    NormKind("batch", "normlab.models.norms:BatchNorm", True, True, True),
+    NormKind("layer", "normlab.models.norms:LayerNorm"),
+    NormKind("group", "normlab.models.norms:GroupNorm"),
+    NormKind("rms", "normlab.models.norms:RMSNorm"),
+    NormKind("batch_renorm", "normlab.models.norms:BatchRenorm", True, True, True),
+    NormKind("ghost_batch", "normlab.models.norms:GhostBatchNorm", True, True, True),
+):
+    NORMS.register(_kind.name, _kind)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation function and its output range: ``bounds`` for a saturating one (the
+    ``activations`` probe counts values within 0.01 of a bound), None for ReLU (it
+    counts dead units instead)."""
+
+    name: str
+    function: str  # "module:function"
+    bounds: tuple[float, float] | None
+
+
+ACTIVATIONS: Registry[Activation] = Registry("activation")
+for _act in (
+    Activation("relu", "torch:relu", None),
+    Activation("tanh", "torch:tanh", (-1.0, 1.0)),
+    Activation("sigmoid", "torch:sigmoid", (0.0, 1.0)),
+):
+    ACTIVATIONS.register(_act.name, _act)
+
+INIT_SCHEMES: tuple[str, ...] = (
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_normal",
+    "torch_default",
+)
+POSITIONS: tuple[str, ...] = ("before", "after")
+
+# Model families: "module:attribute" of each family's ``ModelFamily`` object, which is
+# torch-free and builds its stacked module on demand (``normlab.models.family``).
+FAMILIES: Registry[str] = Registry("model")
+FAMILIES.register("mlp", "normlab.models.mlp:FAMILY")
+FAMILIES.register("cnn", "normlab.models.cnn:FAMILY")

@@ -1,0 +1,197 @@
+"""Terminal renderings (rich) of what the application layer returns: study plans and
+summaries, the notebook-as-written comparison, claim verdicts, BN folding, and a
+progress bar that follows a running study."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from normlab.analysis.summary import StudySummary
+from normlab.claims.judge import ClaimResult
+from normlab.experiments.plan import Unit
+from normlab.experiments.progress import Observer
+from normlab.models.registry import FOLD_TOLERANCE
+
+if TYPE_CHECKING:  # training's report; rendering it must not load torch
+    from normlab.experiments.fold import FoldReport
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: "45 s", "2.5 min"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+class ProgressObserver(Observer):
+    """A study's plan, then a progress bar over its optimizer steps, on ``console``."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Progress | None = None
+        self.task = None
+
+    def planned(self, study: str, runs: int, finished: int, units: Sequence[Unit]) -> None:
+        todo = sum(len(u.configs) for u in units)
+        self.console.print(
+            f"study [bold]{study}[/bold]: {runs} runs, {finished} already finished, "
+            f"{todo} to train in {len(units)} stacks",
+            highlight=False,
+        )
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not units,
+        )
+        self.task = self.bar.add_task("training", total=sum(u.steps for u in units))
+        self.bar.start()
+
+    def advanced(self, steps: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, steps)
+
+    def message(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def plan_table(study: str, runs: int, units: Sequence[Unit], done: set[str]) -> Table:
+    """One row per unit of a study's plan: its runs, shape, steps and what is done."""
+    table = Table(title=f"study {study}: {runs} runs in {len(units)} stacks", title_justify="left")
+    conv = any(u.configs[0].model != "mlp" for u in units)  # else the seed's family only
+    columns = ("#", "runs", *(("model",) if conv else ()), "norm", "batch", "hidden", "opt",
+               "inputs", "ep", "steps", "done")  # fmt: skip
+    for col in columns:
+        table.add_column(col)
+    for i, u in enumerate(units, 1):
+        c = u.configs[0]
+        model = c.model if c.model == "mlp" else f"{c.model} {'-'.join(map(str, c.channels))}"
+        table.add_row(
+            str(i),
+            f"{len(u.configs)}" + (" (chain)" if u.chain else ""),
+            *((model,) if conv else ()),
+            c.norm,
+            "/".join(str(x.batch_size) for x in u.configs) if u.chain else str(c.batch_size),
+            "-".join(map(str, c.hidden)),
+            c.optimizer,
+            c.inputs,
+            str(c.epochs),
+            str(u.steps),
+            str(sum(r in done for r in u.run_ids)),
+        )
+    return table
+
+
+def summary_table(summary: StudySummary, title: str) -> Table:
+    """Final-epoch test metrics per configuration, mean ± 95% CI over seeds."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption="mean ± 95% CI over seeds (Student t)",
+        caption_justify="left",
+    )
+    for f in summary.factors:
+        table.add_column(f)
+    for column in ("test acc", "test loss", "s/epoch", "runs"):
+        table.add_column(column, justify="right")
+    for g in summary.groups:
+        runs = f"{g.finished}/{g.runs}" + (f" ({g.diverged} diverged)" if g.diverged else "")
+        table.add_row(
+            *(str(v) for v in g.factors.values()),
+            g.test_acc.format(4),
+            g.test_loss.format(4),
+            g.epoch_seconds.format(2),
+            runs,
+        )
+    return table
+
+
+def faithful_table(notebook, rows: Sequence[Sequence[object]]) -> Table:
+    """The notebook's cells as it ran them (``reproduce.Faithful``): cell, model, batch,
+    epochs, test metrics."""
+    title = (
+        f"{notebook.name}: the notebook as written (seed {notebook.cell7.seed}, "
+        f"all {notebook.cell7.source.train_size:,} training images)"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in ("cell", "model", "batch", "epochs", "test acc", "test loss"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(v) for v in r))
+    return table
+
+
+def _num(v: float, spec: str = ".4f") -> str:
+    return "—" if math.isnan(v) else format(v, spec)
+
+
+def claims_table(results: Sequence[ClaimResult], budget: str) -> Table:
+    """One row per claim: verdict, the leading effect with its interval, p and runs."""
+    table = Table(title=f"claims, {budget} budget", title_justify="left")
+    for column in ("#", "claim", "verdict", "effect [95% CI]", "p (Holm)", "runs"):
+        table.add_column(column)
+    for r in results:
+        ci = f" [{_num(r.ci_low)}, {_num(r.ci_high)}]" if not math.isnan(r.ci_low) else ""
+        table.add_row(str(r.id), r.claim, r.verdict, _num(r.effect) + ci,
+                      _num(r.p_corrected, ".2g"), str(r.runs))  # fmt: skip
+    return table
+
+
+def claim_details(r: ClaimResult) -> list[str]:
+    """The lines under the table for one claim: its outcome, diverged runs, every
+    comparison, the context comparisons and the notes."""
+    lines = [f"{r.id}. effect: {r.outcome}"]
+    if r.diverged:
+        counts = ", ".join(f"{arm} {d}/{n}" for arm, (d, n) in r.diverged.items())
+        lines.append(f"   diverged runs: {counts}")
+    for label, c, p in r.comparisons:
+        lines.append(f"   {label}: {_num(c.effect)} ({c.test}, p {_num(p, '.2g')})")
+    for label, c in r.context:
+        lines.append(
+            f"   context, {label}: {_num(c.effect)} ({c.test}, p {_num(c.p, '.2g')} uncorrected)"
+        )
+    lines += [f"   note: {note}" for note in r.notes]
+    return lines
+
+
+def fold_lines(r: FoldReport) -> list[str]:
+    """What ``normlab fold`` found, before its latency table."""
+    return [
+        f"max |logit difference| {r.max_abs_diff:.2e} over {r.images} test images",
+        f"(largest |logit| {r.max_logit:.1f}, tolerance {FOLD_TOLERANCE:g} of it): "
+        + ("identical to float rounding" if r.identical else "DIFFERENT"),
+        f"test accuracy: BN {r.test_acc_bn:.4f}, folded {r.test_acc_folded:.4f}",
+    ]
+
+
+def latency_table(r: FoldReport) -> Table:
+    """Median forward-pass latency without BN, with BN and with BN folded, per batch."""
+    table = Table(title=f"latency, median of {r.repeats} forward passes", title_justify="left")
+    for column in ("batch", "no BN", "BN", "BN folded"):
+        table.add_column(column, justify="right")
+    for b, times in r.latency.items():
+        table.add_row(str(b), *(f"{times[m] * 1e6:.0f} µs" for m in ("none", "batch", "folded")))
+    return table

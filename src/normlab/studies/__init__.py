@@ -1,1 +1,0 @@
-"""Study specs (TOML <-> pydantic), grids -> runs -> cohorts, and the study runner."""

@@ -1,0 +1,49 @@
+"""The application layer as a notebook uses it: one call to run a study, one to judge
+claims, no command line."""
+
+import math
+
+import pytest
+
+import normlab
+from normlab.analysis.verdict import verdict
+from normlab.claims.definitions import CLAIMS
+from normlab.experiments.spec import StudySpec
+
+
+def test_a_notebook_runs_a_study_and_judges_a_claim(tmp_path, data_root):
+    spec = StudySpec(
+        name="notebook",
+        seeds=2,
+        fixed={"hidden": [32], "epochs": 1, "inputs": "scaled", "batch_size": 1000},
+        grid={"norm": ["none", "batch"]},
+    )
+    db = tmp_path / "nb.db"
+    report = normlab.run_study(spec, db=db, data_dir=data_root)
+    assert (report.study, report.runs, report.trained, report.failures) == ("notebook", 4, 4, [])
+    summary = report.summary()
+    assert [g.factors["norm"] for g in summary.groups] == ["none", "batch"]
+    assert all(0.8 < g.test_acc.mean < 1 for g in summary.groups)
+    again = normlab.run_study(spec, db=db, data_dir=data_root)
+    assert (again.finished_before, again.trained) == (4, 0)  # resumed: nothing to train
+
+    (nine,) = normlab.judge_claims([9], budget="quick", db=db, data_dir=data_root)
+    assert nine.id == 9 and nine.runs == 12 and nine.failures == []
+    assert math.isfinite(nine.effect) and nine.ci_low <= nine.effect <= nine.ci_high
+    # the verdict is the rule applied to the comparisons it reports
+    comparisons, corrected = [c for _, c, _ in nine.comparisons], [p for *_, p in nine.comparisons]
+    assert [label for label, _, _ in nine.comparisons] == ["inputs=scaled", "inputs=standardized"]
+    assert nine.verdict == verdict(comparisons, corrected, CLAIMS[9].rule)
+
+
+def test_bad_input_raises_one_line_input_errors(tmp_path):
+    with pytest.raises(normlab.InputError, match="no such study file"):
+        normlab.run_study(tmp_path / "missing.toml", db=tmp_path / "x.db")
+    with pytest.raises(normlab.InputError, match="unknown device 'tpu'"):
+        normlab.run_study(StudySpec(name="x"), device="tpu", db=tmp_path / "x.db")
+    with pytest.raises(normlab.InputError) as info:
+        normlab.judge_claims([99], db=tmp_path / "x.db")
+    assert info.value.option == "ids" and "no claim 99" in str(info.value)
+    (tmp_path / "junk.db").write_text("not a database at all" * 100)
+    with pytest.raises(normlab.InputError, match=r"junk\.db"):
+        normlab.run_study(StudySpec(name="x"), db=tmp_path / "junk.db")
