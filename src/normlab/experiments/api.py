@@ -32,7 +32,7 @@ from normlab.data.prepare import prepare
 from normlab.experiments import reproduce as procedures
 from normlab.experiments.config import first_error
 from normlab.experiments.errors import InputError, open_store
-from normlab.experiments.executors import Executor, LocalExecutor
+from normlab.experiments.executors import Executor, LocalExecutor, UnitOutcome
 from normlab.experiments.fold import FoldReport, fold_config, fold_report
 from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
 from normlab.experiments.progress import Observer
@@ -111,7 +111,6 @@ def run_study(
     with open_store(db) as store:
         store.register_study(study.name, study.spec, study.configs)
         units, finished = pending_units(store, study.configs, max_stack, dev.type)
-        observer.planned(study.name, len(study.configs), finished, units)
         report = StudyReport(study.name, Path(db), len(study.configs), finished)
         if units:
             try:
@@ -123,18 +122,26 @@ def run_study(
         def started(unit: Unit) -> None:
             store.mark_running(unit.run_ids, len(unit.configs), environment)
 
-        for outcome in executor.run(units, started, observer.advanced):
-            if outcome.results is None:
-                store.mark_failed(outcome.unit.run_ids, outcome.error or "unknown error")
-                report.failures.append(f"runs {', '.join(outcome.unit.run_ids)}: {outcome.error}")
-                observer.message(f"failed: {outcome.error}")
-                continue
-            for config, result in zip(outcome.unit.configs, outcome.results, strict=True):
-                store.save_result(config.run_id, result)
-                report.trained += 1
-                report.diverged += result.diverged
-    observer.done()
+        observer.planned(study.name, len(study.configs), finished, units)
+        try:
+            for outcome in executor.run(units, started, observer.advanced):
+                _record(store, outcome, report, observer)
+        finally:
+            observer.done()
     return report
+
+
+def _record(store, outcome: UnitOutcome, report: StudyReport, observer: Observer) -> None:
+    """Save a unit's results, or record its failure (its runs will be redone)."""
+    if outcome.results is None:
+        store.mark_failed(outcome.unit.run_ids, outcome.error or "unknown error")
+        report.failures.append(f"runs {', '.join(outcome.unit.run_ids)}: {outcome.error}")
+        observer.message(f"failed: {outcome.error}")
+        return
+    for config, result in zip(outcome.unit.configs, outcome.results, strict=True):
+        store.save_result(config.run_id, result)
+        report.trained += 1
+        report.diverged += result.diverged
 
 
 def judge_claims(

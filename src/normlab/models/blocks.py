@@ -9,8 +9,6 @@ other combination, and every GPU, runs the PyTorch ops.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,17 +16,9 @@ from torch import nn
 
 from normlab.models import fused
 from normlab.models.dropout import reference_mask
+from normlab.models.settings import BlockSpec
 
 Keys = np.ndarray | torch.Tensor  # one layer's dropout keys [K] (uint64 / int64)
-
-
-class BlockSettings(Protocol):
-    """What a hidden block reads of its family's spec."""
-
-    activation: str
-    norm_position: str
-    dropout: float
-    dropout_position: str
 
 
 def host_keys(keys: Keys | None) -> Keys | None:
@@ -40,7 +30,7 @@ def host_keys(keys: Keys | None) -> Keys | None:
 
 
 def hidden_block(
-    spec: BlockSettings,
+    spec: BlockSpec,
     act,
     norm: nn.Module,
     h: torch.Tensor,

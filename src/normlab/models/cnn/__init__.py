@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from normlab.models.cnn.spec import CNNSpec
 from normlab.models.family import DataShape, ModelSettings
+from normlab.models.settings import BlockSpec
 
 
 class CNNFamily:
@@ -36,14 +37,7 @@ class CNNFamily:
             hidden=tuple(settings.hidden),
             n_classes=data.classes,
             kernel=settings.kernel,
-            activation=settings.activation,
-            norm=settings.norm,
-            norm_position=settings.norm_position,
-            dropout=settings.dropout,
-            dropout_position=settings.dropout_position,
-            init=settings.init,
-            init_scale=settings.init_scale,
-            norm_settings=settings.norm_settings(),
+            **BlockSpec.options(settings),
         )
 
     def build(self, spec: CNNSpec, seeds: Sequence[int]):

@@ -8,32 +8,26 @@ hidden blocks (as in the MLP, dropout included) lead to the classes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from normlab.models.mlp.spec import check_block, dense_parameters
-from normlab.models.settings import NormSettings
+from normlab.models.mlp.spec import dense_parameters
+from normlab.models.settings import BlockSpec
 
 
 @dataclass(frozen=True)
-class CNNSpec:
-    """Architecture of every member of a stack: ``image`` is channels × height × width."""
+class CNNSpec(BlockSpec):
+    """Architecture of every member of a stack: ``image`` is channels × height × width;
+    conv blocks of ``channels`` with ``kernel``×``kernel`` kernels, then dense hidden
+    blocks of ``hidden`` (``BlockSpec`` for both) and the classes."""
 
     image: tuple[int, int, int]
     channels: tuple[int, ...]
     hidden: tuple[int, ...]
     n_classes: int
     kernel: int = 3
-    activation: str = "relu"
-    norm: str = "none"
-    norm_position: str = "before"
-    dropout: float = 0.0
-    dropout_position: str = "after"
-    init: str = "glorot_uniform"
-    init_scale: float = 1.0
-    norm_settings: NormSettings = field(default_factory=NormSettings)
 
     def __post_init__(self) -> None:
-        check_block(self)
+        super().__post_init__()
         if not self.channels or min(self.channels) < 1:
             raise ValueError(f"channels must be positive, got {list(self.channels)}")
         if min(self.maps[-1][1:]) < 1:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from normlab.models.family import EVAL_CHUNK, DataShape, ModelSettings
 from normlab.models.mlp.spec import MLPSpec
+from normlab.models.settings import BlockSpec
 
 
 class MLPFamily:
@@ -38,14 +39,7 @@ class MLPFamily:
             n_inputs=data.n_features,
             hidden=tuple(settings.hidden),
             n_classes=data.classes,
-            activation=settings.activation,
-            norm=settings.norm,
-            norm_position=settings.norm_position,
-            dropout=settings.dropout,
-            dropout_position=settings.dropout_position,
-            init=settings.init,
-            init_scale=settings.init_scale,
-            norm_settings=settings.norm_settings(),
+            **BlockSpec.options(settings),
         )
 
     def build(self, spec: MLPSpec, seeds: Sequence[int]):
