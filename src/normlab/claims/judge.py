@@ -83,15 +83,14 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
     def measured(measures: dict[str, Callable[..., float]]) -> Arms:
         arms: Arms = defaultdict(lambda: defaultdict(dict))
         for (*by, arm, seed), members in groups.items():
+            parts = [f"{f}={v}" for f, v in zip(claim.by, by, strict=True)]
             if claim.across is None and len(members) != 1:
                 raise ClaimError(
                     f"claim {claim.id}: {len(members)} runs of seed {seed} in one comparison "
-                    f"({', '.join(f'{f}={v}' for f, v in zip(claim.by, by, strict=True))}); "
-                    "its study varies a factor the claim does not name"
+                    f"({', '.join(parts)}); its study varies a factor the claim does not name"
                 )
             for name, measure in measures.items():
                 value = measure(members if claim.across else members[0])
-                parts = [f"{f}={v}" for f, v in zip(claim.by, by, strict=True)]
                 label = ", ".join([*parts, name] if name else parts)
                 arms[label][arm][seed] = value
                 if claim.factor is None:  # a within-run measure, set against no effect

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from normlab.experiments.config import INTERNAL_FIELDS, RunConfig
+from normlab.experiments.config import INTERNAL_FIELDS, RunConfig, first_error
 
 SHORTHANDS = ("depth", "width")
 
@@ -139,15 +139,14 @@ def _expand_shorthands(settings: dict[str, Any], source: str) -> dict[str, Any]:
 def _one_line(
     err: ValidationError, source: str, grid: dict[str, list[Any]], chosen: dict[str, Any]
 ) -> str:
-    first = err.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else ""
+    field, message = first_error(err)
     if not field:  # a rule across fields: say which combination broke it
         where = ", ".join(f"{k}={v!r}" for k, v in chosen.items()) or "fixed settings"
-        return f"{source}: {first['msg'].removeprefix('Value error, ')} (at {where})"
+        return f"{source}: {message} (at {where})"
     section = "grid" if field in grid else "fixed"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: {section}.{field}: {_unknown_field()}"
-    return f"{source}: {section}.{field}: {first['msg']} (got {first.get('input')!r})"
+    if err.errors()[0]["type"] == "extra_forbidden":
+        message = _unknown_field()
+    return f"{source}: {section}.{field}: {message}"
 
 
 def _unknown_field() -> str:

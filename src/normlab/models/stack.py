@@ -43,8 +43,9 @@ class StackedModel(nn.Module):
 
     @property
     def dropout_layers(self) -> int:
-        """Layers that take dropout keys (0 when the spec has no dropout)."""
-        raise NotImplementedError
+        """Layers that take dropout keys: every family's dense hidden layers (0 when the
+        spec has no dropout)."""
+        return len(self.spec.hidden) if self.spec.dropout > 0 else 0
 
     def shared_input(self) -> object | None:
         """What a forward pass on shared inputs can reuse across chunks (None: nothing)."""

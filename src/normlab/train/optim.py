@@ -58,10 +58,6 @@ def _runs(lrs: Sequence[float], active: Sequence[bool]) -> list[tuple[float, sli
     return runs
 
 
-def _fused(choice: bool | None, active: torch.Tensor) -> bool:
-    return active.device.type == "cpu" if choice is None else choice
-
-
 def _dense(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     # The fused kernels walk a parameter and its gradient in memory order: a gradient
     # laid out otherwise (a convolution's, channels-last) would meet the wrong elements.
@@ -78,6 +74,33 @@ def _active_grads(grads: Sequence[torch.Tensor], active: torch.Tensor) -> list[t
     return [torch.where(active.view(_member_shape(g)), g, 0.0) for g in grads]
 
 
+class _TwoForms:
+    """The update every optimizer shares: count the step, then apply the update in one
+    of its two forms (``_fused``: PyTorch's kernels, host-side rates and flags;
+    ``_tensor_ops``: device tensors only)."""
+
+    def update(
+        self,
+        state,
+        params: Sequence[torch.Tensor],
+        grads: Sequence[torch.Tensor],
+        rates: Rates,
+        active: torch.Tensor,
+        fused: bool | None = None,
+    ):
+        """One step of every active member; returns ``state`` (updated in place).
+        ``fused`` chooses the form (default: the fused kernels on a CPU only)."""
+        self._count(state)
+        if active.device.type == "cpu" if fused is None else fused:
+            self._fused(state, params, _dense(grads), rates, active.tolist())
+        else:
+            self._tensor_ops(state, params, grads, rates, active)
+        return state
+
+    def _count(self, state) -> None:
+        """Advance the state's step count, for optimizers that keep one."""
+
+
 @dataclass
 class AdamState:
     """Adam's moments per parameter and the steps taken (a float32 device tensor)."""
@@ -92,7 +115,7 @@ class AdamState:
 
 
 @dataclass(frozen=True)
-class Adam:
+class Adam(_TwoForms):
     """Adam (Kingma & Ba). ``eps_before_bias_correction`` gives Keras's epsilon placement."""
 
     beta1: float = 0.9
@@ -108,26 +131,10 @@ class Adam:
             exp_avg_sq=[torch.zeros_like(p) for p in params],
         )
 
-    def update(
-        self,
-        state: AdamState,
-        params: Sequence[torch.Tensor],
-        grads: Sequence[torch.Tensor],
-        rates: Rates,
-        active: torch.Tensor,
-        fused: bool | None = None,
-    ) -> AdamState:
-        """One step of every active member; returns ``state`` (updated in place).
-        ``fused`` chooses the form (default: the fused kernels on a CPU only)."""
+    def _count(self, state: AdamState) -> None:
         state.count += 1
-        if _fused(fused, active):
-            self._fused(state, params, grads, rates, active.tolist())
-        else:
-            self._tensor_ops(state, params, grads, rates, active)
-        return state
 
     def _fused(self, state, params, grads, rates: Rates, active: list[bool]) -> None:
-        grads = _dense(grads)
         t = int(state.count)
         eps = self.eps
         if self.eps_before_bias_correction:
@@ -183,7 +190,7 @@ class SGDState:
 
 
 @dataclass(frozen=True)
-class SGD:
+class SGD(_TwoForms):
     """SGD with optional (Nesterov) momentum in PyTorch's convention (no dampening)."""
 
     momentum: float = 0.0
@@ -197,25 +204,7 @@ class SGD:
         # Zero buffers make the first step buf = g, which is what PyTorch does on step 1.
         return SGDState([torch.zeros_like(p) for p in params] if self.momentum else [])
 
-    def update(
-        self,
-        state: SGDState,
-        params: Sequence[torch.Tensor],
-        grads: Sequence[torch.Tensor],
-        rates: Rates,
-        active: torch.Tensor,
-        fused: bool | None = None,
-    ) -> SGDState:
-        """One step of every active member; returns ``state`` (updated in place).
-        ``fused`` chooses the form (default: the fused kernels on a CPU only)."""
-        if _fused(fused, active):
-            self._fused(state, params, grads, rates, active.tolist())
-        else:
-            self._tensor_ops(state, params, grads, rates, active)
-        return state
-
     def _fused(self, state, params, grads, rates: Rates, active: list[bool]) -> None:
-        grads = _dense(grads)
         for lr, members in _runs(rates.host, active):
             sgd_kernel(
                 [p[members] for p in params],

@@ -74,10 +74,6 @@ class StackedCNN(StackedModel):
         )
         self.act = load(ACTIVATIONS[spec.activation].function)
 
-    @property
-    def dropout_layers(self) -> int:
-        return len(self.spec.hidden) if self.spec.dropout > 0 else 0
-
     def forward(
         self,
         x: torch.Tensor,
@@ -133,10 +129,8 @@ class StackedCNN(StackedModel):
         return z
 
     def _fused_block(self, norm: nn.Module, z: torch.Tensor) -> torch.Tensor | None:
-        """The block's fused CPU kernel, where one implements it (plain BN before ReLU;
-        no norm is PyTorch's pooling, then ReLU on the quarter left); else None."""
-        if norm.kind.name == "none":
-            return torch.relu_(F.max_pool2d(z, 2))
+        """The block's fused CPU kernel, where one implements it (plain BN before ReLU);
+        else None."""
         if norm.kind.name != "batch" or self.spec.norm_position != "before":
             return None
         eps, w, b = norm.settings.eps, norm.weight.reshape(-1), norm.bias.reshape(-1)

@@ -58,10 +58,6 @@ class StackedMLP(StackedModel):
         )
         self.act = load(ACTIVATIONS[spec.activation].function)
 
-    @property
-    def dropout_layers(self) -> int:
-        return len(self.spec.hidden) if self.spec.dropout > 0 else 0
-
     def forward(
         self,
         x: torch.Tensor,
