@@ -265,6 +265,18 @@ def help_seconds() -> float:
     return _median_time(run, 3, torch.device("cpu"))
 
 
+def report(db: Path, budget: str) -> dict:
+    """``normlab report --claims`` on ``db`` as a fresh process: wall seconds (median of
+    3, start-up included) and the page's size."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.html"
+        cmd = [sys.executable, "-m", "normlab", "report", "--claims", "--budget", budget,
+               "--db", str(db), "--out", str(out)]  # fmt: skip
+        run = lambda: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+        seconds = _median_time(run, 3, torch.device("cpu"))
+        return {"seconds": seconds, "mb": out.stat().st_size / 1e6, "budget": budget}
+
+
 CNN_BATCHES = (32, 256)
 CNN_KS = (1, 4, 8)
 
@@ -354,7 +366,7 @@ def cnn_section(splits, batch: int, steps: int) -> dict[str, float]:
     return out
 
 
-SECTIONS = ("baselines", "stack", "profile", "reproduce", "curves", "cnn")
+SECTIONS = ("baselines", "stack", "profile", "reproduce", "curves", "cnn", "report")
 
 
 def main() -> None:
@@ -364,6 +376,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--report-db", type=Path, default=None,
+                        help="a claims database: time `normlab report --claims` on it")  # fmt: skip
+    parser.add_argument("--report-budget", default="standard")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if sections - set(SECTIONS):
@@ -453,6 +468,14 @@ def main() -> None:
         for b, r in out["cnn"].items():
             print(f"B={b:<4} " + "  ".join(f"{name} {v:.2f}" for name, v in r.items()), flush=True)
         save()
+    if "report" in sections:
+        print(f"## normlab report --claims --budget {args.report_budget}", flush=True)
+        if args.report_db is None:
+            print("skipped: --report-db names no claims database", flush=True)
+        else:
+            out["report"] = report(args.report_db, args.report_budget)
+            print(f"{out['report']['seconds']:.1f} s, {out['report']['mb']:.1f} MB", flush=True)
+            save()
     out["help_seconds"] = help_seconds()
     out["load_average_end"] = os.getloadavg()
     save()
@@ -525,6 +548,10 @@ def render(out: dict) -> str:
         lines.append(f"peak RSS after the K=16 runs: {out['peak_rss_mb_after_k16']:.0f} MB")
     if "peak_gpu_mb_after_k16" in out:
         lines.append(f"peak GPU memory after the K=16 runs: {out['peak_gpu_mb_after_k16']:.0f} MB")
+    if "report" in out:
+        r = out["report"]
+        lines.append(f"normlab report --claims --budget {r['budget']}: {r['seconds']:.1f} s, "
+                     f"{r['mb']:.1f} MB")  # fmt: skip
     lines.append(f"normlab --help: {out['help_seconds']:.2f} s")
     return "\n".join(lines)
 

@@ -319,7 +319,7 @@ def test_cnn_studies_train_on_mnist_and_fashion_mnist(env):
 def test_show_and_export_do_not_load_torch(env):
     assert invoke("run", "tiny.toml").exit_code == 0
     for args in (["show"], ["export", "--out", "e.csv"], ["export", "--table", "probes",
-                                                         "--out", "p.csv"]):  # fmt: skip
+                 "--out", "p.csv"], ["report", "--out", "r.html"]):  # fmt: skip
         code = (
             "import sys, runpy; sys.argv = ['normlab', *sys.argv[1:]]\n"
             "try: runpy.run_module('normlab', run_name='__main__')\n"

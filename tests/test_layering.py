@@ -55,7 +55,7 @@ def test_importing_normlab_changes_nothing_process_wide():
     code = (
         "import matplotlib, torch\n"
         "backend = matplotlib.rcParams._get_backend_or_none()\n"
-        "import normlab, normlab.runtime, normlab.train.loop, normlab.report.figure1\n"
+        "import normlab, normlab.runtime, normlab.train.loop, normlab.report.assets\n"
         "import normlab.experiments.api\n"
         "assert (torch.full((4,), 1e-39) * 1.0).ne(0).all(), 'denormals flushed on import'\n"
         "assert matplotlib.rcParams._get_backend_or_none() == backend, 'backend switched'\n"

@@ -5,6 +5,7 @@ The application layer is ``normlab.experiments.api``; its calls are here too::
     import normlab
     report = normlab.run_study("examples/bn-small-batches.toml", db="bn.db")
     verdicts = normlab.judge_claims([4], budget="quick", db="bn.db")
+    normlab.write_report("bn.db", out="bn.html")  # one HTML page, opens offline
 
 ``import normlab`` loads nothing heavy: the calls load torch when first used, and
 ``normlab --help`` answers at once.
@@ -13,7 +14,7 @@ The application layer is ``normlab.experiments.api``; its calls are here too::
 __version__ = "0.1.0"
 
 _API = ("run_study", "judge_claims", "plan_study", "reproduce_studies", "fold", "InputError")
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *_API, "write_report"]
 
 
 def __getattr__(name: str):
@@ -21,6 +22,10 @@ def __getattr__(name: str):
         from normlab.experiments.errors import InputError
 
         return InputError
+    if name == "write_report":
+        from normlab.report.build import write_report
+
+        return write_report
     if name in _API:
         from normlab.experiments import api
 

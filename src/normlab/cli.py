@@ -25,27 +25,35 @@ app = typer.Typer(
 )
 
 Db = Annotated[Path, Option("--db", help="SQLite results database.")]
-DataDir = Annotated[
-    Path | None,
-    Option("--data-dir", help="Dataset folder (default: $NORMLAB_DATA, else the user cache)."),
-]
+DataDir = Annotated[Path | None, Option("--data-dir", help="Data (default: $NORMLAB_DATA).")]
 Device = Annotated[str, Option("--device", help="cpu, cuda, cuda:N or auto.")]
 Threads = Annotated[int | None, Option("--threads", help="CPU threads (default: all).", min=1)]
 MaxStack = Annotated[int, Option("--max-stack", help="Most runs in one stack.", min=1)]
 StudyName = Annotated[str | None, Option("--study", help="Study name (default: the latest).")]
 Inputs = Annotated[str, Option("--inputs", help="raw (0-255), scaled (/255) or standardized.")]
+Budget = Annotated[str, Option("--budget", help="quick (minutes), standard or full (rigorous).")]
+Only = Annotated[str | None, Option("--only", help="Claim numbers, e.g. 1,4 (4 brings 12).")]
 _OPTIONS = {"ids": "only"}  # api parameters whose option has another name
-_TABLES = (
-    "epochs (one row per run and epoch), probes (per probe value) or evals (per validation "
-    "evaluation within epochs)."
-)
+_TABLES = "epochs (per run and epoch), probes (per probe value) or evals (within epochs)."
 
 
 def _consoles():
     from rich.console import Console
 
-    # soft_wrap: a one-line error stays one line (a path is never broken) when piped
-    return Console(), Console(stderr=True, soft_wrap=True)
+    # soft_wrap: a line of text stays one line (a path is never broken) when piped;
+    # tables are still laid out for the terminal's width
+    return Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+
+
+def _ints(text: str, option: str) -> list[int]:
+    """Comma-separated positive integers of ``option``; exit 2 naming it otherwise."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise _fail(f"{option}: expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -102,9 +110,7 @@ def _finish(failures: list[str], db: Path | None = None) -> None:
 @app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="Study file (TOML).")],
-    dry_run: Annotated[
-        bool, Option("--dry-run", help="Print runs, stacks and an estimate; train nothing.")
-    ] = False,
+    dry_run: Annotated[bool, Option("--dry-run", help="Print the plan; train nothing.")] = False,
     db: Db = Path("normlab.db"),
     data_dir: DataDir = None,
     device: Device = "cpu",
@@ -114,18 +120,12 @@ def run(
     """Run a study file: the grid's runs, grouped into stacks, skipping finished runs."""
     with _bad_input():
         from normlab.experiments import api
-        from normlab.experiments.plan import estimate_seconds
-        from normlab.report.console import duration, plan_table
+        from normlab.report.console import plan_report
 
         study = api.as_study(study_file)
         if dry_run:
             units, done = api.plan_study(study, db=db, max_stack=max_stack, device=device)
-            pending = [u for u in units if not set(u.run_ids) <= done]
-            out = _consoles()[0]
-            out.print(plan_table(study.name, len(study.configs), units, done))
-            out.print(f"estimated time for the {sum(len(u.configs) for u in pending)} unfinished "
-                      f"runs: ~{duration(estimate_seconds(pending))} (rough, calibrated on a "
-                      "2-core CPU)", highlight=False)  # fmt: skip
+            _consoles()[0].print(*plan_report(study.name, len(study.configs), units, done))
             return
         report = _train(study, db, data_dir, device, threads, max_stack)
         _show(db, study.name)
@@ -138,12 +138,8 @@ def reproduce(
     epochs: Annotated[int, Option("--epochs", help="Epochs per run.", min=1)] = 5,
     batch_sizes: Annotated[str, Option("--batch-sizes", help="Comma-separated.")] = "32,64,128,256",
     inputs: Inputs = "raw",
-    semantics: Annotated[
-        str, Option("--semantics", help="keras (as the seed) or torch conventions.")
-    ] = "keras",
-    faithful: Annotated[
-        bool, Option("--faithful", help="Also run the notebook exactly as written.")
-    ] = False,
+    semantics: Annotated[str, Option("--semantics", help="keras (the seed's) or torch.")] = "keras",
+    faithful: Annotated[bool, Option("--faithful", help="Also the notebook as written.")] = False,
     db: Db = Path("normlab.db"),
     data_dir: DataDir = None,
     device: Device = "cpu",
@@ -151,15 +147,13 @@ def reproduce(
     max_stack: MaxStack = 16,
 ) -> None:
     """The seed notebook's study done right: BN applied vs none × batch sizes × seeds."""
-    try:
-        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
-    except ValueError as e:
-        raise _fail(f"--batch-sizes: {e}") from None
+    sizes = _ints(batch_sizes, "--batch-sizes")
     started, failures = time.perf_counter(), []
     with _bad_input():
         from normlab.analysis.faithful import compare
         from normlab.experiments.api import open_store, reproduce_studies
-        from normlab.report.console import duration, faithful_table
+        from normlab.report.console import faithful_table
+        from normlab.report.header import duration
 
         studies = reproduce_studies(seeds, epochs, sizes, inputs, semantics, faithful)
         for study in studies:
@@ -227,12 +221,7 @@ def fold(
     without BN, with BN and with BN folded at batch 1 and 256. Exits 1 if the outputs
     differ by more than float rounding.
     """
-    try:
-        widths = tuple(int(w) for w in hidden.split(","))
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise _fail(f"--hidden: expected comma-separated positive widths, got {hidden!r}")
+    widths = tuple(_ints(hidden, "--hidden"))
     out, err = _consoles()
     with _bad_input():
         from normlab.experiments import api
@@ -250,16 +239,9 @@ def fold(
 
 @app.command()
 def claims(
-    budget: Annotated[
-        str, Option("--budget", help="quick (minutes), standard or full (rigorous).")
-    ] = "quick",
-    only: Annotated[
-        str | None, Option("--only", help="Comma-separated claim numbers, e.g. 1,4 (4 brings 12).")
-    ] = None,
+    budget: Budget = "quick",
+    only: Only = None,
     as_json: Annotated[bool, Option("--json", help="Print the verdicts as JSON.")] = False,
-    figures: Annotated[
-        Path | None, Option("--figures", help="Folder for figures (claim 10: Ioffe & Szegedy's 1).")
-    ] = None,
     db: Db = Path("normlab.db"),
     data_dir: DataDir = None,
     device: Device = "cpu",
@@ -272,25 +254,17 @@ def claims(
     et al.'s dropout-before-BN variance shift, part of 4) are listed after the claim
     they belong to. Each claim has a built-in study; what is already in the database is
     reused, so an interrupted run resumes. Verdicts follow the rule in
-    docs/STATISTICS.md.
+    docs/STATISTICS.md. `normlab report --claims` draws their evidence.
     """
-    try:
-        numbers = [int(n) for n in only.split(",")] if only else None
-    except ValueError:
-        raise _fail(f"--only: expected comma-separated claim numbers, got {only!r}") from None
+    numbers = _ints(only, "--only") if only else None
     out, err = _consoles()
     with _bad_input():
-        from normlab.experiments.api import judge_claims, open_store
+        from normlab.experiments.api import judge_claims
         from normlab.report import console
-        from normlab.report.figure1 import claim_figures
 
         results = judge_claims(numbers, budget, db=db, data_dir=data_dir, device=device,
                                threads=threads, max_stack=max_stack,
                                observer=console.ProgressObserver(err))  # fmt: skip
-        if figures is not None:
-            with open_store(db) as store:
-                for line in claim_figures(store, budget, [r.id for r in results], figures):
-                    err.print(line, highlight=False)
     if as_json:
         out.print_json(json.dumps([r.as_json() for r in results]))
     else:
@@ -298,3 +272,30 @@ def claims(
         for line in (line for r in results for line in console.claim_details(r)):
             out.print(line, highlight=False)
     _finish([f for r in results for f in r.failures])
+
+
+@app.command()
+def report(
+    db: Db = Path("normlab.db"),
+    study: StudyName = None,
+    claims: Annotated[bool, Option("--claims", help="The claims' page, not a study's.")] = False,
+    budget: Budget = "quick",
+    only: Only = None,
+    out: Annotated[Path, Option("--out", help="HTML file to write.")] = Path("report.html"),
+    assets: Annotated[Path | None, Option("--assets", help="Folder for SVG/PNG figures.")] = None,
+    open_: Annotated[bool, Option("--open", help="Open the page in a browser.")] = False,
+) -> None:
+    """Write one self-contained HTML page (opens offline) of a study or of the claims.
+
+    Reads the database only: nothing trains, and a study still running or interrupted
+    is reported as far as it went, with what is missing listed.
+    """
+    with _bad_input():
+        from normlab.report.build import write_report
+        from normlab.report.console import report_lines
+
+        r = write_report(db, study=study, claims=claims, budget=budget, out=out, assets=assets,
+                         ids=_ints(only, "--only") if only else None)  # fmt: skip
+    _consoles()[0].print("\n".join(report_lines(r)), highlight=False)
+    if open_:
+        typer.launch(r.path.resolve().as_uri())

@@ -4,9 +4,10 @@ status, and its epochs, evaluations and probe values."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +24,11 @@ class RunRecord:
     epochs: list[dict[str, float]]
     evals: list[dict[str, float]]
     probes: list[dict[str, object]]
+    run_id: str = ""
+    seconds: float | None = None  # this run's share of its stack's wall time
+    diverged_step: int | None = None
+    error: str | None = None  # why its last attempt failed
+    environment: dict[str, object] = field(default_factory=dict)  # where it trained
 
     @property
     def steps_per_epoch(self) -> int:
@@ -63,9 +69,45 @@ def records(store: Store, study: str) -> list[RunRecord]:
             RunConfig.from_stored(r["config"]),
             r["status"],
             *(tables[t][r["id"]] for t in ("epochs", "evals", "probes")),
+            run_id=r["id"],
+            seconds=r["seconds"],
+            diverged_step=r["diverged_step"],
+            error=r["error"],
+            environment=json.loads(r["environment"]) if r["environment"] else {},
         )
         for r in store.runs(study)
     ]
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study as stored: its declaration (``spec``), when it was registered and last
+    updated, and its runs."""
+
+    name: str
+    spec: dict[str, object]
+    created_at: str
+    updated_at: str
+    runs: list[RunRecord]
+
+
+def study_record(store: Store, study: str) -> StudyRecord:
+    """``study`` with every run's numbers (``records``)."""
+    row = store.study(study)
+    return StudyRecord(
+        study, json.loads(row["spec"]), row["created_at"], row["updated_at"], records(store, study)
+    )
+
+
+def step_losses(store: Store, study: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Per run of ``study``: the kept steps and their training losses (NaN where the
+    loss was not finite as a number SQLite keeps)."""
+    out: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+    for row in store.steps(study):
+        steps, losses = out[row["run_id"]]
+        steps.append(row["step"])
+        losses.append(math.nan if row["loss"] is None else row["loss"])
+    return dict(out)
 
 
 def accuracy_curve(run: RunRecord) -> dict[int, float]:

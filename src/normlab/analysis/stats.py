@@ -50,6 +50,9 @@ class Comparison:
     n_arm: int
     n_baseline: int
     paired: bool
+    # the arms' own centres (means, or medians for ranked outcomes) over the seeds used
+    arm_center: float = math.nan
+    baseline_center: float = math.nan
 
 
 def _finite_pairs(arm: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +155,8 @@ def compare(
     effect = float(center(a) - center(b))  # for means, also the mean paired difference
     low, high = _interval(a, b, paired, center, seed)
     p, test = _test(a, b, paired, kind)
-    return Comparison(effect, low, high, p, test, len(a), len(b), paired)
+    return Comparison(effect, low, high, p, test, len(a), len(b), paired,
+                      float(center(a)), float(center(b)))  # fmt: skip
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

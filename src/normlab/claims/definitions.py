@@ -72,6 +72,8 @@ class Claim:
     part_of: int | None = None
     # a sentence about the claim's runs that the verdict does not rest on
     note: Callable[[list[RunRecord]], str] | None = None
+    # a few words for tables that must fit 80 columns (the claim itself goes below)
+    title: str = ""
 
     def arm_of(self, config: RunConfig) -> str:
         """Which arm a run of the claim's study belongs to."""
@@ -109,6 +111,7 @@ CLAIMS: dict[int, Claim] = {
             Rule(direction=-1, min_effect=50),
             by=("inputs", "batch_size"),
             kind="ranked",
+            title="faster convergence",
         ),
         Claim(
             2,
@@ -120,6 +123,7 @@ CLAIMS: dict[int, Claim] = {
             Rule(direction=1, min_effect=0.4),
             by=("optimizer",),
             across="lr",
+            title="higher learning rates",
         ),
         Claim(
             3,
@@ -132,6 +136,7 @@ CLAIMS: dict[int, Claim] = {
             by=("activation", "hidden"),
             # deep: 8 hidden layers or more (the study's shallower nets serve claim 11)
             where=lambda c: len(c.hidden) >= 8,
+            title="even deep gradients",
         ),
         Claim(
             4,
@@ -141,6 +146,7 @@ CLAIMS: dict[int, Claim] = {
             {"": train_test_gap},
             Rule(direction=-1, min_effect=0.002),
             by=("batch_size",),
+            title="regularization",
         ),
         Claim(
             5,
@@ -152,6 +158,7 @@ CLAIMS: dict[int, Claim] = {
             Rule(direction=-1, min_effect=0.005),
             by=("init",),
             across="init_scale",
+            title="less init dependence",
         ),
         Claim(
             6,
@@ -170,6 +177,7 @@ CLAIMS: dict[int, Claim] = {
                     bn_probe_difference("running_acc", "batch_acc")
                 ),
             },
+            title="unstable tiny batches",
         ),
         Claim(
             7,
@@ -184,6 +192,7 @@ CLAIMS: dict[int, Claim] = {
             factor=None,
             baselines=("folded",),
             note=fold_note,
+            title="inference overhead",
         ),
         Claim(
             8,
@@ -194,6 +203,7 @@ CLAIMS: dict[int, Claim] = {
             {"": covariate_shift},
             Rule(direction=-1, min_effect=0.01),
             by=("batch_size",),
+            title="less covariate shift",
         ),
         Claim(
             10,
@@ -203,6 +213,7 @@ CLAIMS: dict[int, Claim] = {
             {"": final_test_accuracy},
             Rule(direction=1, min_effect=0.005),
             by=("batch_size",),
+            title="Ioffe & Szegedy MNIST",
         ),
         Claim(
             9,
@@ -213,6 +224,7 @@ CLAIMS: dict[int, Claim] = {
             Rule(direction=-1, min_effect=0.002),
             by=("inputs",),
             where=lambda c: c.inputs in ("scaled", "standardized"),
+            title="normalized-input clash",
         ),
         Claim(
             11,
@@ -227,6 +239,7 @@ CLAIMS: dict[int, Claim] = {
             by=("activation",),
             across="hidden",
             part_of=3,
+            title="grads grow with depth",
         ),
         Claim(
             12,
@@ -246,6 +259,7 @@ CLAIMS: dict[int, Claim] = {
             baselines=("after",),
             context_measures={"variance shift (1 = none)": variance_shift},
             part_of=4,
+            title="dropout before BN",
         ),
     )
 }

@@ -37,6 +37,8 @@ class ClaimResult:
     notes: list[str] = field(default_factory=list)
     # units of the claim's study that failed to train (their runs are not judged)
     failures: list[str] = field(default_factory=list)
+    title: str = ""  # the claim in a few words
+    lead: str = ""  # the label of the comparison whose effect, interval and p are above
 
     def as_json(self) -> dict[str, object]:
         """The keys of ``normlab claims --json`` (NaN becomes null)."""
@@ -67,7 +69,12 @@ Arms = dict[str, dict[str, dict[int, float]]]
 
 def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
     """Compare the arm with each baseline in every group of ``claim.by``, apply the rule."""
-    runs = [r for r in records(store, study) if claim.where is None or claim.where(r.config)]
+    return judge_runs(claim, records(store, study))
+
+
+def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
+    """``judge`` on the runs of the claim's study, already read."""
+    runs = [r for r in study_runs if claim.where is None or claim.where(r.config)]
     wanted = (claim.arm, *claim.baselines, *claim.context)
     runs = [r for r in runs if claim.arm_of(r.config) in wanted]
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
@@ -155,10 +162,11 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
     ranked = sorted(
         comparisons, key=lambda t: (math.isnan(t[2]), t[2], not math.isfinite(t[1].effect))
     )
-    _, lead, p = ranked[0] if ranked else ("", None, math.nan)
+    label, lead, p = ranked[0] if ranked else ("", None, math.nan)
     return ClaimResult(
         id=claim.id,
         claim=claim.claim,
+        title=claim.title,
         verdict=result,
         outcome=claim.outcome,
         effect=lead.effect if lead else math.nan,
@@ -166,6 +174,7 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
         ci_high=lead.ci_high if lead else math.nan,
         p_corrected=p,
         runs=runs,
+        lead=label,
         comparisons=comparisons,
         context=_compare_all(claim, arms, claim.context)
         + _compare_all(claim, context or {}, claim.baselines[:1]),

@@ -25,6 +25,7 @@ of the file's own (the ``standard`` budget)::
 from __future__ import annotations
 
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,30 @@ class StudySpec(BaseModel):
     def study(self, source: str = "<study>") -> Study:
         """This study's runs under its name, the file's content as its description."""
         return Study(self.name, self.model_dump(), self.runs(source))
+
+    def to_toml(self) -> str:
+        """This study as a study file that ``load_study`` reads back to the same runs
+        (budgets included; a report embeds it so that a reader can rerun the study)."""
+
+        def table(values: dict[str, Any]) -> list[str]:
+            # JSON's strings, numbers, booleans and arrays are TOML's too
+            return [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+
+        lines = [f"name = {json.dumps(self.name)}"]
+        if self.description:
+            lines.append(f"description = {json.dumps(self.description)}")
+        if self.seeds is not None:
+            lines.append(f"seeds = {self.seeds}")
+        for section, values in (("fixed", self.fixed), ("grid", self.grid)):
+            if values:
+                lines += ["", f"[{section}]", *table(values)]
+        for budget, o in self.budget.items():
+            lines += ["", f"[budget.{budget}]"]
+            if o.seeds is not None:
+                lines.append(f"seeds = {o.seeds}")
+            lines += [f"{key} = {{ {', '.join(table(v))} }}" for key, v in
+                      (("fixed", o.fixed), ("grid", o.grid)) if v]  # fmt: skip
+        return "\n".join(lines) + "\n"
 
     def runs(self, source: str = "<study>") -> list[RunConfig]:
         """Every run of the study, validated; StudyError names the offending field."""

@@ -4,11 +4,12 @@ progress bar that follows a running study."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,22 +19,23 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from normlab.analysis.summary import StudySummary
 from normlab.claims.judge import ClaimResult
-from normlab.experiments.plan import Unit
+from normlab.experiments.plan import Unit, estimate_seconds
 from normlab.experiments.progress import Observer
 from normlab.models.registry import FOLD_TOLERANCE
+from normlab.report import tables
+from normlab.report.header import duration
+from normlab.report.plots import number
+from normlab.report.style import VERDICT_COLORS
+from normlab.report.tables import interval
+from normlab.report.views import Cell, TableView
 
 if TYPE_CHECKING:  # training's report; rendering it must not load torch
     from normlab.experiments.fold import FoldReport
-
-
-def duration(seconds: float) -> str:
-    """Seconds as a person reads them: "45 s", "2.5 min"."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min"
+    from normlab.report.build import ReportResult
 
 
 class ProgressObserver(Observer):
@@ -105,28 +107,49 @@ def plan_table(study: str, runs: int, units: Sequence[Unit], done: set[str]) -> 
     return table
 
 
+def table(view: TableView, skip: Sequence[str] = ()) -> Table:
+    """A table view as a rich table (the HTML page renders the same view), without the
+    columns ``skip`` names; verdicts in their colours."""
+    keep = [i for i, c in enumerate(view.columns) if c not in skip]
+    out = Table(title=view.title, title_justify="left", caption=view.caption or None,
+                caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                collapse_padding=True)  # fmt: skip
+    for i in keep:
+        out.add_column(view.columns[i], justify="right" if view.columns[i] in view.numeric
+                       else "left", no_wrap=True)  # fmt: skip
+    for row in view.rows:
+        out.add_row(*(_styled(row[i]) for i in keep))
+    return out
+
+
+def _styled(cell: Cell) -> str:
+    color = VERDICT_COLORS.get(cell.style)
+    text = escape(cell.text)
+    return f"[{color}]{text}[/]" if color else text
+
+
+def plan_report(study: str, runs: int, units: Sequence[Unit], done: set[str]) -> list:
+    """What ``normlab run --dry-run`` prints: the plan's table and an estimate of time."""
+    pending = [u for u in units if not set(u.run_ids) <= done]
+    return [
+        plan_table(study, runs, units, done),
+        Text(f"estimated time for the {sum(len(u.configs) for u in pending)} unfinished runs: "
+             f"~{duration(estimate_seconds(pending))} (rough, calibrated on a 2-core CPU)"),
+    ]  # fmt: skip
+
+
+def report_lines(r: ReportResult) -> list[str]:
+    """What ``normlab report`` prints: the file written, and what is missing from it."""
+    return [
+        f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, {r.figures} figures) in {r.seconds:.1f} s",
+        *(f"  missing: {m}" for m in r.missing),
+        *(f"  {a}" for a in r.assets),
+    ]
+
+
 def summary_table(summary: StudySummary, title: str) -> Table:
     """Final-epoch test metrics per configuration, mean ± 95% CI over seeds."""
-    table = Table(
-        title=title,
-        title_justify="left",
-        caption="mean ± 95% CI over seeds (Student t)",
-        caption_justify="left",
-    )
-    for f in summary.factors:
-        table.add_column(f)
-    for column in ("test acc", "test loss", "s/epoch", "runs"):
-        table.add_column(column, justify="right")
-    for g in summary.groups:
-        runs = f"{g.finished}/{g.runs}" + (f" ({g.diverged} diverged)" if g.diverged else "")
-        table.add_row(
-            *(str(v) for v in g.factors.values()),
-            g.test_acc.format(4),
-            g.test_loss.format(4),
-            g.epoch_seconds.format(2),
-            runs,
-        )
-    return table
+    return table(tables.summary_table(summary, title))
 
 
 def faithful_table(notebook, rows: Sequence[Sequence[object]]) -> Table:
@@ -144,35 +167,25 @@ def faithful_table(notebook, rows: Sequence[Sequence[object]]) -> Table:
     return table
 
 
-def _num(v: float, spec: str = ".4f") -> str:
-    return "—" if math.isnan(v) else format(v, spec)
-
-
 def claims_table(results: Sequence[ClaimResult], budget: str) -> Table:
-    """One row per claim: verdict, the leading effect with its interval, p and runs."""
-    table = Table(title=f"claims, {budget} budget", title_justify="left")
-    for column in ("#", "claim", "verdict", "effect [95% CI]", "p (Holm)", "runs"):
-        table.add_column(column)
-    for r in results:
-        ci = f" [{_num(r.ci_low)}, {_num(r.ci_high)}]" if not math.isnan(r.ci_low) else ""
-        table.add_row(str(r.id), r.claim, r.verdict, _num(r.effect) + ci,
-                      _num(r.p_corrected, ".2g"), str(r.runs))  # fmt: skip
-    return table
+    """One row per claim, 80 columns wide: short title, verdict, the leading effect with
+    its interval, p and runs (the budget is in the title; the claim itself below)."""
+    return table(tables.verdict_table(results, budget), skip=("budget",))
 
 
 def claim_details(r: ClaimResult) -> list[str]:
     """The lines under the table for one claim: its outcome, diverged runs, every
     comparison, the context comparisons and the notes."""
-    lines = [f"{r.id}. effect: {r.outcome}"]
+    lines = [f"{r.id}. {r.claim}", f"   effect: {r.outcome}"]
     if r.diverged:
         counts = ", ".join(f"{arm} {d}/{n}" for arm, (d, n) in r.diverged.items())
         lines.append(f"   diverged runs: {counts}")
     for label, c, p in r.comparisons:
-        lines.append(f"   {label}: {_num(c.effect)} ({c.test}, p {_num(p, '.2g')})")
+        effect = interval(c.effect, c.ci_low, c.ci_high)
+        lines.append(f"   {label}: {effect} ({c.test}, Holm p {number(p, 2)})")
     for label, c in r.context:
-        lines.append(
-            f"   context, {label}: {_num(c.effect)} ({c.test}, p {_num(c.p, '.2g')} uncorrected)"
-        )
+        effect = interval(c.effect, c.ci_low, c.ci_high)
+        lines.append(f"   context, {label}: {effect} ({c.test}, p {number(c.p, 2)} uncorrected)")
     lines += [f"   note: {note}" for note in r.notes]
     return lines
 

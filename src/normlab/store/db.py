@@ -262,6 +262,13 @@ class Store:
             raise StoreError(f"{self.path}: no study named {name!r} (has: {', '.join(names)})")
         return name
 
+    def study(self, name: str) -> sqlite3.Row:
+        """One study's row: its ``spec`` (JSON), ``created_at`` and ``updated_at``."""
+        row = self.conn.execute("SELECT * FROM studies WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no study named {name!r}")
+        return row
+
     def runs(self, study: str) -> list[sqlite3.Row]:
         """The runs of ``study`` in study order, with their configs and statuses."""
         return self.conn.execute(
@@ -288,6 +295,10 @@ class Store:
     def evals(self, study: str) -> list[sqlite3.Row]:
         """Validation evaluations within epochs (step, epoch, seconds, loss, accuracy)."""
         return self._per_run("evals", study, "t.step")
+
+    def steps(self, study: str) -> list[sqlite3.Row]:
+        """The kept per-step training losses (run_id, step, loss) of every run of ``study``."""
+        return self._per_run("steps", study, "t.step")
 
     def step_losses(self, run_id: str) -> list[tuple[int, float | None]]:
         """The kept per-step training losses of one run."""

@@ -1,0 +1,50 @@
+"""Claims judged from what a database already holds, training nothing: what a report of
+a claims run (finished, still running or interrupted) shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from normlab.analysis.records import RunRecord, StudyRecord, study_record
+from normlab.claims.definitions import CLAIMS, Claim, claim_study, selected
+from normlab.claims.judge import ClaimResult, judge_runs
+from normlab.store.db import FINISHED, Store
+
+
+@dataclass(frozen=True)
+class StoredClaim:
+    """One claim at a budget: its study as stored (None when the database has none of
+    it) and its verdict from the finished runs there (None without a study)."""
+
+    claim: Claim
+    budget: str
+    study_name: str
+    study: StudyRecord | None
+    result: ClaimResult | None
+
+    @property
+    def runs(self) -> list[RunRecord]:
+        return self.study.runs if self.study else []
+
+    @property
+    def unfinished(self) -> list[RunRecord]:
+        """The study's runs without an outcome yet (queued, running or failed)."""
+        return [r for r in self.runs if r.status not in FINISHED]
+
+
+def stored_claims(store: Store, budget: str, ids: list[int] | None = None) -> list[StoredClaim]:
+    """Each claim of ``ids`` (default: all, parts after their claim) judged from
+    ``store``'s runs of its built-in study at ``budget``; a study shared by two claims
+    is read once."""
+    studies: dict[str, StudyRecord | None] = {}
+    names = set(store.study_names())
+    out = []
+    for n in selected(ids if ids is not None else list(CLAIMS)):
+        claim = CLAIMS[n]
+        name = claim_study(claim, budget).name
+        if name not in studies:
+            studies[name] = study_record(store, name) if name in names else None
+        study = studies[name]
+        result = judge_runs(claim, study.runs) if study else None
+        out.append(StoredClaim(claim, budget, name, study, result))
+    return out

@@ -1,0 +1,161 @@
+"""The report page of the claims: the verdict table, then one section per claim with the
+figure of its evidence, its comparisons, the rule that judged it and what the numbers
+say."""
+
+from __future__ import annotations
+
+from normlab.claims.judge import ClaimResult
+from normlab.claims.stored import StoredClaim
+from normlab.report.evidence import EVIDENCE
+from normlab.report.header import run_facts
+from normlab.report.plots import number
+from normlab.report.style import Colors, arm_name
+from normlab.report.tables import comparisons_table, interval, verdict_table
+from normlab.report.views import Header, Page, Section
+
+
+def rule_sentence(sc: StoredClaim) -> str:
+    """The verdict rule of one claim, in its own terms."""
+    c = sc.claim
+    rule = c.rule
+    arm = arm_name(c.arm) if c.factor else "the measure"
+    base = " and ".join(arm_name(b) for b in c.baselines) if c.factor else "0"
+    sign = "above" if rule.direction > 0 else "below"
+    return (
+        f"Rule: the claim predicts {arm} {sign} {base} in {c.outcome}; a comparison "
+        f"counts when its Holm-corrected p < {rule.alpha:g} and its effect is at least "
+        f"{rule.min_effect:g}; supported when all that count agree with the claim, "
+        "refuted when all disagree or every interval excludes an effect of that size "
+        "in the claimed direction, else inconclusive."
+    )
+
+
+def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
+    """What the numbers show: the comparison the verdict leans on, and how many counted."""
+    if not r.comparisons:
+        return ["No comparison could be made: the study has no finished runs in both arms."]
+    label, c, p = next(t for t in r.comparisons if t[0] == r.lead)
+    rule = sc.claim.rule
+    arm = arm_name(sc.claim.arm) if sc.claim.factor else "measure"
+    base = arm_name(sc.claim.baselines[0]) if sc.claim.factor else "0"
+    if sc.claim.factor and len(sc.claim.baselines) > 1 and "vs " in label:
+        base = arm_name(label.rsplit("vs ", 1)[1])
+    where = f"At {label}, " if label else ""
+    lead = (
+        f"{where}{arm} {number(c.arm_center)} against {base} {number(c.baseline_center)}: "
+        f"a difference of {interval(c.effect, c.ci_low, c.ci_high)} ({c.n_arm} seeds, "
+        f"{c.test}, Holm-corrected p {number(p, 2)})."
+    )
+    counting = [
+        (lb, cc)
+        for lb, cc, pp in r.comparisons
+        if pp < rule.alpha and abs(cc.effect) >= rule.min_effect
+    ]
+    agree = sum(cc.effect * rule.direction > 0 for _, cc in counting)
+    tally = (
+        f"{len(counting)} of {len(r.comparisons)} comparisons count (p < {rule.alpha:g} "
+        f"and |effect| ≥ {rule.min_effect:g})"
+    )
+    if counting:
+        tally += f", {agree} in the claimed direction and {len(counting) - agree} against it"
+    return [lead, f"{tally}: {r.verdict}."]
+
+
+def claim_section(sc: StoredClaim, colors: Colors) -> Section:
+    """One claim's section (or what to run when its study is not in the database)."""
+    c, r = sc.claim, sc.result
+    title, label = f"{c.id}. {c.claim}", f"{c.id}. {c.title}"
+    if r is None:
+        return Section(
+            f"claim-{c.id}",
+            title,
+            [
+                f"Not run at the {sc.budget} budget: `normlab claims --budget {sc.budget} --only "
+                f"{c.part_of or c.id}` runs its study ({sc.study_name})."
+            ],
+            badge=("not run", "queued"),
+            label=label,
+        )
+    sentences = evidence_sentences(r, sc)
+    if sc.unfinished:
+        sentences.append(
+            f"{len(sc.unfinished)} of {len(sc.runs)} runs of its study are not "
+            "finished: the verdict is from the finished ones."
+        )
+    notes = [rule_sentence(sc)]
+    if r.diverged:
+        notes.append(
+            "Diverged runs: "
+            + ", ".join(f"{arm_name(a)} {d} of {n}" for a, (d, n) in r.diverged.items())
+        )
+    notes += r.notes
+    try:
+        figures = EVIDENCE[c.id](sc, colors) if sc.runs else []
+    except ValueError as err:  # evidence that cannot be drawn never hides the verdict
+        figures, notes = [], [*notes, f"no figure: {err}"]
+    figures = [f for f in figures if f.points]
+    return Section(
+        f"claim-{c.id}",
+        title,
+        sentences,
+        figures,
+        [comparisons_table(r)],
+        notes,
+        badge=(r.verdict, r.verdict),
+        label=label,
+    )
+
+
+def claims_page(stored: list[StoredClaim], budget: str, db: str, only: str = "") -> Page:
+    """The report of the claims ``stored`` at ``budget``."""
+    results = [sc.result for sc in stored if sc.result is not None]
+    runs = {r.run_id: r for sc in stored for r in sc.runs}
+    studies = {sc.study_name: sc.study for sc in stored}
+    present = [s for s in studies.values() if s is not None]
+    facts = [
+        ("budget", budget),
+        ("claims", f"{len(results)} judged of {len(stored)}"),
+        ("studies", f"{len(present)} of {len(studies)} in {db}"),
+    ]
+    if present:
+        facts.append(
+            (
+                "recorded",
+                f"{min(s.created_at for s in present)} to "
+                f"{max(s.updated_at for s in present)} (UTC)",
+            )
+        )
+    facts += run_facts(list(runs.values()))
+    command = f"normlab claims --budget {budget}" + (f" --only {only}" if only else "")
+    header = Header(facts, f"{command} --db {db}")
+    counts = {
+        v: sum(r.verdict == v for r in results) for v in ("supported", "refuted", "inconclusive")
+    }
+    missing = [sc.claim.id for sc in stored if sc.result is None]
+    lead = [", ".join(f"{n} {v}" for v, n in counts.items()) + f" of {len(results)} claims judged."]
+    if missing:
+        lead.append(f"Not run yet: claim(s) {', '.join(map(str, missing))}.")
+    table = verdict_table(results, budget)
+    colors = Colors()
+    sections = [
+        Section(
+            "verdicts",
+            "Verdicts",
+            lead,
+            tables=[table],
+            notes=[
+                "Effect: the comparison the verdict leans on most (smallest "
+                "corrected p), in the claim's own units; see each claim below."
+            ],
+        )
+    ]
+    sections += [claim_section(sc, colors) for sc in stored]
+    unfinished = [f"claim {sc.claim.id}: {len(sc.unfinished)} of {len(sc.runs)} runs not "
+                  "finished" for sc in stored if sc.unfinished]  # fmt: skip
+    return Page(
+        f"normlab claims report: {budget} budget",
+        "the seed notebook's claims about BN, judged",
+        header,
+        sections,
+        [*(f"claim {n}: not run" for n in missing), *unfinished],
+    )

@@ -1,0 +1,490 @@
+"""The figure that shows each claim's evidence, built from its study's stored runs.
+
+``EVIDENCE`` maps a claim's number to its builder: a new claim adds one function and one
+line here. A builder shows every run of the claim's study (the verdict may use a subset,
+e.g. the deep networks only; the comparisons table says which).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from normlab.analysis.records import RunRecord, accuracy_curve
+from normlab.claims import measures
+from normlab.claims.judge import factor_value
+from normlab.claims.stored import StoredClaim
+from normlab.report import plots
+from normlab.report.style import Colors, arm_name
+from normlab.report.views import Axis, FigureView, Mark, Panel, Trace
+
+Builder = Callable[[StoredClaim, Colors], list[FigureView]]
+Measure = tuple[str, Callable[[RunRecord], float]]  # (what it is, measure of one run)
+
+
+def _split(runs: list[RunRecord], fields: Sequence[str]) -> dict[str, list[RunRecord]]:
+    """Runs by their values of ``fields`` ("" when none), in the order first seen."""
+    out: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        key = ", ".join(f"{f}={factor_value(getattr(run.config, f))}" for f in fields)
+        out.setdefault(key, []).append(run)
+    return out
+
+
+def _factors(sc: StoredClaim) -> list[str]:
+    """The fields that vary in the claim's study (seed aside): what a tooltip names."""
+    runs = sc.runs
+    names = [f for f in type(runs[0].config).model_fields if f != "seed"] if runs else []
+    return [f for f in names if len({repr(getattr(r.config, f)) for r in runs}) > 1]
+
+
+def by_factor(
+    sc: StoredClaim,
+    colors: Colors,
+    key: str,
+    title: str,
+    x: str,
+    values: Sequence[Measure],
+    *,
+    panels: Sequence[str] = (),
+    log_x: bool = False,
+    x_title: str | None = None,
+    marks: Callable | None = None,
+    series: str | None = None,
+) -> FigureView:
+    """Each measure against the factor ``x``, one panel per measure and value of
+    ``panels``, one series per arm (the claim's factor, or ``series``)."""
+    series = series or sc.claim.factor
+    factors = _factors(sc)
+    numeric = not isinstance(factor_value(getattr(sc.runs[0].config, x)), str)
+
+    def x_of(run: RunRecord) -> float | str:
+        v = factor_value(getattr(run.config, x))
+        return v if numeric else str(v)
+
+    order = sorted({x_of(r) for r in sc.runs}, key=lambda v: (isinstance(v, str), v))
+    axis = Axis(
+        x_title or x,
+        log=log_x,
+        categories=None if numeric else [str(v) for v in order],
+        ticks=order if numeric else None,
+    )
+    out = []
+    for (where, runs), (what, value) in itertools.product(_split(sc.runs, panels).items(), values):
+        traces = []
+        for arm, members in _split(runs, [series] if series else []).items():
+            name = arm_name(arm.split("=", 1)[1]) if arm else "all runs"
+            traces += plots.factor_traces(
+                name,
+                colors(arm.split("=", 1)[-1]),
+                members,
+                x_of,
+                value,
+                factors,
+                what,
+                order,
+                "lines+markers" if numeric else "markers",
+            )
+        panel_marks = marks(runs) if marks else []
+        heading = where if where and len(values) == 1 else ", ".join(t for t in (what, where) if t)
+        out.append(Panel(heading, axis, Axis(what), traces, panel_marks))
+    return FigureView(
+        key,
+        title,
+        out,
+        columns=min(3, len(out)),
+        caption="mean over seeds with its 95% interval (Student t); points are "
+        "single runs (hover for the run)",
+    )
+
+
+def over_training(
+    sc: StoredClaim,
+    colors: Colors,
+    key: str,
+    title: str,
+    curve: plots.Curve,
+    what: str,
+    *,
+    panels: Sequence[str] = (),
+    marks: Sequence[Mark] = (),
+    log_y: bool = False,
+) -> FigureView:
+    """A curve over training steps, one panel per value of ``panels``, one series per
+    arm: the mean over seeds with a band from the lowest to the highest seed."""
+    factors = _factors(sc)
+    series = sc.claim.factor
+    out = []
+    for where, runs in _split(sc.runs, panels).items():
+        traces = []
+        for arm, members in _split(runs, [series] if series else []).items():
+            value = arm.split("=", 1)[-1]
+            traces += plots.curve_traces(
+                arm_name(value), colors(value), members, curve, factors, what
+            )
+        out.append(
+            Panel(where or what, Axis("optimizer step"), Axis(what, log=log_y), traces, list(marks))
+        )
+    return FigureView(
+        key,
+        title,
+        out,
+        columns=min(3, len(out)),
+        caption="mean over seeds with a band from the lowest to the highest "
+        "seed; faint lines are single runs",
+    )
+
+
+def _final(metric: str) -> Measure:
+    what = metric.replace("_acc", " accuracy").replace("_loss", " loss")
+
+    def value(run: RunRecord) -> float:
+        return run.epochs[-1][metric] if run.status == "done" and run.epochs else math.nan
+
+    return f"final {what}", value
+
+
+def _convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    targets = [float(n.split("=")[1]) for n in sc.claim.measures]
+    marks = [Mark("y", t, f"target {t:g}") for t in targets]
+    return [
+        over_training(
+            sc,
+            colors,
+            "c1",
+            "Validation accuracy over training",
+            accuracy_curve,
+            "validation accuracy",
+            panels=("inputs", "batch_size"),
+            marks=marks,
+        )
+    ]
+
+
+def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    usable = sc.claim.measures[""]
+
+    def marks(runs: list[RunRecord]) -> list[Mark]:
+        out = []
+        for arm, members in _split(runs, ["norm"]).items():
+            seeds = _split(members, ["seed"]).values()
+            logs = [v for v in (usable(s) for s in seeds) if math.isfinite(v)]
+            if logs:
+                value = arm.split("=")[1]
+                out.append(
+                    Mark(
+                        "x",
+                        10 ** float(np.mean(logs)),
+                        f"{arm_name(value)}: largest usable",
+                        colors(value),
+                    )
+                )
+        return out
+
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c2",
+            "Final validation accuracy against learning rate",
+            "lr",
+            [_final("val_acc")],
+            panels=("optimizer",),
+            log_x=True,
+            x_title="learning rate",
+            marks=marks,
+        )
+    ]
+
+
+def _deep_gradients(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c3",
+            "Gradient imbalance against depth",
+            "hidden",
+            [("|log10 first/last hidden grad norm|", measures.gradient_imbalance)],
+            panels=("activation",),
+            x_title="hidden layers × width",
+        )
+    ]
+
+
+def _first_step_ratio(run: RunRecord) -> float:
+    norms = run.probe("layers", "grad_norm", step=1)
+    hidden = sorted(norms)[:-1]
+    if len(hidden) < 2 or not norms[hidden[0]] or not norms[hidden[-1]]:
+        return math.nan
+    first, last = norms[hidden[0]][0], norms[hidden[-1]][0]
+    return math.log10(first / last) if first > 0 and last > 0 else math.nan
+
+
+def _growth(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c11",
+            "Gradient ratio at the first step against depth",
+            "hidden",
+            [("log10 first/last hidden grad norm, step 1", _first_step_ratio)],
+            panels=("activation",),
+            x_title="hidden layers × width",
+        )
+    ]
+
+
+def _regularization(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c4",
+            "Train − test gap against batch size",
+            "batch_size",
+            [("train − test accuracy", measures.train_test_gap), _final("test_acc")],
+            log_x=True,
+            x_title="batch size",
+        )
+    ]
+
+
+def _initialization(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c5",
+            "Final test accuracy against the init scale",
+            "init_scale",
+            [_final("test_acc")],
+            panels=("init",),
+            log_x=True,
+            x_title="init scale (× the scheme's)",
+        )
+    ]
+
+
+def _small_batches(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    discrepancy = (
+        "running − batch statistics accuracy",
+        measures.bn_probe_difference("running_acc", "batch_acc"),
+    )
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c6",
+            "Accuracy against batch size per norm",
+            "batch_size",
+            [_final("test_acc"), discrepancy],
+            log_x=True,
+            x_title="batch size",
+        )
+    ]
+
+
+def _latency(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    factors = _factors(sc)
+    panels = []
+    for name in sorted(
+        {
+            str(r["name"])
+            for run in sc.runs
+            for r in run.probes
+            if str(r["name"]).startswith("latency_bn_b")
+        }
+    ):
+        batch = name.removeprefix("latency_bn_b")
+        traces: list[Trace] = []
+        for label, probe in (
+            ("BN", f"latency_bn_b{batch}"),
+            ("BN folded", f"latency_folded_b{batch}"),
+        ):
+
+            def value(run: RunRecord, probe: str = probe) -> float:
+                return run.last("inference", probe) * 1e6
+
+            traces += plots.factor_traces(
+                label,
+                colors(label),
+                sc.runs,
+                lambda r, k=label: k,
+                value,
+                factors,
+                "µs per forward pass",
+                mode="bar",
+            )
+        panels.append(
+            Panel(f"inference batch {batch}", Axis("model"), Axis("µs per forward"), traces)
+        )
+    return [
+        FigureView(
+            "c7",
+            "Latency of one forward pass: BN vs BN folded",
+            panels,
+            columns=2,
+            caption="median of 200 timed passes per run; bars: mean "
+            "over runs with its 95% interval; the folded model is the network "
+            "without BN layers (its dense layers absorb them)",
+        )
+    ]
+
+
+def _shift(run: RunRecord) -> dict[float, float]:
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for r in run.probes:
+        layer, value = int(r["layer"]), r["value"]
+        if r["probe"] == "ics" and r["name"] == "cosine" and layer > 0 and value is not None:
+            by_step[int(r["step"])].append(1 - float(value))
+    return {s: float(np.mean(v)) for s, v in sorted(by_step.items())}
+
+
+def _covariate_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    return [
+        over_training(
+            sc,
+            colors,
+            "c8",
+            "Internal covariate shift over training",
+            _shift,
+            "1 − cos(G, G′), mean over layers",
+            panels=("batch_size",),
+        )
+    ]
+
+
+def _inputs(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c9",
+            "Final test accuracy by input preprocessing",
+            "inputs",
+            [_final("test_acc")],
+            x_title="inputs",
+        )
+    ]
+
+
+def _ioffe_szegedy(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    fig = over_training(
+        sc, colors, "c10", "Ioffe & Szegedy's Figure 1", accuracy_curve, "validation accuracy"
+    )
+    first = fig.panels[0]
+    panels = [Panel("(a) validation accuracy", first.x, first.y, first.traces)]
+    for letter, norm in zip("bc", ("none", "batch"), strict=True):
+        runs = [r for r in sc.runs if r.config.norm == norm and r.probes]
+        if not runs:
+            continue
+        run = min(runs, key=lambda r: r.config.seed)
+        try:
+            unit, steps, values = percentile_curves(run)
+        except ValueError:
+            continue
+        traces = [
+            Trace(
+                f"{arm_name(norm)} p{q}",
+                steps.tolist(),
+                values[:, i].tolist(),
+                colors(norm),
+                group=f"{norm} percentiles",
+                legend=q == 50,
+                width=2.2 if q == 50 else 1.2,
+                dash="solid" if q == 50 else "dot",
+                hover=[
+                    f"run {run.run_id}<br>seed {run.config.seed}<br>p{q} of unit "
+                    f"{unit}: {plots.number(v)}"
+                    for v in values[:, i]
+                ],
+            )
+            for i, q in enumerate(PERCENTILES)
+        ]
+        panels.append(
+            Panel(
+                f"({letter}) {arm_name(norm)}: unit {unit}, 15/50/85th pct",
+                Axis("optimizer step"),
+                Axis("sigmoid input"),
+                traces,
+            )
+        )
+    return [
+        FigureView(
+            "c10",
+            fig.title,
+            panels,
+            columns=3,
+            caption="(a) mean over seeds with the band of seeds; (b, c) the 15th, "
+            "50th and 85th percentiles over 512 validation images of the input of "
+            "one sigmoid unit of the last hidden layer, one seed",
+        )
+    ]
+
+
+PERCENTILES = (15, 50, 85)
+
+
+def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
+    """Ioffe & Szegedy's Figure 1 (b, c) data: the middle fixed unit of the last hidden
+    layer, and the steps and values [steps, 3] of its 15/50/85th input percentiles."""
+    names = {str(r["name"]) for r in run.probes if r["probe"] == "activations"}
+    units = sorted({int(n.split("_unit")[1]) for n in names if n.startswith("p50_unit")})
+    if not units:
+        raise ValueError("the runs have no activation percentiles (probe 'activations')")
+    unit = units[len(units) // 2]
+    last = max(int(r["layer"]) for r in run.probes if r["probe"] == "activations")
+    by_step: dict[int, dict[int, float]] = defaultdict(dict)
+    for r in run.probes:
+        if r["probe"] == "activations" and r["layer"] == last and r["value"] is not None:
+            for q in PERCENTILES:
+                if r["name"] == f"p{q}_unit{unit}":
+                    by_step[int(r["step"])][q] = float(r["value"])
+    steps = sorted(s for s, v in by_step.items() if len(v) == len(PERCENTILES))
+    values = np.array([[by_step[s][q] for q in PERCENTILES] for s in steps])
+    return unit, np.array(steps), values
+
+
+def _variance_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c12",
+            "Dropout before BN vs at the block's end",
+            "batch_size",
+            [
+                _final("test_acc"),
+                (
+                    "running − precise BN accuracy",
+                    measures.bn_probe_difference("running_acc", "precise_acc"),
+                ),
+                ("variance shift (1 = none)", measures.variance_shift),
+            ],
+            panels=("dropout",),
+            log_x=True,
+            x_title="batch size",
+        )
+    ]
+
+
+EVIDENCE: dict[int, Builder] = {
+    1: _convergence,
+    2: _learning_rates,
+    3: _deep_gradients,
+    4: _regularization,
+    5: _initialization,
+    6: _small_batches,
+    7: _latency,
+    8: _covariate_shift,
+    9: _inputs,
+    10: _ioffe_szegedy,
+    11: _growth,
+    12: _variance_shift,
+}

@@ -1,0 +1,145 @@
+"""Table views shared by the terminal and the HTML page: a study's summary, the claims'
+verdicts, a claim's comparisons and every run of a study."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from normlab.analysis.records import RunRecord
+from normlab.analysis.summary import StudySummary
+from normlab.claims.judge import ClaimResult
+from normlab.report.plots import describe, number
+from normlab.report.views import Cell, TableView
+
+
+def _num(value: float | None, digits: int = 4) -> Cell:
+    v = math.nan if value is None else float(value)
+    return Cell(number(v, digits), sort=None if math.isnan(v) else v)
+
+
+def interval(effect: float, low: float, high: float) -> str:
+    """An effect with its 95% interval, all to the decimals the interval's width needs:
+    its first significant digit, or two when that digit is 1 (the usual rounding of an
+    uncertainty): "-0.012 [-0.020, -0.005]"."""
+    if math.isnan(effect):
+        return "—"
+    if math.isnan(low) or not math.isfinite(effect):
+        return number(effect, 3)
+    width = abs(high - low) or abs(effect) or 1.0
+    first = math.floor(math.log10(width))
+    decimals = min(6, max(0, -first + (width / 10**first < 2)))
+    return f"{effect:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
+def summary_table(summary: StudySummary, title: str) -> TableView:
+    """Final-epoch test metrics per configuration, mean ± 95% CI over seeds."""
+    rows = []
+    for g in summary.groups:
+        runs = f"{g.finished}/{g.runs}" + (f" ({g.diverged} diverged)" if g.diverged else "")
+        rows.append(
+            (
+                *(Cell(str(v)) for v in g.factors.values()),
+                Cell(g.test_acc.format(4), sort=g.test_acc.mean),
+                Cell(g.test_loss.format(4), sort=g.test_loss.mean),
+                Cell(g.epoch_seconds.format(2), sort=g.epoch_seconds.mean),
+                Cell(runs, sort=g.finished),
+            )
+        )
+    numeric = frozenset(("test acc", "test loss", "s/epoch", "runs"))
+    return TableView(
+        "summary",
+        title,
+        (*summary.factors, "test acc", "test loss", "s/epoch", "runs"),
+        rows,
+        numeric,
+        "mean ± 95% CI over seeds (Student t)",
+    )
+
+
+def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
+    """One row per claim: its short title, verdict, leading effect with its interval,
+    Holm-corrected p, runs and budget."""
+    rows = [
+        (
+            Cell(str(r.id), sort=r.id),
+            Cell(r.title or r.claim),
+            Cell(r.verdict, style=r.verdict),
+            Cell(interval(r.effect, r.ci_low, r.ci_high), sort=r.effect),
+            _num(r.p_corrected, 2),
+            Cell(str(r.runs), sort=r.runs),
+            Cell(budget),
+        )
+        for r in results
+    ]
+    columns = ("#", "claim", "verdict", "effect [95% CI]", "Holm p", "runs", "budget")
+    return TableView(
+        "verdicts", f"claims, {budget} budget", columns, rows, frozenset(("#", "Holm p", "runs"))
+    )
+
+
+def comparisons_table(r: ClaimResult) -> TableView:
+    """Every comparison of one claim (those the verdict rests on, then context ones)."""
+    columns = ("comparison", "arm", "baseline", "effect [95% CI]", "test", "seeds", "p", "Holm p")
+    rows = []
+    judged = [(label, c, p, "") for label, c, p in r.comparisons]
+    for label, c, p, extra in [*judged, *((lb, c, math.nan, " (context)") for lb, c in r.context)]:
+        rows.append(
+            (
+                Cell((label or "all runs") + extra),
+                _num(c.arm_center),
+                _num(c.baseline_center),
+                Cell(interval(c.effect, c.ci_low, c.ci_high), sort=c.effect),
+                Cell(c.test),
+                Cell(str(c.n_arm), sort=c.n_arm),
+                _num(c.p, 2),
+                _num(p, 2),
+            )
+        )
+    return TableView(
+        f"comparisons-{r.id}",
+        "comparisons",
+        columns,
+        rows,
+        frozenset(("arm", "baseline", "seeds", "p", "Holm p")),
+    )
+
+
+def runs_table(runs: Sequence[RunRecord], factors: Sequence[str], key: str = "runs") -> TableView:
+    """Every run: id, status, factors, seed, last epoch's metrics, time, divergence."""
+    rows = []
+    for run in runs:
+        last = run.epochs[-1] if run.epochs else {}
+        rows.append(
+            (
+                Cell(run.run_id),
+                Cell(run.status, style=run.status),
+                *(Cell(describe(run, [f]).split("=", 1)[1]) for f in factors),
+                Cell(str(run.config.seed), sort=run.config.seed),
+                *(_num(last.get(k)) for k in ("train_acc", "val_acc", "test_acc", "test_loss")),
+                Cell(str(len(run.epochs)), sort=len(run.epochs)),
+                _num(run.seconds, 3),
+                Cell(
+                    "" if run.diverged_step is None else str(run.diverged_step),
+                    sort=run.diverged_step,
+                ),
+            )
+        )
+    numeric = (
+        "seed",
+        "train acc",
+        "val acc",
+        "test acc",
+        "test loss",
+        "epochs",
+        "seconds",
+        "diverged at",
+    )
+    return TableView(
+        key,
+        f"every run ({len(rows)})",
+        ("run", "status", *factors, *numeric),
+        rows,
+        frozenset(numeric),
+        "last epoch's metrics; seconds: the run's share of its stack's wall time",
+    )
