@@ -92,7 +92,7 @@ def test_study_report_from_real_runs(study_db, tmp_path):
     # hover names the run: each of the 4 run ids appears in the step-loss tooltips
     with Store(study_db) as store:
         ids = [r["id"] for r in store.runs("fig1")]
-    tips = " ".join(t for trace in figures["step-loss"]["data"] for t in trace.get("text", []))
+    tips = " ".join(trace.get("hovertemplate", "") for trace in figures["step-loss"]["data"])
     assert all(f"run {i}" in tips for i in ids)
     # the page reproduces itself: the command and the study file, read back to its runs
     assert "normlab run fig1.toml --db f.db" in page

@@ -287,9 +287,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML page (opens offline) of a study or of the claims.
 
-    Reads the database only: nothing trains, and a study still running or interrupted
-    is reported as far as it went, with what is missing listed.
-    """
+    Reads the database only: a study still running is reported as far as it went."""
     with _bad_input():
         from normlab.report.build import write_report
         from normlab.report.console import report_lines

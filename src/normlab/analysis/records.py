@@ -34,6 +34,10 @@ class RunRecord:
     def steps_per_epoch(self) -> int:
         return (self.config.source.train_size - self.config.val_size) // self.config.batch_size
 
+    def final(self, metric: str) -> float:
+        """The last epoch's ``metric`` (e.g. test_acc); NaN unless the run finished."""
+        return self.epochs[-1][metric] if self.status == "done" and self.epochs else math.nan
+
     def probe(self, probe: str, name: str, step: int | None = None) -> dict[int, list[float]]:
         """One probe value's measurements by layer (NULLs left out), in step order; at
         ``step`` only, if given."""

@@ -20,7 +20,7 @@ CHANCE = 0.1  # the accuracy of guessing among MNIST's ten classes
 
 def final_test_accuracy(run: RunRecord) -> float:
     """Test accuracy after the last epoch (NaN for a run that did not finish)."""
-    return run.epochs[-1]["test_acc"] if run.status == "done" and run.epochs else math.nan
+    return run.final("test_acc")
 
 
 def train_test_gap(run: RunRecord) -> float:

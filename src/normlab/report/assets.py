@@ -33,7 +33,7 @@ def _draw(ax, panel: Panel) -> None:
                 x,
                 y,
                 color=t.color,
-                s=t.width * 3,
+                s=t.size * 3,
                 alpha=t.opacity,
                 marker=marker,
                 label=label,

@@ -35,27 +35,25 @@ def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
     if not r.comparisons:
         return ["No comparison could be made: the study has no finished runs in both arms."]
     label, c, p = next(t for t in r.comparisons if t[0] == r.lead)
-    rule = sc.claim.rule
-    arm = arm_name(sc.claim.arm) if sc.claim.factor else "measure"
-    base = arm_name(sc.claim.baselines[0]) if sc.claim.factor else "0"
-    if sc.claim.factor and len(sc.claim.baselines) > 1 and "vs " in label:
-        base = arm_name(label.rsplit("vs ", 1)[1])
     where = f"At {label}, " if label else ""
-    lead = (
-        f"{where}{arm} {number(c.arm_center)} against {base} {number(c.baseline_center)}: "
-        f"a difference of {interval(c.effect, c.ci_low, c.ci_high)} ({c.n_arm} seeds, "
-        f"{c.test}, Holm-corrected p {number(p, 2)})."
+    effect = (
+        f"{interval(c.effect, c.ci_low, c.ci_high)} ({c.test}, Holm-corrected p {number(p, 2)})"
     )
-    counting = [
-        (lb, cc)
-        for lb, cc, pp in r.comparisons
-        if pp < rule.alpha and abs(cc.effect) >= rule.min_effect
-    ]
-    agree = sum(cc.effect * rule.direction > 0 for _, cc in counting)
-    tally = (
-        f"{len(counting)} of {len(r.comparisons)} comparisons count (p < {rule.alpha:g} "
-        f"and |effect| ≥ {rule.min_effect:g})"
-    )
+    claim = sc.claim
+    if claim.factor is None:  # a measure within each run, set against no effect
+        lead = (f"{where}the measure is {number(c.arm_center)} on average over {c.n_arm} "
+                f"runs, where 0 would be no effect: {effect}.")  # fmt: skip
+    else:
+        base = label.rsplit("vs ", 1)[1] if "vs " in label else claim.baselines[0]
+        lead = (f"{where}{arm_name(claim.arm)} {number(c.arm_center)} against "
+                f"{arm_name(base)} {number(c.baseline_center)}: a difference of {effect} over "
+                f"{c.n_arm} seeds.")  # fmt: skip
+    rule = claim.rule
+    counting = [cc.effect for _, cc, pp in r.comparisons
+                if pp < rule.alpha and abs(cc.effect) >= rule.min_effect]  # fmt: skip
+    agree = sum(e * rule.direction > 0 for e in counting)
+    tally = (f"{len(counting)} of {len(r.comparisons)} comparisons count (p < {rule.alpha:g} "
+             f"and |effect| ≥ {rule.min_effect:g})")  # fmt: skip
     if counting:
         tally += f", {agree} in the claimed direction and {len(counting) - agree} against it"
     return [lead, f"{tally}: {r.verdict}."]

@@ -107,16 +107,19 @@ def plan_table(study: str, runs: int, units: Sequence[Unit], done: set[str]) -> 
     return table
 
 
-def table(view: TableView, skip: Sequence[str] = ()) -> Table:
+def table(view: TableView, skip: Sequence[str] = (), compact: bool = False) -> Table:
     """A table view as a rich table (the HTML page renders the same view), without the
-    columns ``skip`` names; verdicts in their colours."""
+    columns ``skip`` names, verdicts in their colours. ``compact``: no borders and no
+    wrapping, for a table that must keep one line per row in 80 columns."""
     keep = [i for i, c in enumerate(view.columns) if c not in skip]
+    style = (
+        {"box": box.SIMPLE_HEAD, "show_edge": False, "collapse_padding": True} if compact else {}
+    )
     out = Table(title=view.title, title_justify="left", caption=view.caption or None,
-                caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                collapse_padding=True)  # fmt: skip
+                caption_justify="left", pad_edge=not compact, **style)  # fmt: skip
     for i in keep:
         out.add_column(view.columns[i], justify="right" if view.columns[i] in view.numeric
-                       else "left", no_wrap=True)  # fmt: skip
+                       else "left", no_wrap=compact)  # fmt: skip
     for row in view.rows:
         out.add_row(*(_styled(row[i]) for i in keep))
     return out
@@ -170,7 +173,7 @@ def faithful_table(notebook, rows: Sequence[Sequence[object]]) -> Table:
 def claims_table(results: Sequence[ClaimResult], budget: str) -> Table:
     """One row per claim, 80 columns wide: short title, verdict, the leading effect with
     its interval, p and runs (the budget is in the title; the claim itself below)."""
-    return table(tables.verdict_table(results, budget), skip=("budget",))
+    return table(tables.verdict_table(results, budget), skip=("budget",), compact=True)
 
 
 def claim_details(r: ClaimResult) -> list[str]:

@@ -66,7 +66,7 @@ def by_factor(
         v = factor_value(getattr(run.config, x))
         return v if numeric else str(v)
 
-    order = sorted({x_of(r) for r in sc.runs}, key=lambda v: (isinstance(v, str), v))
+    order = plots.axis_values(x_of(r) for r in sc.runs)
     axis = Axis(
         x_title or x,
         log=log_x,
@@ -140,12 +140,9 @@ def over_training(
 
 
 def _final(metric: str) -> Measure:
-    what = metric.replace("_acc", " accuracy").replace("_loss", " loss")
-
-    def value(run: RunRecord) -> float:
-        return run.epochs[-1][metric] if run.status == "done" and run.epochs else math.nan
-
-    return f"final {what}", value
+    return f"final {metric.replace('_acc', ' accuracy').replace('_loss', ' loss')}", plots.final(
+        metric
+    )
 
 
 def _convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
@@ -399,11 +396,7 @@ def _ioffe_szegedy(sc: StoredClaim, colors: Colors) -> list[FigureView]:
                 legend=q == 50,
                 width=2.2 if q == 50 else 1.2,
                 dash="solid" if q == 50 else "dot",
-                hover=[
-                    f"run {run.run_id}<br>seed {run.config.seed}<br>p{q} of unit "
-                    f"{unit}: {plots.number(v)}"
-                    for v in values[:, i]
-                ],
+                hover=f"run {run.run_id}<br>seed {run.config.seed}<br>p{q} of unit {unit}",
             )
             for i, q in enumerate(PERCENTILES)
         ]

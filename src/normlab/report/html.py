@@ -20,7 +20,6 @@ from normlab.report.style import VERDICT_COLORS, rgba
 from normlab.report.views import FigureView, Page, Panel, Section, TableView, Trace
 
 ROW_HEIGHT = 330  # pixels per row of panels
-_DASH = {"solid": "solid", "dot": "dot", "dash": "dash"}
 
 
 def _plotly_js() -> str:
@@ -67,15 +66,15 @@ def _trace(t: Trace, axis: int) -> list[dict]:
         **refs,
     }
     if t.mode == "bar":
-        trace |= {"type": "bar", "marker": {"color": t.color}}
+        trace |= {"type": "bar", "marker": {"color": t.color}, "textposition": "none"}
     else:
         trace |= {
             "type": "scatter",
             "mode": t.mode,
-            "line": {"color": t.color, "width": t.width, "dash": _DASH[t.dash]},
+            "line": {"color": t.color, "width": t.width, "dash": t.dash},
             "marker": {
                 "color": t.color,
-                "size": t.width if t.mode == "markers" else 6,
+                "size": t.size,
                 "symbol": t.symbol,
             },
         }
@@ -88,7 +87,9 @@ def _trace(t: Trace, axis: int) -> list[dict]:
             "thickness": 1.5,
             "width": 4,
         }
-    if t.hover is not None:
+    if isinstance(t.hover, str):  # one text for the line: the file holds it once
+        trace["hovertemplate"] = f"{t.hover}: %{{y:.4g}} (at %{{x}})<extra></extra>"
+    elif t.hover is not None:
         trace |= {"text": t.hover, "hovertemplate": "%{text}<extra></extra>"}
     else:
         trace["hovertemplate"] = f"{html.escape(t.name)}<br>%{{x}}: %{{y:.4g}}<extra></extra>"
@@ -118,59 +119,24 @@ def _axis(axis, domain: list[float], anchor: str) -> dict:
 
 
 def _marks(panel: Panel, i: int) -> tuple[list[dict], list[dict]]:
+    """Reference lines as shapes, each labelled by an annotation (plotly places an
+    annotation on a log axis by the log10 of its value, a shape by the value)."""
     shapes, notes = [], []
     for k, m in enumerate(panel.marks):
-        line = {"type": "line", "line": {"color": m.color, "width": 1, "dash": "dot"}}
-        if m.axis == "x":
-            shapes.append(
-                line
-                | {
-                    "xref": f"x{i}",
-                    "yref": f"y{i} domain",
-                    "x0": m.value,
-                    "x1": m.value,
-                    "y0": 0,
-                    "y1": 1,
-                }
-            )
-            notes.append(
-                {
-                    "xref": f"x{i}",
-                    "yref": f"y{i} domain",
-                    "x": m.value,
-                    "y": 1 - 0.09 * k,  # labels of close lines one under another
-                    "text": m.label,
-                    "showarrow": False,
-                    "xanchor": "left",
-                    "yanchor": "top",
-                    "font": {"size": 10, "color": m.color},
-                }
-            )
-        else:
-            shapes.append(
-                line
-                | {
-                    "xref": f"x{i} domain",
-                    "yref": f"y{i}",
-                    "x0": 0,
-                    "x1": 1,
-                    "y0": m.value,
-                    "y1": m.value,
-                }
-            )
-            notes.append(
-                {
-                    "xref": f"x{i} domain",
-                    "yref": f"y{i}",
-                    "x": k % 2,
-                    "y": m.value,
-                    "text": m.label,
-                    "showarrow": False,
-                    "xanchor": "right" if k % 2 else "left",
-                    "yanchor": "bottom",
-                    "font": {"size": 10, "color": m.color},
-                }
-            )
+        vertical = m.axis == "x"
+        on, across = ("x", "y") if vertical else ("y", "x")
+        log = (panel.x if vertical else panel.y).log
+        at = math.log10(m.value) if log and m.value > 0 else m.value
+        line = {"color": m.color, "width": 1, "dash": "dot"}
+        shapes.append({"type": "line", "line": line, f"{on}ref": f"{on}{i}",
+                       f"{across}ref": f"{across}{i} domain", f"{on}0": m.value,
+                       f"{on}1": m.value, f"{across}0": 0, f"{across}1": 1})  # fmt: skip
+        # labels of close lines stagger: one under another, or at alternate ends
+        place = {"y": 1 - 0.09 * k, "yanchor": "top", "xanchor": "left"} if vertical else {
+            "x": k % 2, "xanchor": "right" if k % 2 else "left", "yanchor": "bottom"}  # fmt: skip
+        notes.append({f"{on}ref": f"{on}{i}", f"{across}ref": f"{across}{i} domain", on: at,
+                      "text": html.escape(m.label), "showarrow": False,
+                      "font": {"size": 10, "color": m.color}, **place})  # fmt: skip
     return shapes, notes
 
 
@@ -228,11 +194,12 @@ def figure_json(fig: FigureView) -> dict:
 
 def _cell(table: TableView, column: str, cell) -> str:
     sort = "" if cell.sort is None else f' data-sort="{html.escape(str(cell.sort))}"'
-    cls = " num" if column in table.numeric else ""
+    # long text (a comparison's label) wraps; numbers and short names never do
+    cls = "num" if column in table.numeric else "wrap" if len(cell.text) > 40 else ""
     text = html.escape(cell.text)
     if cell.style:
         text = f'<span class="tag {html.escape(cell.style)}">{text}</span>'
-    return f'<td class="{cls.strip()}"{sort}>{text}</td>'
+    return f'<td class="{cls}"{sort}>{text}</td>'
 
 
 def _table(table: TableView) -> str:
@@ -340,6 +307,7 @@ figure{margin:8px 0 14px}figcaption,.caption{color:#57606a;font-size:12.5px;max-
 .scroll{overflow-x:auto;max-height:560px;overflow-y:auto}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:3px 10px;border-bottom:1px solid #eaeef2;text-align:left;white-space:nowrap}
+td.wrap{white-space:normal;min-width:24ch;max-width:52ch}
 th{position:sticky;top:0;background:#f6f8fa;cursor:pointer;user-select:none}
 th.asc:after{content:" ▲"}th.desc:after{content:" ▼"}
 .num{text-align:right}

@@ -16,6 +16,7 @@ from normlab.analysis.summary import Estimate
 from normlab.report.views import Trace
 
 MAX_POINTS = 250  # per line: more than a figure's width in pixels shows nothing more
+RUN_POINTS = 16_000  # points shared by the single-run lines of one arm's curve
 FEW_POINTS = 30  # a line of this many points or fewer also marks each point
 
 Curve = Callable[[RunRecord], dict[float, float]]
@@ -55,6 +56,20 @@ def downsample(x: Sequence[float], y: Sequence[float], limit: int = MAX_POINTS):
     return bx, by
 
 
+def final(metric: str) -> Value:
+    """``RunRecord.final`` of ``metric`` as a measure of one run."""
+
+    return lambda run: run.final(metric)
+
+
+def axis_values(values: Iterable[object]) -> list:
+    """The distinct ``values`` of a factor as an axis lists them: numbers ascending,
+    anything else (names, "8×128" networks) in the order the study first has them."""
+    distinct = list(dict.fromkeys(values))
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct)
+    return sorted(distinct) if numeric else distinct
+
+
 def describe(run: RunRecord, factors: Iterable[str]) -> str:
     """The run's values of ``factors``, e.g. "norm=batch, batch_size=32"."""
     parts = []
@@ -64,14 +79,12 @@ def describe(run: RunRecord, factors: Iterable[str]) -> str:
     return ", ".join(parts)
 
 
-def tooltip(run: RunRecord, factors: Iterable[str], what: str, value: float) -> str:
-    """A tooltip for one of ``run``'s points: run id, seed, factors and the number."""
+def tooltip(run: RunRecord, factors: Iterable[str], what: str, value: float | None = None) -> str:
+    """A tooltip for ``run``'s points: run id, seed, factors and what is measured, then
+    ``value`` (without one, each point adds its own: see ``Trace.hover``)."""
     where = describe(run, factors)
-    return (
-        f"run {run.run_id}<br>seed {run.config.seed}"
-        + (f"<br>{where}" if where else "")
-        + f"<br>{what}: {number(value)}"
-    )
+    text = f"run {run.run_id}<br>seed {run.config.seed}" + (f"<br>{where}" if where else "")
+    return f"{text}<br>{what}" + ("" if value is None else f": {number(value)}")
 
 
 def over_seeds(curves: list[dict[float, float]]) -> tuple[list[float], ...]:
@@ -112,10 +125,12 @@ def curve_traces(
     band = (downsample(xs, low)[1], downsample(xs, high)[1]) if len(runs) > 1 else None
     mode = "lines+markers" if len(x) <= FEW_POINTS else "lines"
     traces = [Trace(name, x, m, color, group=group, mode=mode, band=band, dash=dash)]
+    # many faint lines show the spread as well with fewer points each: the page stays small
+    per_run = min(MAX_POINTS, max(50, RUN_POINTS // len(runs)))
     for run, c in zip(runs, curves, strict=True):
         if len(runs) == 1 or not c:
             continue
-        rx, ry = downsample(list(c), list(c.values()))
+        rx, ry = downsample(list(c), list(c.values()), per_run)
         traces.append(
             Trace(
                 f"{name} (run)",
@@ -128,7 +143,7 @@ def curve_traces(
                 opacity=0.35,
                 dash=dash,
                 mode=mode,
-                hover=[tooltip(run, factors, what, v) for v in ry],
+                hover=tooltip(run, factors, what),
             )
         )
     if len(runs) == 1:  # the one run is the mean: let its points name it
@@ -140,7 +155,7 @@ def curve_traces(
             group=group,
             dash=dash,
             mode=mode,
-            hover=[tooltip(runs[0], factors, what, v) for v in m],
+            hover=tooltip(runs[0], factors, what),
         )
     return traces
 
@@ -190,7 +205,7 @@ def factor_traces(
         mode="markers",
         legend=False,
         opacity=0.45,
-        width=5,
+        size=5,
         hover=[tooltip(run, factors, what, v) for _, run, v in points],
     )
     return [mean, seeds]

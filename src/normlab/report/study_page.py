@@ -16,7 +16,7 @@ from normlab.report.header import reproduce_command, run_facts, study_facts
 from normlab.report.plots import describe, number
 from normlab.report.style import Colors, arm_name, shade
 from normlab.report.tables import runs_table, summary_table
-from normlab.report.views import Axis, FigureView, Header, Mark, Page, Panel, Section, Trace
+from normlab.report.views import Axis, FigureView, Header, Page, Panel, Section, Trace
 from normlab.store.db import FINISHED
 
 SPLITS = ("train", "val", "test")
@@ -42,7 +42,7 @@ class Arms:
             hue = self._hue(group[0])
             self.color[key] = shade(colors(hue), seen[hue], hues[hue])
             seen[hue] += 1
-            self.name[key] = self._name(group[0])
+            self.name[key] = self.label(group[0], factors)
 
     def key(self, run: RunRecord) -> str:
         return json.dumps([str(getattr(run.config, f)) for f in self.factors])
@@ -50,11 +50,14 @@ class Arms:
     def _hue(self, run: RunRecord) -> str:
         return str(getattr(run.config, self.arm)) if self.arm else "all"
 
-    def _name(self, run: RunRecord) -> str:
-        if not self.arm:
+    def label(self, run: RunRecord, factors: list[str]) -> str:
+        """``run``'s values of ``factors`` for a legend, the arm's first by its name
+        ("BN · batch_size=32")."""
+        if not factors:
             return "all runs"
-        others = [f for f in self.factors if f != self.arm]
-        rest = describe(run, others)
+        rest = describe(run, [f for f in factors if f != self.arm])
+        if self.arm not in factors:
+            return rest
         return arm_name(getattr(run.config, self.arm)) + (f" · {rest}" if rest else "")
 
 
@@ -112,18 +115,11 @@ def learning_curves(arms: Arms, clock: str) -> FigureView:
     return FigureView(f"curves-{clock}", title, panels, columns=3, caption=caption)
 
 
-def _final(metric: str):
-    def value(run: RunRecord) -> float:
-        return run.epochs[-1][metric] if run.status == "done" and run.epochs else math.nan
-
-    return value
-
-
 def by_factor(arms: Arms, factor: str, colors: Colors) -> FigureView:
     """Final test accuracy and loss against ``factor``, one series per setting of the
     other factors, with 95% intervals over seeds."""
     runs = [r for group in arms.groups.values() for r in group]
-    values = sorted({factor_value(getattr(r.config, factor)) for r in runs}, key=_order)
+    values = plots.axis_values(factor_value(getattr(r.config, factor)) for r in runs)
     numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     log = numeric and (
         factor in LOG_FACTORS or (min(values) > 0 and max(values) / min(values) >= 8)
@@ -137,18 +133,18 @@ def by_factor(arms: Arms, factor: str, colors: Colors) -> FigureView:
     others = [f for f in arms.factors if f != factor]
     series: dict[str, list[RunRecord]] = {}
     for run in runs:
-        series.setdefault(describe(run, others) or "all runs", []).append(run)
+        series.setdefault(arms.label(run, others), []).append(run)
     panels = []
     for metric, what in (("test_acc", "test accuracy"), ("test_loss", "test loss")):
         traces = []
         for name, members in series.items():
             color = arms.color[arms.key(members[0])] if factor != arms.arm else colors(name)
             traces += plots.factor_traces(
-                _series_name(name, arms),
+                name,
                 color,
                 members,
                 lambda r: _x(getattr(r.config, factor), numeric),
-                _final(metric),
+                plots.final(metric),
                 arms.factors,
                 what,
                 order=[_x(v, numeric) for v in values],
@@ -165,20 +161,9 @@ def by_factor(arms: Arms, factor: str, colors: Colors) -> FigureView:
     )
 
 
-def _order(v: object) -> tuple:
-    return (0, v, "") if isinstance(v, int | float) else (1, 0, str(v))
-
-
 def _x(value: object, numeric: bool) -> float | str:
     v = factor_value(value)
     return v if numeric else str(v)
-
-
-def _series_name(name: str, arms: Arms) -> str:
-    if arms.arm and name.startswith(f"{arms.arm}="):
-        head, _, rest = name.partition(", ")
-        return arm_name(head.split("=", 1)[1]) + (f" · {rest}" if rest else "")
-    return name
 
 
 def step_losses(arms: Arms, losses: Losses) -> FigureView:
@@ -208,7 +193,7 @@ def step_losses(arms: Arms, losses: Losses) -> FigureView:
                 group="diverged",
                 mode="markers",
                 symbol="x",
-                width=11,
+                size=11,
                 legend=run is diverged[0][0],
                 hover=[
                     f"run {run.run_id} diverged at step {run.diverged_step}<br>"
@@ -317,6 +302,3 @@ def study_page(study: StudyRecord, summary: StudySummary, losses: Losses, db: st
     waiting = sum(r.status not in FINISHED for r in study.runs)
     gaps = [f"{waiting} of {len(study.runs)} runs not finished"] if waiting else []
     return Page(f"normlab report: {study.name}", "one study", header, sections, gaps)
-
-
-__all__ = ["Mark", "study_page"]

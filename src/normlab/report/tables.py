@@ -18,18 +18,24 @@ def _num(value: float | None, digits: int = 4) -> Cell:
     return Cell(number(v, digits), sort=None if math.isnan(v) else v)
 
 
+INTERVAL_WIDTH = 23  # characters an effect with its interval may take in a table
+
+
 def interval(effect: float, low: float, high: float) -> str:
-    """An effect with its 95% interval, all to the decimals the interval's width needs:
-    its first significant digit, or two when that digit is 1 (the usual rounding of an
-    uncertainty): "-0.012 [-0.020, -0.005]"."""
+    """An effect with its 95% interval, all to the decimals that give the interval's
+    width two significant digits, one fewer while that takes more than
+    ``INTERVAL_WIDTH`` characters: "-0.012 [-0.020, -0.005]"."""
     if math.isnan(effect):
         return "—"
     if math.isnan(low) or not math.isfinite(effect):
         return number(effect, 3)
     width = abs(high - low) or abs(effect) or 1.0
-    first = math.floor(math.log10(width))
-    decimals = min(6, max(0, -first + (width / 10**first < 2)))
-    return f"{effect:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+    decimals = min(6, max(0, 1 - math.floor(math.log10(width))))
+    while True:
+        text = f"{effect:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+        if len(text) <= INTERVAL_WIDTH or decimals == 0:
+            return text
+        decimals -= 1
 
 
 def summary_table(summary: StudySummary, title: str) -> TableView:

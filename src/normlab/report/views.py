@@ -37,7 +37,8 @@ class TableView:
 @dataclass(frozen=True)
 class Trace:
     """One series of a panel. ``band`` (low, high) draws a shaded range around the line;
-    ``error`` a symmetric error bar per point; ``hover`` one tooltip per point. Traces
+    ``error`` a symmetric error bar per point; ``hover`` one tooltip per point, or one
+    text for all (a run's line) after which each point shows its own value. Traces
     sharing a ``group`` show and hide together from one legend entry (the first of the
     group that has ``legend``)."""
 
@@ -49,9 +50,10 @@ class Trace:
     mode: str = "lines"  # lines, markers, lines+markers or bar
     band: tuple[list[float], list[float]] | None = None
     error: list[float] | None = None
-    hover: list[str] | None = None
+    hover: list[str] | str | None = None
     legend: bool = True
-    width: float = 2.0
+    width: float = 2.0  # of the line
+    size: float = 6.0  # of the markers
     opacity: float = 1.0
     dash: str = "solid"  # solid, dot or dash
     symbol: str = "circle"  # circle or x
