@@ -208,6 +208,15 @@ def test_reproduce_faithful_shows_the_bn_arm_is_the_same_network(env):
     assert result.exit_code == 0, result.output
     assert "the notebook as written" in result.output
     assert "repeats cell 7's first 5 epochs exactly" in result.output
+    # both studies report, each with the command that reruns it
+    for study, command in (
+        ("reproduce-raw-keras-1ep-1seeds-b256", "normlab reproduce --seeds 1 --epochs 1 "
+         "--batch-sizes 256 --inputs raw --semantics keras --db f.db"),
+        ("faithful-raw-keras", "normlab reproduce --faithful --inputs raw --semantics keras"),
+    ):  # fmt: skip
+        done = invoke("report", "--db", "f.db", "--study", study, "--out", f"{study}.html")
+        assert done.exit_code == 0, done.output
+        assert command in (env / f"{study}.html").read_text()
 
 
 def test_fold_proves_equal_outputs_and_times_inference(env):
