@@ -75,19 +75,24 @@ def gradient_imbalance(run: RunRecord) -> float:
     return float(np.mean([abs(math.log10(a / b)) for a, b in pairs if a > 0 and b > 0]))
 
 
+def first_step_ratio(run: RunRecord) -> float:
+    """log10(‖∇W_first‖ / ‖∇W_last hidden‖) of the first step (NaN without two hidden
+    layers' gradient norms at step 1)."""
+    norms = run.probe("layers", "grad_norm", step=1)
+    hidden = sorted(norms)[:-1]  # the output layer aside
+    if len(hidden) < 2 or not norms[hidden[0]] or not norms[hidden[-1]]:
+        return math.nan
+    first, last = norms[hidden[0]][0], norms[hidden[-1]][0]
+    return math.log10(first / last) if first > 0 and last > 0 else math.nan
+
+
 def init_gradient_growth(runs: list[RunRecord]) -> float:
     """How fast, over depth, the first hidden layer's gradient outgrows the last one's at
-    initialization: the least-squares slope of log10(‖∇W_first‖ / ‖∇W_last hidden‖) of
-    the first step against the number of hidden layers (decades per layer; NaN with
-    fewer than two depths). Yang et al. (2019) predict a positive slope for BN."""
-    points = []
-    for run in runs:
-        norms = run.probe("layers", "grad_norm", step=1)
-        hidden = sorted(norms)[:-1]  # the output layer aside
-        if len(hidden) >= 2 and norms[hidden[0]] and norms[hidden[-1]]:
-            first, last = norms[hidden[0]][0], norms[hidden[-1]][0]
-            if first > 0 and last > 0:
-                points.append((len(hidden), math.log10(first / last)))
+    initialization: the least-squares slope of ``first_step_ratio`` against the number of
+    hidden layers (decades per layer; NaN with fewer than two depths). Yang et al. (2019)
+    predict a positive slope for BN."""
+    points = [(len(r.config.hidden), first_step_ratio(r)) for r in runs]
+    points = [(depth, ratio) for depth, ratio in points if not math.isnan(ratio)]
     if len({depth for depth, _ in points}) < 2:
         return math.nan
     depth, ratio = np.array(points).T

@@ -54,11 +54,10 @@ def by_factor(
     log_x: bool = False,
     x_title: str | None = None,
     marks: Callable | None = None,
-    series: str | None = None,
 ) -> FigureView:
     """Each measure against the factor ``x``, one panel per measure and value of
-    ``panels``, one series per arm (the claim's factor, or ``series``)."""
-    series = series or sc.claim.factor
+    ``panels``, one series per arm (value of the claim's factor)."""
+    series = sc.claim.factor
     factors = _factors(sc)
     numeric = not isinstance(factor_value(getattr(sc.runs[0].config, x)), str)
 
@@ -112,7 +111,6 @@ def over_training(
     *,
     panels: Sequence[str] = (),
     marks: Sequence[Mark] = (),
-    log_y: bool = False,
 ) -> FigureView:
     """A curve over training steps, one panel per value of ``panels``, one series per
     arm: the mean over seeds with a band from the lowest to the highest seed."""
@@ -126,9 +124,7 @@ def over_training(
             traces += plots.curve_traces(
                 arm_name(value), colors(value), members, curve, factors, what
             )
-        out.append(
-            Panel(where or what, Axis("optimizer step"), Axis(what, log=log_y), traces, list(marks))
-        )
+        out.append(Panel(where or what, Axis("optimizer step"), Axis(what), traces, list(marks)))
     return FigureView(
         key,
         title,
@@ -213,15 +209,6 @@ def _deep_gradients(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     ]
 
 
-def _first_step_ratio(run: RunRecord) -> float:
-    norms = run.probe("layers", "grad_norm", step=1)
-    hidden = sorted(norms)[:-1]
-    if len(hidden) < 2 or not norms[hidden[0]] or not norms[hidden[-1]]:
-        return math.nan
-    first, last = norms[hidden[0]][0], norms[hidden[-1]][0]
-    return math.log10(first / last) if first > 0 and last > 0 else math.nan
-
-
 def _growth(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     return [
         by_factor(
@@ -230,7 +217,7 @@ def _growth(sc: StoredClaim, colors: Colors) -> list[FigureView]:
             "c11",
             "Gradient ratio at the first step against depth",
             "hidden",
-            [("log10 first/last hidden grad norm, step 1", _first_step_ratio)],
+            [("log10 first/last hidden grad norm, step 1", measures.first_step_ratio)],
             panels=("activation",),
             x_title="hidden layers × width",
         )
