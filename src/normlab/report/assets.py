@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from matplotlib.ticker import NullLocator
+
 from normlab.report.views import FigureView, Page, Panel
 
 _LINESTYLE = {"solid": "-", "dot": ":", "dash": "--"}
@@ -54,17 +56,26 @@ def _draw(ax, panel: Panel) -> None:
             )
             if t.error is not None:
                 ax.errorbar(x, y, yerr=t.error, fmt="none", ecolor=t.color, capsize=3)
-    for m in panel.marks:
-        line = ax.axvline if m.axis == "x" else ax.axhline
-        line(m.value, color=m.color, linestyle=":", linewidth=1)
+    for k, m in enumerate(panel.marks):
+        if m.axis == "x":
+            ax.axvline(m.value, color=m.color, linestyle=":", linewidth=1)
+            ax.annotate(m.label, (m.value, 1 - 0.07 * k), xycoords=("data", "axes fraction"),
+                        va="top", fontsize=7, color=m.color, xytext=(2, -2),
+                        textcoords="offset points")  # fmt: skip
+        else:
+            ax.axhline(m.value, color=m.color, linestyle=":", linewidth=1)
+            ax.annotate(m.label, (0, m.value), xycoords=("axes fraction", "data"),
+                        va="bottom", fontsize=7, color=m.color)  # fmt: skip
     if panel.x.log:
         ax.set_xscale("log")
     if panel.y.log:
         ax.set_yscale("log")
     if cats is not None:
         ax.set_xticks(range(len(cats)), cats)
-    if panel.x.ticks is not None:
-        ax.set_xticks(panel.x.ticks, [f"{v:g}" for v in panel.x.ticks])
+    if panel.x.ticks is not None:  # the factor's values, and only those
+        ax.set_xticks(panel.x.ticks, [f"{v:g}" for v in panel.x.ticks],
+                      rotation=45 if len(panel.x.ticks) > 6 else 0)  # fmt: skip
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set(title=panel.title, xlabel=panel.x.title, ylabel=panel.y.title)
     ax.title.set_fontsize(10)
 
