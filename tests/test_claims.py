@@ -175,6 +175,28 @@ def test_a_seed_without_a_value_is_dropped_and_said_so():
     ]
 
 
+def test_an_inconclusive_verdict_says_whether_seeds_would_settle_it():
+    claim = CLAIMS[9]  # BN - none in final test accuracy; matters from 0.002, lower
+
+    def judged(batch: list[float], none: list[float]):
+        arms = {"inputs=scaled": {"batch": dict(enumerate(batch)), "none": dict(enumerate(none))}}
+        return judge_values(claim, arms, runs=2 * len(batch))
+
+    # noisy, 3 seeds, a small effect: inconclusive for want of seeds, and how many would do
+    few = judged([0.970, 0.975, 0.968], [0.972, 0.971, 0.973])
+    assert few.verdict == "inconclusive" and few.power.startswith("too few seeds")
+    assert few.seeds_needed is not None and few.seeds_needed > 3
+    assert f"about {few.seeds_needed} seeds would" in few.power
+    assert few.detectable["inputs=scaled"] > claim.rule.min_effect
+    # precise, an effect right at the size that matters: more seeds would not settle it
+    near = judged([0.9700, 0.9710, 0.9720, 0.9731], [0.9720, 0.9729, 0.9741, 0.9750])
+    assert near.verdict == "inconclusive" and "near the size that matters" in near.power
+    assert near.seeds_needed is None and near.as_json()["detectable_effect"] < 0.002
+    # a clear result has no such sentence, and its seeds needed are few
+    clear = judged([0.960, 0.961, 0.962, 0.963], [0.970, 0.9705, 0.9725, 0.973])
+    assert clear.verdict == "supported" and clear.power == "" and clear.seeds_needed <= 4
+
+
 def test_only_brings_a_claims_parts_after_it():
     assert selected([4, 1]) == [1, 4, 12]
     assert selected(list(CLAIMS)) == [1, 2, 3, 11, 4, 12, 5, 6, 7, 8, 9, 10]
@@ -190,7 +212,8 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     assert result.exit_code == 0, result.output
     verdicts = json.loads(result.output[result.output.index("[") :])
     assert [v["id"] for v in verdicts] == [4, 12]  # 12 is claim 4's second part
-    keys = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "p_corrected", "runs"}
+    keys = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "p_corrected", "runs",
+            "detectable_effect", "seeds_needed"}  # fmt: skip
     four = verdicts[0]
     assert set(four) == keys and four["runs"] == 6 and four["ci_low"] <= four["effect"]
     # one comparison (batch 128): the verdict is the rule applied to it

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from normlab.analysis.power import RANK_EFFICIENCY
+
 CONFIDENCE = 0.95
 RESAMPLES = 9999
 MIN_FOR_INTERVAL = 3
@@ -53,6 +55,10 @@ class Comparison:
     # the arms' own centres (means, or medians for ranked outcomes) over the seeds used
     arm_center: float = math.nan
     baseline_center: float = math.nan
+    # the effect's standard error and degrees of freedom, as the t-test sees them (rank
+    # tests: widened by their efficiency), for the power (``analysis.power``)
+    se: float = math.nan
+    df: float = math.nan
 
 
 def _finite_pairs(arm: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,8 +161,25 @@ def compare(
     effect = float(center(a) - center(b))  # for means, also the mean paired difference
     low, high = _interval(a, b, paired, center, seed)
     p, test = _test(a, b, paired, kind)
+    se, df = _standard_error(a, b, paired)
+    if kind == "ranked":
+        se /= math.sqrt(RANK_EFFICIENCY)
     return Comparison(effect, low, high, p, test, len(a), len(b), paired,
-                      float(center(a)), float(center(b)))  # fmt: skip
+                      float(center(a)), float(center(b)), se, df)  # fmt: skip
+
+
+def _standard_error(a: np.ndarray, b: np.ndarray, paired: bool) -> tuple[float, float]:
+    """The effect's standard error and degrees of freedom (paired: of the differences;
+    else Welch's); NaN with fewer than 2 values or any infinite one."""
+    if min(len(a), len(b)) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return math.nan, math.nan
+    if paired:
+        return float(np.std(a - b, ddof=1) / math.sqrt(len(a))), len(a) - 1.0
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    if va + vb == 0:
+        return 0.0, float(len(a) + len(b) - 2)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(math.sqrt(va + vb)), float(df)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -45,24 +45,31 @@ class Rule:
             raise ValueError(f"min_effect must be >= 0, got {self.min_effect}")
 
 
+def counts(c: Comparison, p_corrected: float, rule: Rule) -> bool:
+    """Whether a comparison counts: corrected p below alpha and an effect that matters."""
+    return p_corrected < rule.alpha and abs(c.effect) >= rule.min_effect
+
+
+def rules_out(c: Comparison, rule: Rule) -> bool:
+    """Whether a comparison's interval excludes an effect of ``min_effect`` in the
+    claimed direction (its end on the claimed side is below it)."""
+    claimed_end = max(c.ci_low * rule.direction, c.ci_high * rule.direction)
+    return math.isfinite(claimed_end) and claimed_end < rule.min_effect
+
+
 def verdict(comparisons: Sequence[Comparison], p_corrected: Sequence[float], rule: Rule) -> str:
     """The verdict of one claim from its comparisons and their Holm-corrected p-values."""
     if len(comparisons) != len(p_corrected):
         raise ValueError("one corrected p-value per comparison")
-    counting = [
-        c.effect * rule.direction
-        for c, p in zip(comparisons, p_corrected, strict=True)
-        if p < rule.alpha and abs(c.effect) >= rule.min_effect
-    ]
+    pairs = list(zip(comparisons, p_corrected, strict=True))
+    counting = [c.effect * rule.direction for c, p in pairs if counts(c, p, rule)]
     if counting:
         if all(e > 0 for e in counting):
             return "supported"
         if all(e < 0 for e in counting):
             return "refuted"
         return "inconclusive"
-    # The interval's end on the claimed side: below min_effect means the claimed effect,
-    # at the size that matters, is outside what the data allow.
-    claimed_ends = [max(c.ci_low * rule.direction, c.ci_high * rule.direction) for c in comparisons]
-    if comparisons and all(math.isfinite(e) and e < rule.min_effect for e in claimed_ends):
+    # The data rule the claimed effect out when no interval reaches the size that matters.
+    if comparisons and all(rules_out(c, rule) for c in comparisons):
         return "refuted"
     return "inconclusive"

@@ -7,9 +7,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from normlab.analysis.power import detectable_effect, seeds_needed
 from normlab.analysis.records import RunRecord, records
 from normlab.analysis.stats import Comparison, compare, holm
-from normlab.analysis.verdict import verdict
+from normlab.analysis.verdict import Rule, counts, rules_out, verdict
 from normlab.claims.definitions import Claim, ClaimError
 from normlab.store.db import Store
 
@@ -39,6 +40,13 @@ class ClaimResult:
     failures: list[str] = field(default_factory=list)
     title: str = ""  # the claim in a few words
     lead: str = ""  # the label of the comparison whose effect, interval and p are above
+    # power (``analysis.power``): per comparison, the smallest effect it detects with 80%
+    # power at the family's strictest level; the seeds that would detect the smallest
+    # effect that matters (the lead comparison's, or an inconclusive verdict's open
+    # ones'; None: out of reach or no spread)
+    detectable: dict[str, float] = field(default_factory=dict)
+    seeds_needed: int | None = None
+    power: str = ""  # what the power says of this verdict, in a sentence
 
     def as_json(self) -> dict[str, object]:
         """The keys of ``normlab claims --json`` (NaN becomes null)."""
@@ -51,6 +59,8 @@ class ClaimResult:
             "ci_high": self.ci_high,
             "p_corrected": self.p_corrected,
             "runs": self.runs,
+            "detectable_effect": self.detectable.get(self.lead, math.nan),
+            "seeds_needed": self.seeds_needed,
         }
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
 
@@ -163,6 +173,14 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
         comparisons, key=lambda t: (math.isnan(t[2]), t[2], not math.isfinite(t[1].effect))
     )
     label, lead, p = ranked[0] if ranked else ("", None, math.nan)
+    # the level the smallest of the family's Holm-corrected p-values must beat
+    alpha = claim.rule.alpha / max(1, sum(not math.isnan(q) for _, _, q in comparisons))
+    detectable = {lb: detectable_effect(c.se, c.df, alpha) for lb, c, _ in comparisons}
+    power, seeds = "", None
+    if result == "inconclusive":
+        power, seeds = power_sentence(comparisons, claim.rule, alpha)
+    elif lead:
+        seeds = seeds_needed(lead.se * math.sqrt(lead.n_arm), claim.rule.min_effect, alpha)
     return ClaimResult(
         id=claim.id,
         claim=claim.claim,
@@ -175,7 +193,41 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
         p_corrected=p,
         runs=runs,
         lead=label,
+        detectable=detectable,
+        seeds_needed=seeds,
+        power=power,
         comparisons=comparisons,
         context=_compare_all(claim, arms, claim.context)
         + _compare_all(claim, context or {}, claim.baselines[:1]),
     )
+
+
+def power_sentence(
+    comparisons: list[tuple[str, Comparison, float]], rule: Rule, alpha: float
+) -> tuple[str, int | None]:
+    """Why an inconclusive verdict is inconclusive, and the seeds that would settle it:
+    comparisons that disagree; too few seeds for the comparisons left open (neither
+    counting nor ruling the effect out), with how many would detect ``min_effect`` at
+    80% power; or an effect that lies near the size that matters."""
+    counting = [c.effect * rule.direction for _, c, p in comparisons if counts(c, p, rule)]
+    if counting:
+        agree = sum(e > 0 for e in counting)
+        return (
+            f"its comparisons disagree: {agree} count in the claimed direction and "
+            f"{len(counting) - agree} against it"
+        ), None
+    open_ = [c for _, c, p in comparisons if not rules_out(c, rule)]
+    weak = [c for c in open_ if detectable_effect(c.se, c.df, alpha) > rule.min_effect]
+    if not weak:
+        return (
+            f"not for want of seeds (each open comparison detects {rule.min_effect:g} "
+            "with 80% power): the effect lies near the size that matters"
+        ), None
+    needed = [seeds_needed(c.se * math.sqrt(c.n_arm), rule.min_effect, alpha) for c in weak]
+    if None in needed:
+        return "too few seeds, and no feasible number would detect the size that matters", None
+    n = max(needed)
+    return (
+        f"too few seeds: {len(weak)} comparison(s) cannot detect {rule.min_effect:g} with "
+        f"80% power; about {n} seeds would"
+    ), n

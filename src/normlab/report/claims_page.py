@@ -41,22 +41,35 @@ def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
     )
     claim = sc.claim
     if claim.factor is None:  # a measure within each run, set against no effect
-        lead = (f"{where}the measure is {number(c.arm_center)} on average over {c.n_arm} "
-                f"runs, where 0 would be no effect: {effect}.")  # fmt: skip
+        lead = (
+            f"{where}the measure is {number(c.arm_center)} on average over {c.n_arm} "
+            f"runs, where 0 would be no effect: {effect}."
+        )
     else:
         base = label.rsplit("vs ", 1)[1] if "vs " in label else claim.baselines[0]
-        lead = (f"{where}{arm_name(claim.arm)} {number(c.arm_center)} against "
-                f"{arm_name(base)} {number(c.baseline_center)}: a difference of {effect} over "
-                f"{c.n_arm} seeds.")  # fmt: skip
+        lead = (
+            f"{where}{arm_name(claim.arm)} {number(c.arm_center)} against "
+            f"{arm_name(base)} {number(c.baseline_center)}: a difference of {effect} over "
+            f"{c.n_arm} seeds."
+        )
     rule = claim.rule
-    counting = [cc.effect for _, cc, pp in r.comparisons
-                if pp < rule.alpha and abs(cc.effect) >= rule.min_effect]  # fmt: skip
+    counting = [
+        cc.effect
+        for _, cc, pp in r.comparisons
+        if pp < rule.alpha and abs(cc.effect) >= rule.min_effect
+    ]
     agree = sum(e * rule.direction > 0 for e in counting)
-    tally = (f"{len(counting)} of {len(r.comparisons)} comparisons count (p < {rule.alpha:g} "
-             f"and |effect| ≥ {rule.min_effect:g})")  # fmt: skip
+    tally = (
+        f"{len(counting)} of {len(r.comparisons)} comparisons count (p < {rule.alpha:g} "
+        f"and |effect| ≥ {rule.min_effect:g})"
+    )
     if counting:
         tally += f", {agree} in the claimed direction and {len(counting) - agree} against it"
-    return [lead, f"{tally}: {r.verdict}."]
+    detectable = number(r.detectable.get(r.lead, float("nan")), 3)
+    power = f"With its seeds the study detects an effect of {detectable} with 80% power" + (
+        f"; {r.power}." if r.power else "."
+    )
+    return [lead, f"{tally}: {r.verdict}.", power]
 
 
 def claim_section(sc: StoredClaim, colors: Colors) -> Section:
@@ -143,13 +156,18 @@ def claims_page(stored: list[StoredClaim], budget: str, db: str, only: str = "")
             tables=[table],
             notes=[
                 "Effect: the comparison the verdict leans on most (smallest "
-                "corrected p), in the claim's own units; see each claim below."
+                "corrected p), in the claim's own units; see each claim below. Detectable: "
+                "the smallest effect that comparison detects with 80% power at its number "
+                "of seeds (docs/STATISTICS.md)."
             ],
         )
     ]
     sections += [claim_section(sc, colors) for sc in stored]
-    unfinished = [f"claim {sc.claim.id}: {len(sc.unfinished)} of {len(sc.runs)} runs not "
-                  "finished" for sc in stored if sc.unfinished]  # fmt: skip
+    unfinished = [
+        f"claim {sc.claim.id}: {len(sc.unfinished)} of {len(sc.runs)} runs not finished"
+        for sc in stored
+        if sc.unfinished
+    ]
     return Page(
         f"normlab claims report: {budget} budget",
         "the seed notebook's claims about BN, judged",

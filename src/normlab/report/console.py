@@ -173,7 +173,8 @@ def faithful_table(notebook, rows: Sequence[Sequence[object]]) -> Table:
 def claims_table(results: Sequence[ClaimResult], budget: str) -> Table:
     """One row per claim, 80 columns wide: short title, verdict, the leading effect with
     its interval, p and runs (the budget is in the title; the claim itself below)."""
-    return table(tables.verdict_table(results, budget), skip=("budget",), compact=True)
+    view = tables.verdict_table(results, budget)
+    return table(view, skip=("budget", "detectable"), compact=True)
 
 
 def claim_details(r: ClaimResult) -> list[str]:
@@ -189,6 +190,9 @@ def claim_details(r: ClaimResult) -> list[str]:
     for label, c in r.context:
         effect = interval(c.effect, c.ci_low, c.ci_high)
         lines.append(f"   context, {label}: {effect} ({c.test}, p {number(c.p, 2)} uncorrected)")
+    detectable = r.detectable.get(r.lead, float("nan"))
+    lines.append(f"   power: detects {number(detectable, 3)} with 80% power"
+                 + (f"; {r.power}" if r.power else ""))  # fmt: skip
     lines += [f"   note: {note}" for note in r.notes]
     return lines
 

@@ -74,19 +74,29 @@ def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
             Cell(interval(r.effect, r.ci_low, r.ci_high), sort=r.effect),
             _num(r.p_corrected, 2),
             Cell(str(r.runs), sort=r.runs),
+            _num(r.detectable.get(r.lead, math.nan), 3),
             Cell(budget),
         )
         for r in results
     ]
-    columns = ("#", "claim", "verdict", "effect [95% CI]", "Holm p", "runs", "budget")
-    return TableView(
-        "verdicts", f"claims, {budget} budget", columns, rows, frozenset(("#", "Holm p", "runs"))
-    )
+    columns = ("#", "claim", "verdict", "effect [95% CI]", "Holm p", "runs", "detectable", "budget")
+    numeric = frozenset(("#", "Holm p", "runs", "detectable"))
+    return TableView("verdicts", f"claims, {budget} budget", columns, rows, numeric)
 
 
 def comparisons_table(r: ClaimResult) -> TableView:
     """Every comparison of one claim (those the verdict rests on, then context ones)."""
-    columns = ("comparison", "arm", "baseline", "effect [95% CI]", "test", "seeds", "p", "Holm p")
+    columns = (
+        "comparison",
+        "arm",
+        "baseline",
+        "effect [95% CI]",
+        "test",
+        "seeds",
+        "p",
+        "Holm p",
+        "detectable",
+    )
     rows = []
     judged = [(label, c, p, "") for label, c, p in r.comparisons]
     for label, c, p, extra in [*judged, *((lb, c, math.nan, " (context)") for lb, c in r.context)]:
@@ -100,6 +110,7 @@ def comparisons_table(r: ClaimResult) -> TableView:
                 Cell(str(c.n_arm), sort=c.n_arm),
                 _num(c.p, 2),
                 _num(p, 2),
+                _num(r.detectable.get(label, math.nan) if not extra else math.nan, 3),
             )
         )
     return TableView(
@@ -107,7 +118,7 @@ def comparisons_table(r: ClaimResult) -> TableView:
         "comparisons",
         columns,
         rows,
-        frozenset(("arm", "baseline", "seeds", "p", "Holm p")),
+        frozenset(("arm", "baseline", "seeds", "p", "Holm p", "detectable")),
     )
 
 
