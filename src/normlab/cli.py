@@ -250,10 +250,10 @@ def claims(
 ) -> None:
     """Judge the seed notebook's claims about BN: run their studies, print verdicts.
 
-    Claims 1-10 are the seed's; 11 (Yang et al.'s counter-hypothesis to 3) and 12 (Li
-    et al.'s dropout-before-BN variance shift, part of 4) are listed after the claim
-    they belong to. Each claim has a built-in study; what is already in the database is
-    reused, so an interrupted run resumes. Verdicts follow the rule in
+    Claims 1-10 and 17 (its headline) are the seed's; 11 (Yang et al.'s counter-
+    hypothesis to 3) and 12 (Li et al.'s dropout-before-BN variance shift, part of 4)
+    follow the claim they belong to. Each claim has a built-in study; what is already in
+    the database is reused, so an interrupted run resumes. Verdicts follow the rule in
     docs/STATISTICS.md. `normlab report --claims` draws their evidence.
     """
     numbers = _ints(only, "--only") if only else None

@@ -23,6 +23,11 @@ def final_test_accuracy(run: RunRecord) -> float:
     return run.final("test_acc")
 
 
+def final_val_accuracy(run: RunRecord) -> float:
+    """Validation accuracy after the last epoch (NaN for a run that did not finish)."""
+    return run.final("val_acc")
+
+
 def train_test_gap(run: RunRecord) -> float:
     """Last epoch's training accuracy (train mode, epoch mean) minus test accuracy."""
     if run.status != "done" or not run.epochs:

@@ -454,6 +454,22 @@ def _variance_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     ]
 
 
+def _generalization(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    return [
+        by_factor(
+            sc,
+            colors,
+            "c17",
+            "Final validation and test accuracy against batch size",
+            "batch_size",
+            [_final("val_acc"), _final("test_acc")],
+            panels=("inputs",),
+            log_x=True,
+            x_title="batch size",
+        )
+    ]
+
+
 EVIDENCE: dict[int, Builder] = {
     1: _convergence,
     2: _learning_rates,
@@ -467,4 +483,5 @@ EVIDENCE: dict[int, Builder] = {
     10: _ioffe_szegedy,
     11: _growth,
     12: _variance_shift,
+    17: _generalization,
 }
