@@ -11,10 +11,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config):
-    """What every entry point does first: flush denormals, all cores."""
+    """What every entry point does first: flush denormals, all cores. A relative
+    $NORMLAB_DATA (the README's `NORMLAB_DATA=../shared/data pytest`) is made absolute,
+    so that tests which change directory still find the data."""
     from normlab import runtime
 
     runtime.configure()
+    if os.environ.get("NORMLAB_DATA"):
+        os.environ["NORMLAB_DATA"] = str(Path(os.environ["NORMLAB_DATA"]).resolve())
 
 
 def _mnist_root() -> Path:
