@@ -4,6 +4,7 @@ say."""
 
 from __future__ import annotations
 
+from normlab.analysis.verdict import counts
 from normlab.claims.judge import ClaimResult
 from normlab.claims.stored import StoredClaim
 from normlab.report.evidence import EVIDENCE
@@ -53,11 +54,7 @@ def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
             f"{c.n_arm} seeds."
         )
     rule = claim.rule
-    counting = [
-        cc.effect
-        for _, cc, pp in r.comparisons
-        if pp < rule.alpha and abs(cc.effect) >= rule.min_effect
-    ]
+    counting = [cc.effect for _, cc, pp in r.comparisons if counts(cc, pp, rule)]
     agree = sum(e * rule.direction > 0 for e in counting)
     tally = (
         f"{len(counting)} of {len(r.comparisons)} comparisons count (p < {rule.alpha:g} "
@@ -139,11 +136,13 @@ def claims_page(stored: list[StoredClaim], budget: str, db: str, only: str = "")
     facts += run_facts(list(runs.values()))
     command = f"normlab claims --budget {budget}" + (f" --only {only}" if only else "")
     header = Header(facts, f"{command} --db {db}")
-    counts = {
+    by_verdict = {
         v: sum(r.verdict == v for r in results) for v in ("supported", "refuted", "inconclusive")
     }
     missing = [sc.claim.id for sc in stored if sc.result is None]
-    lead = [", ".join(f"{n} {v}" for v, n in counts.items()) + f" of {len(results)} claims judged."]
+    lead = [
+        ", ".join(f"{n} {v}" for v, n in by_verdict.items()) + f" of {len(results)} claims judged."
+    ]
     if missing:
         lead.append(f"Not run yet: claim(s) {', '.join(map(str, missing))}.")
     table = verdict_table(results, budget)
