@@ -178,7 +178,7 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
     detectable = {lb: detectable_effect(c.se, c.df, alpha) for lb, c, _ in comparisons}
     power, seeds = "", None
     if result == "inconclusive":
-        power, seeds = power_sentence(comparisons, claim.rule, alpha)
+        power, seeds = power_sentence(comparisons, detectable, claim.rule, alpha)
     elif lead:
         seeds = seeds_needed(lead.se * math.sqrt(lead.n_arm), claim.rule.min_effect, alpha)
     return ClaimResult(
@@ -203,12 +203,16 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
 
 
 def power_sentence(
-    comparisons: list[tuple[str, Comparison, float]], rule: Rule, alpha: float
+    comparisons: list[tuple[str, Comparison, float]],
+    detectable: dict[str, float],
+    rule: Rule,
+    alpha: float,
 ) -> tuple[str, int | None]:
     """Why an inconclusive verdict is inconclusive, and the seeds that would settle it:
     comparisons that disagree; too few seeds for the comparisons left open (neither
     counting nor ruling the effect out), with how many would detect ``min_effect`` at
-    80% power; or an effect that lies near the size that matters."""
+    80% power; or an effect that lies near the size that matters. ``detectable`` is each
+    comparison's detectable effect at ``alpha``, by label."""
     counting = [c.effect * rule.direction for _, c, p in comparisons if counts(c, p, rule)]
     if counting:
         agree = sum(e > 0 for e in counting)
@@ -216,8 +220,11 @@ def power_sentence(
             f"its comparisons disagree: {agree} count in the claimed direction and "
             f"{len(counting) - agree} against it"
         ), None
-    open_ = [c for _, c, p in comparisons if not rules_out(c, rule)]
-    weak = [c for c in open_ if detectable_effect(c.se, c.df, alpha) > rule.min_effect]
+    weak = [
+        c
+        for label, c, _ in comparisons
+        if not rules_out(c, rule) and detectable[label] > rule.min_effect
+    ]
     if not weak:
         return (
             f"not for want of seeds (each open comparison detects {rule.min_effect:g} "

@@ -11,6 +11,7 @@ import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,11 +28,21 @@ Measure = tuple[str, Callable[[RunRecord], float]]  # (what it is, measure of on
 
 
 def _split(runs: list[RunRecord], fields: Sequence[str]) -> dict[str, list[RunRecord]]:
-    """Runs by their values of ``fields`` ("" when none), in the order first seen."""
+    """Runs by their values of ``fields`` as a label ("" when none), in the order first
+    seen: a figure's panels."""
     out: dict[str, list[RunRecord]] = {}
     for run in runs:
         key = ", ".join(f"{f}={factor_value(getattr(run.config, f))}" for f in fields)
         out.setdefault(key, []).append(run)
+    return out
+
+
+def _arms(runs: list[RunRecord], field: str | None) -> dict[str, list[RunRecord]]:
+    """Runs by their value of the arm ``field`` (the claim's factor; all runs under ""
+    when the claim has none), in the order first seen: a panel's series."""
+    out: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        out.setdefault(str(getattr(run.config, field)) if field else "", []).append(run)
     return out
 
 
@@ -45,7 +56,6 @@ def _factors(sc: StoredClaim) -> list[str]:
 def by_factor(
     sc: StoredClaim,
     colors: Colors,
-    key: str,
     title: str,
     x: str,
     values: Sequence[Measure],
@@ -53,11 +63,10 @@ def by_factor(
     panels: Sequence[str] = (),
     log_x: bool = False,
     x_title: str | None = None,
-    marks: Callable | None = None,
+    marks: Callable[[list[RunRecord]], list[Mark]] | None = None,
 ) -> FigureView:
     """Each measure against the factor ``x``, one panel per measure and value of
     ``panels``, one series per arm (value of the claim's factor)."""
-    series = sc.claim.factor
     factors = _factors(sc)
     numeric = not isinstance(factor_value(getattr(sc.runs[0].config, x)), str)
 
@@ -72,27 +81,19 @@ def by_factor(
         categories=None if numeric else [str(v) for v in order],
         ticks=order if numeric else None,
     )
+    mode = "lines+markers" if numeric else "markers"
     out = []
     for (where, runs), (what, value) in itertools.product(_split(sc.runs, panels).items(), values):
         traces = []
-        for arm, members in _split(runs, [series] if series else []).items():
-            name = arm_name(arm.split("=", 1)[1]) if arm else "all runs"
+        for arm, members in _arms(runs, sc.claim.factor).items():
+            name = arm_name(arm) if arm else "all runs"
             traces += plots.factor_traces(
-                name,
-                colors(arm.split("=", 1)[-1]),
-                members,
-                x_of,
-                value,
-                factors,
-                what,
-                order,
-                "lines+markers" if numeric else "markers",
+                name, colors(arm), members, x_of, value, factors, what, order, mode
             )
-        panel_marks = marks(runs) if marks else []
         heading = where if where and len(values) == 1 else ", ".join(t for t in (what, where) if t)
-        out.append(Panel(heading, axis, Axis(what), traces, panel_marks))
+        out.append(Panel(heading, axis, Axis(what), traces, marks(runs) if marks else []))
     return FigureView(
-        key,
+        f"c{sc.claim.id}",
         title,
         out,
         columns=min(3, len(out)),
@@ -104,7 +105,6 @@ def by_factor(
 def over_training(
     sc: StoredClaim,
     colors: Colors,
-    key: str,
     title: str,
     curve: plots.Curve,
     what: str,
@@ -115,18 +115,14 @@ def over_training(
     """A curve over training steps, one panel per value of ``panels``, one series per
     arm: the mean over seeds with a band from the lowest to the highest seed."""
     factors = _factors(sc)
-    series = sc.claim.factor
     out = []
     for where, runs in _split(sc.runs, panels).items():
         traces = []
-        for arm, members in _split(runs, [series] if series else []).items():
-            value = arm.split("=", 1)[-1]
-            traces += plots.curve_traces(
-                arm_name(value), colors(value), members, curve, factors, what
-            )
+        for arm, members in _arms(runs, sc.claim.factor).items():
+            traces += plots.curve_traces(arm_name(arm), colors(arm), members, curve, factors, what)
         out.append(Panel(where or what, Axis("optimizer step"), Axis(what), traces, list(marks)))
     return FigureView(
-        key,
+        f"c{sc.claim.id}",
         title,
         out,
         columns=min(3, len(out)),
@@ -135,10 +131,25 @@ def over_training(
     )
 
 
+@dataclass(frozen=True)
+class FactorFigure:
+    """A claim's evidence that is measures against one factor (``by_factor``)."""
+
+    title: str
+    x: str
+    values: Sequence[Measure]
+    panels: Sequence[str] = ()
+    log_x: bool = False
+    x_title: str | None = None
+
+    def __call__(self, sc: StoredClaim, colors: Colors) -> list[FigureView]:
+        return [by_factor(sc, colors, self.title, self.x, self.values, panels=self.panels,
+                          log_x=self.log_x, x_title=self.x_title)]  # fmt: skip
+
+
 def _final(metric: str) -> Measure:
-    return f"final {metric.replace('_acc', ' accuracy').replace('_loss', ' loss')}", plots.final(
-        metric
-    )
+    what = metric.replace("_acc", " accuracy").replace("_loss", " loss")
+    return f"final {what}", plots.final(metric)
 
 
 def _convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
@@ -148,7 +159,6 @@ def _convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
         over_training(
             sc,
             colors,
-            "c1",
             "Validation accuracy over training",
             accuracy_curve,
             "validation accuracy",
@@ -163,26 +173,18 @@ def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
 
     def marks(runs: list[RunRecord]) -> list[Mark]:
         out = []
-        for arm, members in _split(runs, ["norm"]).items():
-            seeds = _split(members, ["seed"]).values()
-            logs = [v for v in (usable(s) for s in seeds) if math.isfinite(v)]
+        for arm, members in _arms(runs, "norm").items():
+            logs = [usable(seed) for seed in _arms(members, "seed").values()]
+            logs = [v for v in logs if math.isfinite(v)]
             if logs:
-                value = arm.split("=")[1]
-                out.append(
-                    Mark(
-                        "x",
-                        10 ** float(np.mean(logs)),
-                        f"{arm_name(value)}: largest usable",
-                        colors(value),
-                    )
-                )
+                at = 10 ** float(np.mean(logs))
+                out.append(Mark("x", at, f"{arm_name(arm)}: largest usable", colors(arm)))
         return out
 
     return [
         by_factor(
             sc,
             colors,
-            "c2",
             "Final validation accuracy against learning rate",
             "lr",
             [_final("val_acc")],
@@ -194,117 +196,21 @@ def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     ]
 
 
-def _deep_gradients(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    return [
-        by_factor(
-            sc,
-            colors,
-            "c3",
-            "Gradient imbalance against depth",
-            "hidden",
-            [("|log10 first/last hidden grad norm|", measures.gradient_imbalance)],
-            panels=("activation",),
-            x_title="hidden layers × width",
-        )
-    ]
-
-
-def _growth(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    return [
-        by_factor(
-            sc,
-            colors,
-            "c11",
-            "Gradient ratio at the first step against depth",
-            "hidden",
-            [("log10 first/last hidden grad norm, step 1", measures.first_step_ratio)],
-            panels=("activation",),
-            x_title="hidden layers × width",
-        )
-    ]
-
-
-def _regularization(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    return [
-        by_factor(
-            sc,
-            colors,
-            "c4",
-            "Train − test gap against batch size",
-            "batch_size",
-            [("train − test accuracy", measures.train_test_gap), _final("test_acc")],
-            log_x=True,
-            x_title="batch size",
-        )
-    ]
-
-
-def _initialization(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    return [
-        by_factor(
-            sc,
-            colors,
-            "c5",
-            "Final test accuracy against the init scale",
-            "init_scale",
-            [_final("test_acc")],
-            panels=("init",),
-            log_x=True,
-            x_title="init scale (× the scheme's)",
-        )
-    ]
-
-
-def _small_batches(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    discrepancy = (
-        "running − batch statistics accuracy",
-        measures.bn_probe_difference("running_acc", "batch_acc"),
-    )
-    return [
-        by_factor(
-            sc,
-            colors,
-            "c6",
-            "Accuracy against batch size per norm",
-            "batch_size",
-            [_final("test_acc"), discrepancy],
-            log_x=True,
-            x_title="batch size",
-        )
-    ]
-
-
 def _latency(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     factors = _factors(sc)
+    names = {str(r["name"]) for run in sc.runs for r in run.probes}
     panels = []
-    for name in sorted(
-        {
-            str(r["name"])
-            for run in sc.runs
-            for r in run.probes
-            if str(r["name"]).startswith("latency_bn_b")
-        }
-    ):
-        batch = name.removeprefix("latency_bn_b")
+    for batch in sorted(n.removeprefix("latency_bn_b") for n in names if "latency_bn_b" in n):
         traces: list[Trace] = []
-        for label, probe in (
-            ("BN", f"latency_bn_b{batch}"),
-            ("BN folded", f"latency_folded_b{batch}"),
-        ):
+        for label, form in (("BN", "bn"), ("BN folded", "folded")):
 
-            def value(run: RunRecord, probe: str = probe) -> float:
+            def value(run: RunRecord, probe: str = f"latency_{form}_b{batch}") -> float:
                 return run.last("inference", probe) * 1e6
 
             traces += plots.factor_traces(
-                label,
-                colors(label),
-                sc.runs,
-                lambda r, k=label: k,
-                value,
-                factors,
-                "µs per forward pass",
-                mode="bar",
-            )
+                label, colors(label), sc.runs, lambda r, k=label: k, value, factors,
+                "µs per forward pass", mode="bar",
+            )  # fmt: skip
         panels.append(
             Panel(f"inference batch {batch}", Axis("model"), Axis("µs per forward"), traces)
         )
@@ -335,7 +241,6 @@ def _covariate_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
         over_training(
             sc,
             colors,
-            "c8",
             "Internal covariate shift over training",
             _shift,
             "1 − cos(G, G′), mean over layers",
@@ -344,23 +249,9 @@ def _covariate_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     ]
 
 
-def _inputs(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    return [
-        by_factor(
-            sc,
-            colors,
-            "c9",
-            "Final test accuracy by input preprocessing",
-            "inputs",
-            [_final("test_acc")],
-            x_title="inputs",
-        )
-    ]
-
-
 def _ioffe_szegedy(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     fig = over_training(
-        sc, colors, "c10", "Ioffe & Szegedy's Figure 1", accuracy_curve, "validation accuracy"
+        sc, colors, "Ioffe & Szegedy's Figure 1", accuracy_curve, "validation accuracy"
     )
     first = fig.panels[0]
     panels = [Panel("(a) validation accuracy", first.x, first.y, first.traces)]
@@ -397,7 +288,7 @@ def _ioffe_szegedy(sc: StoredClaim, colors: Colors) -> list[FigureView]:
         )
     return [
         FigureView(
-            "c10",
+            fig.key,
             fig.title,
             panels,
             columns=3,
@@ -431,57 +322,67 @@ def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
     return unit, np.array(steps), values
 
 
-def _variance_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    return [
-        by_factor(
-            sc,
-            colors,
-            "c12",
-            "Dropout before BN vs at the block's end",
-            "batch_size",
-            [
-                _final("test_acc"),
-                (
-                    "running − precise BN accuracy",
-                    measures.bn_probe_difference("running_acc", "precise_acc"),
-                ),
-                ("variance shift (1 = none)", measures.variance_shift),
-            ],
-            panels=("dropout",),
-            log_x=True,
-            x_title="batch size",
-        )
-    ]
-
-
-def _generalization(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    return [
-        by_factor(
-            sc,
-            colors,
-            "c17",
-            "Final validation and test accuracy against batch size",
-            "batch_size",
-            [_final("val_acc"), _final("test_acc")],
-            panels=("inputs",),
-            log_x=True,
-            x_title="batch size",
-        )
-    ]
-
+BATCH_SIZE = {"x": "batch_size", "log_x": True, "x_title": "batch size"}
+DEPTH = {"x": "hidden", "panels": ("activation",), "x_title": "hidden layers × width"}
 
 EVIDENCE: dict[int, Builder] = {
     1: _convergence,
     2: _learning_rates,
-    3: _deep_gradients,
-    4: _regularization,
-    5: _initialization,
-    6: _small_batches,
+    3: FactorFigure(
+        "Gradient imbalance against depth",
+        values=[("|log10 first/last hidden grad norm|", measures.gradient_imbalance)],
+        **DEPTH,
+    ),
+    4: FactorFigure(
+        "Train − test gap against batch size",
+        values=[("train − test accuracy", measures.train_test_gap), _final("test_acc")],
+        **BATCH_SIZE,
+    ),
+    5: FactorFigure(
+        "Final test accuracy against the init scale",
+        "init_scale",
+        [_final("test_acc")],
+        panels=("init",),
+        log_x=True,
+        x_title="init scale (× the scheme's)",
+    ),
+    6: FactorFigure(
+        "Accuracy against batch size per norm",
+        values=[
+            _final("test_acc"),
+            (
+                "running − batch statistics accuracy",
+                measures.bn_probe_difference("running_acc", "batch_acc"),
+            ),
+        ],
+        **BATCH_SIZE,
+    ),
     7: _latency,
     8: _covariate_shift,
-    9: _inputs,
+    9: FactorFigure("Final test accuracy by input preprocessing", "inputs", [_final("test_acc")]),
     10: _ioffe_szegedy,
-    11: _growth,
-    12: _variance_shift,
-    17: _generalization,
+    11: FactorFigure(
+        "Gradient ratio at the first step against depth",
+        values=[("log10 first/last hidden grad norm, step 1", measures.first_step_ratio)],
+        **DEPTH,
+    ),
+    12: FactorFigure(
+        "Dropout before BN vs at the block's end",
+        values=[
+            _final("test_acc"),
+            (
+                "running − precise BN accuracy",
+                measures.bn_probe_difference("running_acc", "precise_acc"),
+            ),
+            ("variance shift (1 = none)", measures.variance_shift),
+        ],
+        panels=("dropout",),
+        **BATCH_SIZE,
+    ),
+    17: FactorFigure(
+        "Final validation and test accuracy against batch size",
+        values=[_final("val_acc"), _final("test_acc")],
+        panels=("inputs",),
+        **BATCH_SIZE,
+    ),
 }

@@ -70,13 +70,15 @@ def axis_values(values: Iterable[object]) -> list:
     return sorted(distinct) if numeric else distinct
 
 
+def value_text(run: RunRecord, factor: str) -> str:
+    """The run's value of ``factor`` as text (widths joined: "128-64")."""
+    v = getattr(run.config, factor)
+    return "-".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
 def describe(run: RunRecord, factors: Iterable[str]) -> str:
     """The run's values of ``factors``, e.g. "norm=batch, batch_size=32"."""
-    parts = []
-    for f in factors:
-        v = getattr(run.config, f)
-        parts.append(f"{f}={'-'.join(map(str, v)) if isinstance(v, tuple) else v}")
-    return ", ".join(parts)
+    return ", ".join(f"{f}={value_text(run, f)}" for f in factors)
 
 
 def tooltip(run: RunRecord, factors: Iterable[str], what: str, value: float | None = None) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from normlab.analysis.records import RunRecord
 from normlab.analysis.summary import StudySummary
 from normlab.claims.judge import ClaimResult
-from normlab.report.plots import describe, number
+from normlab.report.plots import number, value_text
 from normlab.report.views import Cell, TableView
 
 
@@ -131,7 +131,7 @@ def runs_table(runs: Sequence[RunRecord], factors: Sequence[str], key: str = "ru
             (
                 Cell(run.run_id),
                 Cell(run.status, style=run.status),
-                *(Cell(describe(run, [f]).split("=", 1)[1]) for f in factors),
+                *(Cell(value_text(run, f)) for f in factors),
                 Cell(str(run.config.seed), sort=run.config.seed),
                 *(_num(last.get(k)) for k in ("train_acc", "val_acc", "test_acc", "test_loss")),
                 Cell(str(len(run.epochs)), sort=len(run.epochs)),
