@@ -31,8 +31,8 @@ from normlab.experiments.spec import StudyError
 
 
 def test_every_claim_study_expands_at_every_budget():
-    assert sorted(CLAIMS) == [*range(1, 13), 17]  # the seed's claims, two parts
-    assert {c.id: c.part_of for c in CLAIMS.values() if c.part_of} == {11: 3, 12: 4}
+    assert sorted(CLAIMS) == [*range(1, 13), 14, 17, 18]  # the seed's claims, three parts
+    assert {c.id: c.part_of for c in CLAIMS.values() if c.part_of} == {11: 3, 12: 4, 18: 14}
     for claim in CLAIMS.values():
         sizes = [len(claim_study(claim, b).runs()) for b in ("quick", "standard", "full")]
         assert sizes[0] <= sizes[1] <= sizes[2], (claim.id, sizes)
@@ -199,7 +199,8 @@ def test_an_inconclusive_verdict_says_whether_seeds_would_settle_it():
 
 def test_only_brings_a_claims_parts_after_it():
     assert selected([4, 1]) == [1, 4, 12]
-    assert selected(list(CLAIMS)) == [1, 2, 3, 11, 4, 12, 5, 6, 7, 8, 9, 10, 17]
+    assert selected(list(CLAIMS)) == [1, 2, 3, 11, 4, 12, 5, 6, 7, 8, 9, 10, 14, 18, 17]
+    assert selected([14]) == [14, 18]
     with pytest.raises(ValueError, match="no claim 13"):
         selected([13])
 
@@ -213,9 +214,12 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     verdicts = json.loads(result.output[result.output.index("[") :])
     assert [v["id"] for v in verdicts] == [4, 12]  # 12 is claim 4's second part
     keys = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "p_corrected", "runs",
-            "detectable_effect", "seeds_needed"}  # fmt: skip
+            "detectable_effect", "seeds_needed", "regime"}  # fmt: skip
     four = verdicts[0]
     assert set(four) == keys and four["runs"] == 6 and four["ci_low"] <= four["effect"]
+    # the regime: quick's three epochs of the seed's network at batch 128, 3 seeds
+    assert four["regime"] == {"datasets": ["mnist"], "models": ["MLP 1×512"], "epochs": [3],
+                              "steps": [1287], "seeds": 3}  # fmt: skip
     # one comparison (batch 128): the verdict is the rule applied to it
     lead = Comparison(four["effect"], four["ci_low"], four["ci_high"], 0.0, "", 3, 3, True)
     assert four["verdict"] == verdict([lead], [four["p_corrected"]], CLAIMS[4].rule)
@@ -223,10 +227,11 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     again = runner.invoke(app, ["claims", "--only", "4", "--db", db])
     assert again.exit_code == 0 and "6 already finished, 0 to train" in again.output
     assert verdicts[0]["verdict"] in again.output
-    assert "diverged runs: none 0/3, batch 0/3" in again.output  # an outcome, shown
-    assert "diverged runs: before 0/3, after 0/3" in again.output  # claim 12's arms
+    # divergence is an outcome, shown for claim 4 and its part 12
+    assert again.output.count("diverged: none of 6 runs") == 2
     assert "context, batch_size=128, dropout=0.5, variance shift" in again.output
     assert "4. BN has a regularizing effect" in again.output  # the claim, under the table
+    assert "regime: mnist, MLP 1×512, 3 epochs (1,287 steps), 3 seeds" in again.output
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from normlab.report.build import study_report, write_report
 from normlab.report.evidence import percentile_curves
 from normlab.report.header import reproduce_command
 from normlab.report.plots import downsample, number
-from normlab.report.tables import interval
+from normlab.report.tables import divergence, interval
 from normlab.store.db import Store
 
 STUDY = """
@@ -182,6 +182,8 @@ def test_numbers_read_as_people_write_them():
     assert interval(-0.0123, -0.0201, -0.00496) == "-0.012 [-0.020, -0.005]"
     assert interval(-125.0, -162.0, -100.0) == "-125 [-162, -100]"
     assert interval(float("-inf"), float("nan"), float("nan")) == "−∞"
+    assert divergence({"none": (0, 3), "batch": (0, 3)}) == "none of 6 runs"
+    assert divergence({"none": (2, 3), "batch": (0, 3)}) == "no norm 2 of 3 (2 of 6 runs)"
     x, y = downsample(list(range(1000)), [float(i) for i in range(1000)], 50)
     assert len(x) == 50 and x[0] == 0 and x[-1] == 999 and y[-1] == 999
     assert y[1] == pytest.approx(np.mean(range(20, 40)))  # a bucket's mean
@@ -311,7 +313,7 @@ def test_claims_report_says_what_is_not_run(claims_db, tmp_path):
     assert done.exit_code == 0, done.output
     assert "missing: claim 1: not run" in done.output and "claim 4" not in done.output
     page = (tmp_path / "all.html").read_text()
-    assert "3 judged of 13" in page
+    assert "3 judged of 15" in page
     assert "<code>normlab claims --budget quick --only 3</code> runs its study" in page
 
 

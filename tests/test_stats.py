@@ -92,7 +92,24 @@ def test_verdict_rules():
     # direction -1: the claim predicts a lower value (e.g. fewer steps to a target)
     assert verdict([big_down], [0.01], Rule(direction=-1, min_effect=0.005)) == "supported"
     with pytest.raises(ValueError, match="direction"):
-        Rule(direction=0, min_effect=0.1)
+        Rule(direction=2, min_effect=0.1)
+
+
+def test_verdict_rules_for_either_direction_and_for_absence():
+    big_up, big_down = _c(0.02, 0.01, 0.03), _c(-0.02, -0.03, -0.01)
+    tiny, wide = _c(0.001, -0.002, 0.003), _c(0.001, -0.02, 0.03)
+    either = Rule(direction=0, min_effect=0.005)
+    # an effect that matters either way supports "the choice matters", even both ways
+    assert verdict([big_up, big_down], [0.01, 0.01], either) == "supported"
+    assert verdict([big_down, tiny], [0.01, 0.5], either) == "supported"
+    assert verdict([tiny, tiny], [0.5, 0.5], either) == "refuted"  # both ends within ±0.005
+    assert verdict([tiny, _c(-0.001, -0.006, 0.003)], [0.5, 0.5], either) == "inconclusive"
+    assert verdict([wide], [0.6], either) == "inconclusive"
+    # "nothing beats the default by 0.005": the default − alternative is never below it
+    absent = Rule(direction=-1, min_effect=0.005, absent=True)
+    assert verdict([big_up, tiny], [0.01, 0.5], absent) == "supported"
+    assert verdict([big_up, big_down], [0.01, 0.01], absent) == "refuted"
+    assert verdict([wide], [0.6], absent) == "inconclusive"
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scipy's 0/0 on the way to NaN

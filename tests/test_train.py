@@ -255,3 +255,25 @@ def test_probes_and_mid_epoch_evaluation_leave_training_unchanged():
     assert [e[0] for e in evals] == list(range(4, 33, 4))
     assert [e[1] for e in evals][:2] == [0.25, 0.5]
     assert all(b[2] > a[2] for a, b in itertools.pairwise(evals))  # time only grows
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_frozen_gain_and_shift_stay_while_learned_ones_move(activation):
+    """``norm_affine=False`` keeps γ at its initial gain and β at 0 through training (no
+    optimizer sees them); learned ones start at the gain and move. Both paths: ReLU's
+    fused CPU kernel and PyTorch's ops (tanh)."""
+    splits = synthetic_splits()
+    for affine in (False, True):
+        settings = NormSettings(affine=affine, gain=0.5)
+        spec = MLPSpec(
+            12, (32,), 3, activation=activation, norm="batch", dropout=0.2, norm_settings=settings
+        )
+        model, results = _train(spec, splits, [0, 1], [1e-2, 1e-2])
+        norm = model.norms[0]
+        assert [n for n, _ in norm.named_parameters()] == (["weight", "bias"] if affine else [])
+        if affine:
+            assert not torch.allclose(norm.weight, torch.full_like(norm.weight, 0.5))
+        else:
+            assert torch.equal(norm.weight, torch.full_like(norm.weight, 0.5))
+            assert torch.equal(norm.bias, torch.zeros_like(norm.bias))
+        assert results[0].epochs[-1].val_acc > 0.6

@@ -60,8 +60,9 @@ class Claim:
     across: str | None = None
     # the factor that tells the arms apart, the arm's value of it, and the baselines the
     # verdict compares the arm with. Without a factor every run is the arm, and its
-    # measure (a difference within the run, e.g. a log ratio) is set against 0.
-    factor: str | None = "norm"
+    # measure (a difference within the run, e.g. a log ratio) is set against 0. Several
+    # fields together name an arm "field=value, field=value".
+    factor: str | tuple[str, ...] | None = "norm"
     arm: str = "batch"
     baselines: tuple[str, ...] = ("none",)
     # Comparisons shown beside the verdict but outside it (and outside its Holm
@@ -76,9 +77,18 @@ class Claim:
     # a few words for tables that must fit 80 columns (the claim itself goes below)
     title: str = ""
 
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """The fields that tell the arms apart."""
+        return (self.factor,) if isinstance(self.factor, str) else (self.factor or ())
+
     def arm_of(self, config: RunConfig) -> str:
         """Which arm a run of the claim's study belongs to."""
-        return self.arm if self.factor is None else str(getattr(config, self.factor))
+        if isinstance(self.factor, str):
+            return str(getattr(config, self.factor))
+        if self.factor is None:
+            return self.arm
+        return ", ".join(f"{f}={getattr(config, f)}" for f in self.factor)
 
     def check(self, runs: list[RunConfig], source: str) -> None:
         """Fail with a clear message unless ``runs`` (the claim's study) hold the arm and
@@ -87,10 +97,13 @@ class Claim:
             arms = {self.arm_of(c) for c in runs}
             missing = [a for a in (self.arm, *self.baselines) if a not in arms]
             if missing:
-                raise ClaimError(
-                    f"claim {self.id}: {source} has no run with {self.factor}={missing[0]!r}"
+                arm = (
+                    f"{self.factor}={missing[0]!r}"
+                    if isinstance(self.factor, str)
+                    else (f"the arm {missing[0]!r}")
                 )
-        handled = {"seed", *self.by, *(f for f in (self.factor, self.across) if f)}
+                raise ClaimError(f"claim {self.id}: {source} has no run with {arm}")
+        handled = {"seed", *self.by, *self.factors, *([self.across] if self.across else [])}
         dumps = [c.model_dump(mode="json") for c in runs]
         for name in RunConfig.model_fields:
             if name not in handled and len({repr(d[name]) for d in dumps}) > 1:
@@ -99,6 +112,16 @@ class Claim:
                     f"compares by, spans nor tells its arms apart with"
                 )
 
+
+# Claim 14's settings of BN's gain and shift: learned or frozen, γ starting at each gain.
+GAMMA_BETA = ("norm_affine", "norm_gain")
+DEFAULT_GAMMA_BETA = "norm_affine=True, norm_gain=1.0"
+OTHER_GAMMA_BETA = tuple(
+    f"norm_affine={a}, norm_gain={g}"
+    for a in (True, False)
+    for g in (0.1, 0.5, 1.0, 2.0)
+    if f"norm_affine={a}, norm_gain={g}" != DEFAULT_GAMMA_BETA
+)
 
 CLAIMS: dict[int, Claim] = {
     c.id: c
@@ -261,6 +284,36 @@ CLAIMS: dict[int, Claim] = {
             context_measures={"variance shift (1 = none)": variance_shift},
             part_of=4,
             title="dropout before BN",
+        ),
+        Claim(
+            14,
+            "BN's γ and β are hyperparameters that need tuning: the choice matters",
+            "14-gamma-beta",
+            "final test accuracy of BN networks, the default (γ, β learned from 1 and 0) "
+            "− each other setting (γ starting at 0.1, 0.5 or 2, or γ, β frozen at their "
+            "start); either sign counts",
+            {"": final_test_accuracy},
+            Rule(direction=0, min_effect=0.002),
+            by=(),
+            factor=GAMMA_BETA,
+            arm=DEFAULT_GAMMA_BETA,
+            baselines=OTHER_GAMMA_BETA,
+            title="γ, β need tuning",
+        ),
+        Claim(
+            18,
+            "… though the defaults work well: no other γ, β setting beats them (part 2 of 14)",
+            "14-gamma-beta",
+            "final test accuracy of BN networks, the default (γ, β learned from 1 and 0) "
+            "− each other setting (negative = that setting better)",
+            {"": final_test_accuracy},
+            Rule(direction=-1, min_effect=0.002, absent=True),
+            by=(),
+            factor=GAMMA_BETA,
+            arm=DEFAULT_GAMMA_BETA,
+            baselines=OTHER_GAMMA_BETA,
+            part_of=14,
+            title="γ, β defaults work",
         ),
         Claim(
             17,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from normlab.analysis.power import detectable_effect, seeds_needed
 from normlab.analysis.records import RunRecord, records
+from normlab.analysis.regime import Regime, regime
 from normlab.analysis.stats import Comparison, compare, holm
-from normlab.analysis.verdict import Rule, counts, rules_out, verdict
+from normlab.analysis.verdict import Rule, aligned, counts, rules_out, verdict
 from normlab.claims.definitions import Claim, ClaimError
 from normlab.store.db import Store
 
@@ -47,6 +48,7 @@ class ClaimResult:
     detectable: dict[str, float] = field(default_factory=dict)
     seeds_needed: int | None = None
     power: str = ""  # what the power says of this verdict, in a sentence
+    regime: Regime | None = None  # the data, models, training and seeds judged
 
     def as_json(self) -> dict[str, object]:
         """The keys of ``normlab claims --json`` (NaN becomes null)."""
@@ -61,6 +63,7 @@ class ClaimResult:
             "runs": self.runs,
             "detectable_effect": self.detectable.get(self.lead, math.nan),
             "seeds_needed": self.seeds_needed,
+            "regime": self.regime.as_json() if self.regime else None,
         }
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
 
@@ -116,6 +119,8 @@ def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
 
     values = measured(claim.measures)
     result = judge_values(claim, values, len(runs), measured(claim.context_measures))
+    judged = (claim.arm, *claim.baselines)
+    result = replace(result, regime=regime([r for r in runs if claim.arm_of(r.config) in judged]))
     result.diverged.update({arm: (d, n) for arm, (d, n) in diverged.items()})
     result.notes.extend(_missing(values))
     if claim.note is not None:
@@ -168,9 +173,15 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
     comparisons = [(label, c, p) for (label, c), p in zip(labelled, corrected, strict=True)]
     result = verdict([c for _, c, _ in comparisons], corrected, claim.rule)
     # Report the comparison the verdict leans on most: the smallest corrected p (among
-    # equals, one with a finite effect, which says more than "never reached").
+    # equals, one with a finite effect, which says more than "never reached"); for a
+    # claim of absence, the one whose interval reaches furthest the way it rules out.
     ranked = sorted(
-        comparisons, key=lambda t: (math.isnan(t[2]), t[2], not math.isfinite(t[1].effect))
+        comparisons,
+        key=lambda t: (
+            (-_reach(t[1], claim.rule),)
+            if claim.rule.absent
+            else (math.isnan(t[2]), t[2], not math.isfinite(t[1].effect))
+        ),
     )
     label, lead, p = ranked[0] if ranked else ("", None, math.nan)
     # the level the smallest of the family's Holm-corrected p-values must beat
@@ -202,6 +213,12 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
     )
 
 
+def _reach(c: Comparison, rule: Rule) -> float:
+    """How far a comparison's interval reaches in the rule's direction (NaN: not at all)."""
+    end = max(aligned(c.ci_low, rule), aligned(c.ci_high, rule))
+    return end if math.isfinite(end) else -math.inf
+
+
 def power_sentence(
     comparisons: list[tuple[str, Comparison, float]],
     detectable: dict[str, float],
@@ -213,8 +230,8 @@ def power_sentence(
     counting nor ruling the effect out), with how many would detect ``min_effect`` at
     80% power; or an effect that lies near the size that matters. ``detectable`` is each
     comparison's detectable effect at ``alpha``, by label."""
-    counting = [c.effect * rule.direction for _, c, p in comparisons if counts(c, p, rule)]
-    if counting:
+    counting = [aligned(c.effect, rule) for _, c, p in comparisons if counts(c, p, rule)]
+    if counting and not rule.absent:  # (absent: only counts against it leave it open)
         agree = sum(e > 0 for e in counting)
         return (
             f"its comparisons disagree: {agree} count in the claimed direction and "

@@ -46,6 +46,8 @@ _LATER_FIELDS = {
     "model": "mlp",
     "channels": [32, 64],
     "kernel": 3,
+    "norm_affine": True,
+    "norm_gain": 1.0,
 }
 
 
@@ -67,6 +69,10 @@ class RunConfig(BaseModel):
     activation: ActivationName = "relu"
     norm: Norm = "none"
     norm_position: Position = "before"
+    norm_affine: bool = Field(
+        True, description="learn the norm's gain γ and shift β (false: frozen at their start)"
+    )
+    norm_gain: float = Field(1.0, gt=0.0, description="the norm's initial gain γ")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="after each dense hidden layer")
     dropout_position: Position = Field(
         "after",
@@ -124,6 +130,8 @@ class RunConfig(BaseModel):
         if problem:
             raise ValueError(problem)
         kind = NORMS[self.norm]
+        if kind.layer is None and (not self.norm_affine or self.norm_gain != 1.0):
+            raise ValueError("norm_affine and norm_gain need a norm; norm 'none' has no γ, β")
         if kind.batch_statistics and self.batch_size < 2:
             raise ValueError(f"norm {self.norm!r} needs batch_size >= 2, got {self.batch_size}")
         units = self.family.units(self)
@@ -189,6 +197,8 @@ class RunConfig(BaseModel):
             unbiased_running_var=sem.bn_unbiased_running_var,
             groups=self.groups,
             ghost_batch_size=self.ghost_batch_size,
+            affine=self.norm_affine,
+            gain=self.norm_gain,
         )
 
 

@@ -70,6 +70,16 @@ class ModelFamily(Protocol):
     def forward_flops(self, spec: Any) -> int:
         """Floating-point operations of one example's forward pass."""
 
+    def describe(self, settings: ModelSettings) -> str:
+        """The architecture in a few characters, e.g. "MLP 1×512"."""
+
+
+def widths(layers: Sequence[int]) -> str:
+    """Layer widths as people write them: "3×100" when uniform, else "512-256"."""
+    if layers and len(set(layers)) == 1:
+        return f"{len(layers)}×{layers[0]}"
+    return "-".join(map(str, layers)) or "0"
+
 
 def get_family(name: str) -> ModelFamily:
     """The family registered as ``name``; a ValueError lists the known ones."""

@@ -47,12 +47,19 @@ class NoNorm(nn.Identity):
 
 
 class _Affine(nn.Module):
-    """Per-member, per-unit gain (and optionally shift)."""
+    """Per-member, per-unit gain γ (and optionally shift β), starting at the settings'
+    gain and 0. Frozen (``affine=False``) they are buffers: no optimizer sees them."""
 
-    def __init__(self, k: int, units: int, *, shift: bool = True) -> None:
+    def __init__(self, k: int, units: int, settings: NormSettings, *, shift: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(k, units))
-        self.bias = nn.Parameter(torch.zeros(k, units)) if shift else None
+        weight = torch.full((k, units), float(settings.gain))
+        bias = torch.zeros(k, units) if shift else None
+        if settings.affine:
+            self.weight = nn.Parameter(weight)
+            self.bias = None if bias is None else nn.Parameter(bias)
+        else:
+            self.register_buffer("weight", weight)
+            self.register_buffer("bias", bias)
 
     def affine(self, x: torch.Tensor) -> torch.Tensor:
         y = x * _broadcast(self.weight, x)
@@ -65,7 +72,7 @@ class BatchNorm(_Affine):
     kind: NormKind = NORMS["batch"]
 
     def __init__(self, k: int, units: int, settings: NormSettings) -> None:
-        super().__init__(k, units)
+        super().__init__(k, units, settings)
         self.settings = settings
         self.register_buffer("running_mean", torch.zeros(k, units))
         self.register_buffer("running_var", torch.ones(k, units))
@@ -201,7 +208,7 @@ class GroupNorm(_Affine):
     kind: NormKind = NORMS["group"]
 
     def __init__(self, k: int, units: int, settings: NormSettings, groups: int | None = None):
-        super().__init__(k, units)
+        super().__init__(k, units, settings)
         self.groups = settings.groups if groups is None else groups
         if units % self.groups:
             raise ValueError(f"groups {self.groups} must divide the layer width {units}")
@@ -234,7 +241,7 @@ class RMSNorm(_Affine):
     kind: NormKind = NORMS["rms"]
 
     def __init__(self, k: int, units: int, settings: NormSettings) -> None:
-        super().__init__(k, units, shift=False)
+        super().__init__(k, units, settings, shift=False)
         self.eps = settings.eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

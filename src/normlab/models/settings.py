@@ -20,6 +20,8 @@ class NormSettings:
     renorm_rmax: float = 3.0
     renorm_dmax: float = 5.0
     renorm_ramp_steps: int = 5000
+    affine: bool = True  # learn the gain γ and shift β; False: frozen at their start
+    gain: float = 1.0  # γ's initial value (β starts at 0)
 
 
 @dataclass(frozen=True, kw_only=True)

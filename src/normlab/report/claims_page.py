@@ -4,14 +4,14 @@ say."""
 
 from __future__ import annotations
 
-from normlab.analysis.verdict import counts
+from normlab.analysis.verdict import aligned, counts
 from normlab.claims.judge import ClaimResult
 from normlab.claims.stored import StoredClaim
 from normlab.report.evidence import EVIDENCE
 from normlab.report.header import run_facts
 from normlab.report.plots import number
 from normlab.report.style import Colors, arm_name
-from normlab.report.tables import comparisons_table, interval, verdict_table
+from normlab.report.tables import comparisons_table, divergence, interval, verdict_table
 from normlab.report.views import Header, Page, Section
 
 
@@ -21,13 +21,25 @@ def rule_sentence(sc: StoredClaim) -> str:
     rule = c.rule
     arm = arm_name(c.arm) if c.factor else "the measure"
     base = " and ".join(arm_name(b) for b in c.baselines) if c.factor else "0"
-    sign = "above" if rule.direction > 0 else "below"
+    if len(c.baselines) > 3:
+        base = f"each of {len(c.baselines)} others (the comparisons below)"
+    sign = {1: "above", -1: "below", 0: "apart from"}[rule.direction]
+    counting = (
+        f"a comparison counts when its Holm-corrected p < {rule.alpha:g} and its effect is "
+        f"at least {rule.min_effect:g}"
+    )
+    if rule.absent:
+        return (
+            f"Rule: the claim predicts {arm} not {sign} {base} by {rule.min_effect:g} or "
+            f"more in {c.outcome}; {counting}; supported when every interval excludes an "
+            "effect of that size that way, refuted when comparisons count and all lie "
+            "that way, else inconclusive."
+        )
     return (
-        f"Rule: the claim predicts {arm} {sign} {base} in {c.outcome}; a comparison "
-        f"counts when its Holm-corrected p < {rule.alpha:g} and its effect is at least "
-        f"{rule.min_effect:g}; supported when all that count agree with the claim, "
-        "refuted when all disagree or every interval excludes an effect of that size "
-        "in the claimed direction, else inconclusive."
+        f"Rule: the claim predicts {arm} {sign} {base} in {c.outcome}; {counting}; "
+        "supported when all that count agree with the claim, refuted when all disagree "
+        "or every interval excludes an effect of that size in the claimed direction, else "
+        "inconclusive."
     )
 
 
@@ -36,7 +48,8 @@ def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
     if not r.comparisons:
         return ["No comparison could be made: the study has no finished runs in both arms."]
     label, c, p = next(t for t in r.comparisons if t[0] == r.lead)
-    where = f"At {label}, " if label else ""
+    group = label.rsplit("vs ", 1)[0].rstrip(", ")  # the factors' values, without "vs"
+    where = f"At {group}, " if group else ""
     effect = (
         f"{interval(c.effect, c.ci_low, c.ci_high)} ({c.test}, Holm-corrected p {number(p, 2)})"
     )
@@ -55,7 +68,7 @@ def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
         )
     rule = claim.rule
     counting = [cc.effect for _, cc, pp in r.comparisons if counts(cc, pp, rule)]
-    agree = sum(e * rule.direction > 0 for e in counting)
+    agree = sum(aligned(e, rule) > 0 for e in counting)
     tally = (
         f"{len(counting)} of {len(r.comparisons)} comparisons count (p < {rule.alpha:g} "
         f"and |effect| ≥ {rule.min_effect:g})"
@@ -92,10 +105,7 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
         )
     notes = [rule_sentence(sc)]
     if r.diverged:
-        notes.append(
-            "Diverged runs: "
-            + ", ".join(f"{arm_name(a)} {d} of {n}" for a, (d, n) in r.diverged.items())
-        )
+        notes.append(f"Diverged: {divergence(r.diverged)}.")
     notes += r.notes
     try:
         figures = EVIDENCE[c.id](sc, colors) if sc.runs else []
@@ -155,9 +165,11 @@ def claims_page(stored: list[StoredClaim], budget: str, db: str, only: str = "")
             tables=[table],
             notes=[
                 "Effect: the comparison the verdict leans on most (smallest "
-                "corrected p), in the claim's own units; see each claim below. Detectable: "
-                "the smallest effect that comparison detects with 80% power at its number "
-                "of seeds (docs/STATISTICS.md)."
+                "corrected p; for a claim that an effect is absent, the comparison that "
+                "comes closest to it), in the claim's own units; see each claim below. "
+                "Detectable: the smallest effect that comparison detects with 80% power at "
+                "its number of seeds (docs/STATISTICS.md). Regime: the data, models, "
+                "training length and seeds the verdict rests on."
             ],
         )
     ]

@@ -174,16 +174,17 @@ def claims_table(results: Sequence[ClaimResult], budget: str) -> Table:
     """One row per claim, 80 columns wide: short title, verdict, the leading effect with
     its interval, p and runs (the budget is in the title; the claim itself below)."""
     view = tables.verdict_table(results, budget)
-    return table(view, skip=("budget", "detectable"), compact=True)
+    return table(view, skip=("regime", "detectable"), compact=True)
 
 
 def claim_details(r: ClaimResult) -> list[str]:
     """The lines under the table for one claim: its outcome, diverged runs, every
     comparison, the context comparisons and the notes."""
     lines = [f"{r.id}. {r.claim}", f"   effect: {r.outcome}"]
+    if r.regime:
+        lines.append(f"   regime: {r.regime.text()}")
     if r.diverged:
-        counts = ", ".join(f"{arm} {d}/{n}" for arm, (d, n) in r.diverged.items())
-        lines.append(f"   diverged runs: {counts}")
+        lines.append(f"   diverged: {tables.divergence(r.diverged)}")
     for label, c, p in r.comparisons:
         effect = interval(c.effect, c.ci_low, c.ci_high)
         lines.append(f"   {label}: {effect} ({c.test}, Holm p {number(p, 2)})")

@@ -19,6 +19,7 @@ from normlab.analysis.records import RunRecord, accuracy_curve
 from normlab.claims import measures
 from normlab.claims.judge import factor_value
 from normlab.claims.stored import StoredClaim
+from normlab.experiments.config import RunConfig
 from normlab.report import plots
 from normlab.report.style import Colors, arm_name
 from normlab.report.views import Axis, FigureView, Mark, Panel, Trace
@@ -37,13 +38,18 @@ def _split(runs: list[RunRecord], fields: Sequence[str]) -> dict[str, list[RunRe
     return out
 
 
-def _arms(runs: list[RunRecord], field: str | None) -> dict[str, list[RunRecord]]:
-    """Runs by their value of the arm ``field`` (the claim's factor; all runs under ""
-    when the claim has none), in the order first seen: a panel's series."""
+def _arms(runs: list[RunRecord], arm_of: Callable[[RunConfig], str]) -> dict[str, list[RunRecord]]:
+    """Runs by their arm (``arm_of`` a run's configuration), in the order first seen: a
+    panel's series."""
     out: dict[str, list[RunRecord]] = {}
     for run in runs:
-        out.setdefault(str(getattr(run.config, field)) if field else "", []).append(run)
+        out.setdefault(arm_of(run.config), []).append(run)
     return out
+
+
+def _claim_arms(sc: StoredClaim, runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """``runs`` by the claim's arm (all under "" when the claim has no factor)."""
+    return _arms(runs, sc.claim.arm_of if sc.claim.factor else lambda _: "")
 
 
 def _factors(sc: StoredClaim) -> list[str]:
@@ -64,9 +70,12 @@ def by_factor(
     log_x: bool = False,
     x_title: str | None = None,
     marks: Callable[[list[RunRecord]], list[Mark]] | None = None,
+    series: str | None = None,
+    series_names: dict[str, str] | None = None,
 ) -> FigureView:
     """Each measure against the factor ``x``, one panel per measure and value of
-    ``panels``, one series per arm (value of the claim's factor)."""
+    ``panels``, one series per arm (value of the claim's factor) or per value of the
+    field ``series`` ("field=value", or its name in ``series_names``)."""
     factors = _factors(sc)
     numeric = not isinstance(factor_value(getattr(sc.runs[0].config, x)), str)
 
@@ -85,8 +94,13 @@ def by_factor(
     out = []
     for (where, runs), (what, value) in itertools.product(_split(sc.runs, panels).items(), values):
         traces = []
-        for arm, members in _arms(runs, sc.claim.factor).items():
-            name = arm_name(arm) if arm else "all runs"
+        arms = (
+            _claim_arms(sc, runs)
+            if series is None
+            else _arms(runs, lambda c: f"{series}={getattr(c, series)}")
+        )
+        for arm, members in arms.items():
+            name = (series_names or {}).get(arm) or (arm_name(arm) if arm else "all runs")
             traces += plots.factor_traces(
                 name, colors(arm), members, x_of, value, factors, what, order, mode
             )
@@ -118,7 +132,7 @@ def over_training(
     out = []
     for where, runs in _split(sc.runs, panels).items():
         traces = []
-        for arm, members in _arms(runs, sc.claim.factor).items():
+        for arm, members in _claim_arms(sc, runs).items():
             traces += plots.curve_traces(arm_name(arm), colors(arm), members, curve, factors, what)
         out.append(Panel(where or what, Axis("optimizer step"), Axis(what), traces, list(marks)))
     return FigureView(
@@ -141,10 +155,13 @@ class FactorFigure:
     panels: Sequence[str] = ()
     log_x: bool = False
     x_title: str | None = None
+    series: str | None = None
+    series_names: dict[str, str] | None = None
 
     def __call__(self, sc: StoredClaim, colors: Colors) -> list[FigureView]:
         return [by_factor(sc, colors, self.title, self.x, self.values, panels=self.panels,
-                          log_x=self.log_x, x_title=self.x_title)]  # fmt: skip
+                          log_x=self.log_x, x_title=self.x_title, series=self.series,
+                          series_names=self.series_names)]  # fmt: skip
 
 
 def _final(metric: str) -> Measure:
@@ -173,7 +190,7 @@ def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
 
     def marks(runs: list[RunRecord]) -> list[Mark]:
         out = []
-        for arm, members in _arms(runs, "norm").items():
+        for arm, members in _arms(runs, lambda c: c.norm).items():
             logs = [usable(seed) for seed in _arms(members, "seed").values()]
             logs = [v for v in logs if math.isfinite(v)]
             if logs:
@@ -323,6 +340,15 @@ def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
 
 
 BATCH_SIZE = {"x": "batch_size", "log_x": True, "x_title": "batch size"}
+GAMMA = FactorFigure(
+    "Final test accuracy against BN's initial γ, learned or frozen",
+    "norm_gain",
+    [_final("test_acc")],
+    log_x=True,
+    x_title="initial γ (β starts at 0)",
+    series="norm_affine",
+    series_names={"norm_affine=True": "γ, β learned", "norm_affine=False": "γ, β frozen"},
+)
 DEPTH = {"x": "hidden", "panels": ("activation",), "x_title": "hidden layers × width"}
 
 EVIDENCE: dict[int, Builder] = {
@@ -379,6 +405,8 @@ EVIDENCE: dict[int, Builder] = {
         panels=("dropout",),
         **BATCH_SIZE,
     ),
+    14: GAMMA,
+    18: GAMMA,
     17: FactorFigure(
         "Final validation and test accuracy against batch size",
         values=[_final("val_acc"), _final("test_acc")],

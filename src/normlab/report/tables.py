@@ -10,6 +10,7 @@ from normlab.analysis.records import RunRecord
 from normlab.analysis.summary import StudySummary
 from normlab.claims.judge import ClaimResult
 from normlab.report.plots import number, value_text
+from normlab.report.style import arm_name
 from normlab.report.views import Cell, TableView
 
 
@@ -36,6 +37,15 @@ def interval(effect: float, low: float, high: float) -> str:
         if len(text) <= INTERVAL_WIDTH or decimals == 0:
             return text
         decimals -= 1
+
+
+def divergence(diverged: dict[str, tuple[int, int]]) -> str:
+    """How many runs diverged, naming the arms that have any (arm -> (diverged, runs))."""
+    total, runs = (sum(v[i] for v in diverged.values()) for i in (0, 1))
+    if not total:
+        return f"none of {runs} runs"
+    some = [f"{arm_name(a)} {d} of {n}" for a, (d, n) in diverged.items() if d]
+    return ", ".join(some) + f" ({total} of {runs} runs)"
 
 
 def summary_table(summary: StudySummary, title: str) -> TableView:
@@ -65,7 +75,7 @@ def summary_table(summary: StudySummary, title: str) -> TableView:
 
 def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
     """One row per claim: its short title, verdict, leading effect with its interval,
-    Holm-corrected p, runs and budget."""
+    Holm-corrected p, runs, detectable effect and regime (the budget is the title's)."""
     rows = [
         (
             Cell(str(r.id), sort=r.id),
@@ -75,11 +85,11 @@ def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
             _num(r.p_corrected, 2),
             Cell(str(r.runs), sort=r.runs),
             _num(r.detectable.get(r.lead, math.nan), 3),
-            Cell(budget),
+            Cell(r.regime.text() if r.regime else ""),
         )
         for r in results
     ]
-    columns = ("#", "claim", "verdict", "effect [95% CI]", "Holm p", "runs", "detectable", "budget")
+    columns = ("#", "claim", "verdict", "effect [95% CI]", "Holm p", "runs", "detectable", "regime")
     numeric = frozenset(("#", "Holm p", "runs", "detectable"))
     return TableView("verdicts", f"claims, {budget} budget", columns, rows, numeric)
 

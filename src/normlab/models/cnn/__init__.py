@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from normlab.models.cnn.spec import CNNSpec
-from normlab.models.family import DataShape, ModelSettings
+from normlab.models.family import DataShape, ModelSettings, widths
 from normlab.models.settings import BlockSpec
 
 
@@ -60,6 +60,10 @@ class CNNFamily:
 
     def forward_flops(self, spec: CNNSpec) -> int:
         return spec.conv_flops() + 2 * (spec.parameters - spec.conv_parameters)
+
+    def describe(self, settings: ModelSettings) -> str:
+        conv = "-".join(map(str, settings.channels))
+        return f"CNN {conv} + {widths(settings.hidden)}" if settings.hidden else f"CNN {conv}"
 
 
 EVAL_ROWS = 250  # examples per evaluation pass: conv maps are large (StackedCNN.eval_chunk)

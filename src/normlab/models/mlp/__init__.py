@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from normlab.models.family import EVAL_CHUNK, DataShape, ModelSettings
+from normlab.models.family import EVAL_CHUNK, DataShape, ModelSettings, widths
 from normlab.models.mlp.spec import MLPSpec
 from normlab.models.settings import BlockSpec
 
@@ -63,6 +63,9 @@ class MLPFamily:
         """Floating-point operations of one example's forward pass (a multiply-add per
         weight, two per parameter counting the biases as the estimate always has)."""
         return 2 * spec.parameters
+
+    def describe(self, settings: ModelSettings) -> str:
+        return f"MLP {widths(settings.hidden)}"
 
 
 FAMILY = MLPFamily()
