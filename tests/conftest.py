@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -66,3 +67,18 @@ def mnist_small(mnist_raw):
         mnist_raw.y_test[:1000],
     )
     return prepare(small, "scaled", val_size=500)
+
+
+@pytest.fixture(scope="session")
+def claims_db(tmp_path_factory, data_root):
+    """Claims 4 (with its part 12) and 9 judged at the quick budget on real MNIST, and
+    their verdicts as ``normlab claims --json`` printed them."""
+    from typer.testing import CliRunner
+
+    from normlab.cli import app
+
+    db = tmp_path_factory.mktemp("claims") / "c.db"
+    args = ["claims", "--only", "4,9", "--json", "--db", str(db), "--data-dir", str(data_root)]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    return db, json.loads(done.output[done.output.index("[") :])

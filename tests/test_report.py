@@ -294,17 +294,6 @@ def _check_page(page, visit, shot: Path) -> dict[str, int]:
     return drawn
 
 
-@pytest.fixture(scope="module")
-def claims_db(tmp_path_factory, data_root):
-    """Claims 4 (with its part 12) and 9 judged at the quick budget on real MNIST, and
-    their verdicts as ``normlab claims --json`` printed them."""
-    db = tmp_path_factory.mktemp("claims") / "c.db"
-    args = ["claims", "--only", "4,9", "--json", "--db", str(db), "--data-dir", str(data_root)]
-    done = CliRunner().invoke(app, args)
-    assert done.exit_code == 0, done.output
-    return db, json.loads(done.output[done.output.index("[") :])
-
-
 @pytest.mark.slow
 def test_claims_report_says_what_is_not_run(claims_db, tmp_path):
     db, _ = claims_db

@@ -34,7 +34,7 @@ Inputs = Annotated[str, Option("--inputs", help="raw (0-255), scaled (/255) or s
 Budget = Annotated[str, Option("--budget", help="quick (minutes), standard or full (rigorous).")]
 Only = Annotated[str | None, Option("--only", help="Claim numbers, e.g. 1,4 (4 brings 12).")]
 _OPTIONS = {"ids": "only"}  # api parameters whose option has another name
-_TABLES = "epochs (per run and epoch), probes (per probe value) or evals (within epochs)."
+_TABLES = "epochs (per run and epoch), probes, evals (within epochs) or measures (claims')."
 
 
 def _consoles():
@@ -185,22 +185,25 @@ def export(
     study: StudyName = None,
 ) -> None:
     """Write a study's rows (config, metrics, timing, status) to CSV or Parquet."""
+    from normlab.claims import values
     from normlab.experiments.config import RunConfig
     from normlab.experiments.errors import open_store
     from normlab.store import export as ex
 
     if fmt not in ex.FORMATS:
         raise _fail(f"--format: {fmt!r} is not one of csv, parquet")
-    if table not in ex.TABLES:
-        raise _fail(f"--table: {table!r} is not one of {', '.join(ex.TABLES)}")
+    if table not in (*ex.TABLES, "measures"):
+        raise _fail(f"--table: {table!r} is not one of {', '.join(ex.TABLES)}, measures")
     if not db.exists():
         raise _fail(f"{db}: no such database")
     with _bad_input(), open_store(db) as store:
         name = store.resolve_study(study)
-        try:
-            n = ex.export(store, name, fmt, out_file, table, RunConfig.as_stored_row)
-        except RuntimeError as e:  # parquet without pyarrow
-            raise _fail(str(e)) from None
+        if table == "measures":
+            records, cols = values.measure_rows(store, name), values.COLUMNS
+        else:
+            records = ex.rows(store, name, table, RunConfig.as_stored_row)
+            cols = ex.columns(records, table)
+        n = ex.write(records, cols, fmt, out_file)
     _consoles()[0].print(f"wrote {n} {table} rows of study {name} to {out_file}", highlight=False)
 
 
@@ -250,11 +253,8 @@ def claims(
 ) -> None:
     """Judge the seed notebook's claims about BN: run their studies, print verdicts.
 
-    Claims 1-10 and 17 (its headline) are the seed's; 11 (Yang et al.'s counter-
-    hypothesis to 3) and 12 (Li et al.'s dropout-before-BN variance shift, part of 4)
-    follow the claim they belong to. Each claim has a built-in study; what is already in
-    the database is reused, so an interrupted run resumes. Verdicts follow the rule in
-    docs/STATISTICS.md. `normlab report --claims` draws their evidence.
+    Each claim has a built-in study; what the database holds is reused, so an interrupted
+    run resumes. Rules: docs/STATISTICS.md; `normlab report --claims` draws the evidence.
     """
     numbers = _ints(only, "--only") if only else None
     out, err = _consoles()

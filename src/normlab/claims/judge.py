@@ -49,6 +49,9 @@ class ClaimResult:
     seeds_needed: int | None = None
     power: str = ""  # what the power says of this verdict, in a sentence
     regime: Regime | None = None  # the data, models, training and seeds judged
+    # the measured values the verdict's comparisons rest on: comparison group -> arm ->
+    # seed -> value (what ``normlab export --table measures`` writes)
+    values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         """The keys of ``normlab claims --json`` (NaN becomes null)."""
@@ -208,6 +211,9 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
         seeds_needed=seeds,
         power=power,
         comparisons=comparisons,
+        values={
+            g: {a: dict(by_seed) for a, by_seed in by_arm.items()} for g, by_arm in arms.items()
+        },
         context=_compare_all(claim, arms, claim.context)
         + _compare_all(claim, context or {}, claim.baselines[:1]),
     )

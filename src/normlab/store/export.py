@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from normlab.store.db import Store
+from normlab.store.db import Store, StoreError
 
 # The run columns that lead every table, then the table's own columns in this order;
 # the remaining config fields follow alphabetically.
@@ -95,10 +95,14 @@ def export(
     read_config: ConfigReader = json.loads,
 ) -> int:
     """Write ``study``'s rows of ``table`` to ``out`` as ``fmt``; return the row count."""
+    records = rows(store, study, table, read_config)
+    return write(records, columns(records, table), fmt, out)
+
+
+def write(records: list[dict[str, object]], cols: list[str], fmt: str, out: Path) -> int:
+    """Write ``records`` (their ``cols``, in order) to ``out`` as ``fmt``; the row count."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: choose csv or parquet")
-    records = rows(store, study, table, read_config)
-    cols = columns(records, table)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         with out.open("w", newline="") as f:
@@ -110,6 +114,6 @@ def export(
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise RuntimeError("parquet export needs pyarrow: pip install 'normlab[parquet]'") from None
+        raise StoreError("parquet export needs pyarrow: pip install 'normlab[parquet]'") from None
     pq.write_table(pa.table({c: [r.get(c) for r in records] for c in cols}), out)
     return len(records)
