@@ -17,7 +17,9 @@ from normlab.claims.judge import judge_values
 from normlab.claims.measures import (
     bn_probe_difference,
     covariate_shift,
+    epochs_to,
     gradient_imbalance,
+    gradient_noise,
     init_gradient_growth,
     largest_usable_lr,
     spread_of_final_accuracy,
@@ -31,8 +33,9 @@ from normlab.experiments.spec import StudyError
 
 
 def test_every_claim_study_expands_at_every_budget():
-    assert sorted(CLAIMS) == [*range(1, 13), 14, 17, 18]  # the seed's claims, three parts
-    assert {c.id: c.part_of for c in CLAIMS.values() if c.part_of} == {11: 3, 12: 4, 18: 14}
+    assert sorted(CLAIMS) == [*range(1, 13), *range(14, 22)]  # the seed's claims and parts
+    parts = {11: 3, 12: 4, 18: 14, 19: 15, 20: 16, 21: 16}
+    assert {c.id: c.part_of for c in CLAIMS.values() if c.part_of} == parts
     for claim in CLAIMS.values():
         sizes = [len(claim_study(claim, b).runs()) for b in ("quick", "standard", "full")]
         assert sizes[0] <= sizes[1] <= sizes[2], (claim.id, sizes)
@@ -66,6 +69,7 @@ def test_steps_to_target_reads_mid_epoch_and_epoch_end_evaluations():
     assert steps_to(0.90)(run) == 20.0 and steps_to(0.93)(run) == 40.0
     assert steps_to(0.955)(run) == 55.0  # first reached at the end of epoch 1
     assert steps_to(0.99)(run) == math.inf
+    assert epochs_to(0.93)(run) == pytest.approx(40 / 55) and epochs_to(0.99)(run) == math.inf
     assert train_test_gap(run) == pytest.approx(0.02)
     assert math.isnan(train_test_gap(_run([], epochs, status="diverged")))
 
@@ -89,6 +93,15 @@ def test_measures_that_span_a_seeds_runs_or_read_probes():
     assert covariate_shift(_run([], [{}], probes=ics)) == pytest.approx(0.2)  # layer 0 aside
     grads = [_probe("layers", i, "grad_norm", g) for i, g in enumerate((1e-3, 5.0, 1e-1, 7.0))]
     assert gradient_imbalance(_run([], [{}], probes=grads)) == pytest.approx(2.0)  # 1e-3 vs 1e-1
+
+
+def test_gradient_noise_is_the_mean_log_after_initialization():
+    epochs = [{"epoch": 1, "val_acc": 0.9, "train_acc": 0.9, "test_acc": 0.9}]
+    rows = [_probe("noise", -1, "noise", v, step) for v, step in
+            ((1000.0, 1), (10.0, 50), (100.0, 100), (None, 150), (-3.0, 200))]  # fmt: skip
+    assert gradient_noise(_run([], epochs, probes=rows)) == pytest.approx(1.5)
+    assert math.isnan(gradient_noise(_run([], epochs, probes=rows[:1])))  # init only
+    assert math.isnan(gradient_noise(_run([], epochs, status="diverged", probes=rows)))
 
 
 def test_measures_at_initialization_and_at_the_last_measurement():
@@ -199,7 +212,28 @@ def test_an_inconclusive_verdict_says_whether_seeds_would_settle_it():
 
 def test_only_brings_a_claims_parts_after_it():
     assert selected([4, 1]) == [1, 4, 12]
-    assert selected(list(CLAIMS)) == [1, 2, 3, 11, 4, 12, 5, 6, 7, 8, 9, 10, 14, 18, 17]
+    assert selected(list(CLAIMS)) == [
+        1,
+        2,
+        3,
+        11,
+        4,
+        12,
+        5,
+        6,
+        7,
+        8,
+        9,
+        10,
+        14,
+        18,
+        15,
+        19,
+        16,
+        20,
+        21,
+        17,
+    ]
     assert selected([14]) == [14, 18]
     with pytest.raises(ValueError, match="no claim 13"):
         selected([13])

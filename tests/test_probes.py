@@ -15,6 +15,7 @@ from normlab.models.settings import NormSettings
 from normlab.probes.bn import discrepancy, precise_statistics, variance_shift
 from normlab.probes.ics import internal_covariate_shift
 from normlab.probes.layers import fixed_units, layer_norms, preactivation_stats
+from normlab.probes.noise import gradient_noise
 from normlab.probes.smoothness import smoothness
 from normlab.train.loop import Schedule, evaluate, train_stack
 from normlab.train.optim import SGD, Adam, Rates
@@ -265,3 +266,30 @@ def test_probes_on_a_trained_stack_on_real_mnist(mnist_small):
     fixed = discrepancy(model, mnist_small.val, batch_size=64)
     assert torch.all(fixed["running_acc"] > gap["running_acc"])
     assert torch.all((fixed["running_acc"] - fixed["batch_acc"]).abs() < 0.03)
+
+
+def test_gradient_noise_by_hand_and_its_one_over_batch_law():
+    """The estimates by hand for one member; and without BN (per-example noise) tr Σ_B
+    falls as 1/B, so noise at batch 8 is about 4× that at 32 (McCandlish et al.)."""
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(4096, 10, generator=g), torch.randint(0, 3, (4096,), generator=g)
+    model = StackedMLP(MLPSpec(10, (16,), 3), [0, 1])
+    out = gradient_noise(model, x, y, batch=64, batches=8)
+    params = _member_params(model, 1)
+    grads = []
+    for i in range(8):
+        rows = slice(i * 64, (i + 1) * 64)
+        loss = F.cross_entropy(_plain_forward(params, x[rows]), y[rows])
+        grads.append(torch.cat([t.flatten() for t in torch.autograd.grad(loss, params)]))
+    stacked = torch.stack(grads)
+    trace = ((stacked - stacked.mean(0)) ** 2).sum(1).mean() * 8 / 7
+    signal = stacked.mean(0).pow(2).sum() - trace / 8
+    assert signal > 0
+    torch.testing.assert_close(out["trace"][1], trace, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(out["noise"][1], trace / signal, rtol=1e-3, atol=1e-6)
+    small, large = (gradient_noise(model, x, y, b, batches=4096 // b)["trace"] for b in (8, 32))
+    assert torch.all((small / large - 4).abs() < 0.6), small / large
+    norm = StackedMLP(MLPSpec(10, (16,), 3, norm="batch"), [0])
+    before = norm.norms[0].running_mean.clone()
+    gradient_noise(norm, x, y, batch=8)
+    assert torch.equal(norm.norms[0].running_mean, before)  # running statistics untouched

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.image
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from normlab.analysis.records import accuracy_curve, records, study_record
 from normlab.analysis.stats import Comparison
+from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import ClaimResult
 from normlab.cli import app
 from normlab.experiments.spec import StudySpec, load_study
@@ -207,15 +209,17 @@ def _result(n: int, verdict: str) -> ClaimResult:
 
 
 def test_the_claims_table_fits_80_columns():
-    results = [
-        _result(n, v) for n, v in zip(range(1, 13), ["inconclusive", "supported"] * 6, strict=True)
-    ]
+    """Every claim's short title beside the widest effect a row shows, "inconclusive"
+    and a three-digit id: one line each at 80 columns."""
+    results = [replace(_result(n, "inconclusive"), id=100 + n, title=c.title)
+               for n, c in CLAIMS.items()]  # fmt: skip
     term = Console(width=80, record=True, color_system=None)
     term.print(console.claims_table(results, "standard"))
     lines = term.export_text().splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert len([line for line in lines if "normalized-input clash" in line]) == 12  # no wrap
-    assert all("-0.012 [-0.020, -0.005]" in line for line in lines if "clash" in line)
+    for c in CLAIMS.values():
+        (line,) = [line for line in lines if c.title in line]  # no wrap
+        assert "-0.012 [-0.020, -0.005]" in line and "1280" in line, line
 
 
 def test_html_escapes_what_it_shows():
@@ -302,7 +306,7 @@ def test_claims_report_says_what_is_not_run(claims_db, tmp_path):
     assert done.exit_code == 0, done.output
     assert "missing: claim 1: not run" in done.output and "claim 4" not in done.output
     page = (tmp_path / "all.html").read_text()
-    assert "3 judged of 15" in page
+    assert "3 judged of 20" in page
     assert "<code>normlab claims --budget quick --only 3</code> runs its study" in page
 
 

@@ -131,6 +131,29 @@ def steps_to(target: float) -> Callable[[RunRecord], float]:
     return measure
 
 
+def epochs_to(target: float) -> Callable[[RunRecord], float]:
+    """Epochs (of the run's own batch size) until validation accuracy first reaches
+    ``target`` (+inf if never): ``steps_to`` over the steps of one epoch."""
+
+    def measure(run: RunRecord) -> float:
+        return steps_to(target)(run) / run.steps_per_epoch
+
+    return measure
+
+
+def gradient_noise(run: RunRecord) -> float:
+    """Mean over training of log10 of one step's gradient noise (probe ``noise``: tr Σ_B
+    over |G|² at the run's batch size), the measurement at initialization aside; NaN
+    for an unfinished run or one without a positive estimate."""
+    values = [
+        math.log10(r["value"])
+        for r in run.probes
+        if r["probe"] == "noise" and r["name"] == "noise" and r["step"] > 1
+        and r["value"] is not None and 0 < r["value"] < math.inf
+    ]  # fmt: skip
+    return float(np.mean(values)) if values and run.status == "done" else math.nan
+
+
 def latency_log_ratio(batch: int) -> Callable[[RunRecord], float]:
     """log(latency with BN / latency with BN folded) of one model at inference batch
     ``batch`` (probe ``inference``; positive = BN slower)."""

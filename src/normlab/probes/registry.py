@@ -16,5 +16,6 @@ for _name, _target in (
     ("smoothness", "normlab.probes.smoothness:SmoothnessProbe"),
     ("bn", "normlab.probes.bn:BatchNormProbe"),
     ("inference", "normlab.probes.inference:InferenceProbe"),
+    ("noise", "normlab.probes.noise:NoiseProbe"),
 ):
     PROBES.register(_name, _target)

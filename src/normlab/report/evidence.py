@@ -75,7 +75,7 @@ def by_factor(
 ) -> FigureView:
     """Each measure against the factor ``x``, one panel per measure and value of
     ``panels``, one series per arm (value of the claim's factor) or per value of the
-    field ``series`` ("field=value", or its name in ``series_names``)."""
+    field ``series`` (named as ``series_names`` says, else as arms are)."""
     factors = _factors(sc)
     numeric = not isinstance(factor_value(getattr(sc.runs[0].config, x)), str)
 
@@ -97,7 +97,7 @@ def by_factor(
         arms = (
             _claim_arms(sc, runs)
             if series is None
-            else _arms(runs, lambda c: f"{series}={getattr(c, series)}")
+            else _arms(runs, lambda c: str(getattr(c, series)))
         )
         for arm, members in arms.items():
             name = (series_names or {}).get(arm) or (arm_name(arm) if arm else "all runs")
@@ -125,16 +125,18 @@ def over_training(
     *,
     panels: Sequence[str] = (),
     marks: Sequence[Mark] = (),
+    x_title: str = "optimizer step",
 ) -> FigureView:
-    """A curve over training steps, one panel per value of ``panels``, one series per
-    arm: the mean over seeds with a band from the lowest to the highest seed."""
+    """A curve over training (``x_title``: what its keys count), one panel per value of
+    ``panels``, one series per arm: the mean over seeds with a band from the lowest to
+    the highest seed."""
     factors = _factors(sc)
     out = []
     for where, runs in _split(sc.runs, panels).items():
         traces = []
         for arm, members in _claim_arms(sc, runs).items():
             traces += plots.curve_traces(arm_name(arm), colors(arm), members, curve, factors, what)
-        out.append(Panel(where or what, Axis("optimizer step"), Axis(what), traces, list(marks)))
+        out.append(Panel(where or what, Axis(x_title), Axis(what), traces, list(marks)))
     return FigureView(
         f"c{sc.claim.id}",
         title,
@@ -339,7 +341,38 @@ def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
     return unit, np.array(steps), values
 
 
+def _convergence_by_batch(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+    """Validation accuracy against optimizer steps (top row) and against epochs (bottom
+    row), a panel per norm, a series per batch size."""
+    targets = sorted({float(n.split("=")[1]) for n in sc.claim.measures})
+    marks = [Mark("y", t, f"target {t:g}") for t in targets]
+
+    def per_epoch(run: RunRecord) -> dict[float, float]:
+        return {s / run.steps_per_epoch: a for s, a in accuracy_curve(run).items()}
+
+    rows = [
+        over_training(sc, colors, "", curve, "validation accuracy", panels=("norm",),
+                      marks=marks, x_title=x)
+        for curve, x in ((accuracy_curve, "optimizer step"), (per_epoch, "epoch"))
+    ]  # fmt: skip
+    return [
+        FigureView(
+            f"c{sc.claim.id}",
+            "Validation accuracy against optimizer steps and against epochs, by batch size",
+            [*rows[0].panels, *rows[1].panels],
+            columns=len(rows[0].panels),
+            caption=rows[0].caption,
+        )
+    ]
+
+
 BATCH_SIZE = {"x": "batch_size", "log_x": True, "x_title": "batch size"}
+NOISE = FactorFigure(
+    "Gradient noise of one step against batch size",
+    values=[("log10 gradient noise (tr Σ_B / |G|²)", measures.gradient_noise)],
+    series="norm",
+    **BATCH_SIZE,
+)
 GAMMA = FactorFigure(
     "Final test accuracy against BN's initial γ, learned or frozen",
     "norm_gain",
@@ -347,7 +380,7 @@ GAMMA = FactorFigure(
     log_x=True,
     x_title="initial γ (β starts at 0)",
     series="norm_affine",
-    series_names={"norm_affine=True": "γ, β learned", "norm_affine=False": "γ, β frozen"},
+    series_names={"True": "γ, β learned", "False": "γ, β frozen"},
 )
 DEPTH = {"x": "hidden", "panels": ("activation",), "x_title": "hidden layers × width"}
 
@@ -407,6 +440,16 @@ EVIDENCE: dict[int, Builder] = {
     ),
     14: GAMMA,
     18: GAMMA,
+    15: NOISE,
+    16: NOISE,
+    19: FactorFigure(
+        "Final accuracy, small vs large batch (Keskar et al.'s protocol)",
+        values=[_final("test_acc"), _final("train_acc")],
+        series="norm",
+        **BATCH_SIZE,
+    ),
+    20: _convergence_by_batch,
+    21: _convergence_by_batch,
     17: FactorFigure(
         "Final validation and test accuracy against batch size",
         values=[_final("val_acc"), _final("test_acc")],
