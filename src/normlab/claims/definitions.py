@@ -365,7 +365,7 @@ CLAIMS: dict[int, Claim] = {
             "Small batches need more iterations to converge (part 2 of 16)",
             "15-batch-size-dynamics",
             "optimizer steps until validation accuracy first reaches 90% (within the "
-            "first epoch at every batch size), batch 16 − batch 1024 (ranked: never "
+            "first epoch at every batch size), batch 16 − batch 256 (ranked: never "
             "reached is slowest; positive = small batches need more steps)",
             {"target=0.9": steps_to(0.9)},
             Rule(direction=1, min_effect=50),
@@ -373,7 +373,7 @@ CLAIMS: dict[int, Claim] = {
             kind="ranked",
             factor="batch_size",
             arm="16",
-            baselines=("1024",),
+            baselines=("256",),
             part_of=16,
             title="small-batch iterations",
         ),
@@ -381,7 +381,7 @@ CLAIMS: dict[int, Claim] = {
             21,
             "… but small batches adapt faster: fewer epochs to a target (part 3 of 16)",
             "15-batch-size-dynamics",
-            "epochs until validation accuracy first reaches 90%, batch 16 − batch 1024 "
+            "epochs until validation accuracy first reaches 90%, batch 16 − batch 256 "
             "(ranked: never reached is slowest; negative = small batches need fewer "
             "epochs)",
             {"target=0.9": epochs_to(0.9)},
@@ -390,7 +390,7 @@ CLAIMS: dict[int, Claim] = {
             kind="ranked",
             factor="batch_size",
             arm="16",
-            baselines=("1024",),
+            baselines=("256",),
             part_of=16,
             title="small-batch adaptation",
         ),

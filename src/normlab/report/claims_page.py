@@ -5,6 +5,7 @@ say."""
 from __future__ import annotations
 
 from normlab.analysis.verdict import aligned, counts
+from normlab.claims.definitions import Claim
 from normlab.claims.judge import ClaimResult
 from normlab.claims.stored import StoredClaim
 from normlab.report.evidence import EVIDENCE
@@ -15,12 +16,19 @@ from normlab.report.tables import comparisons_table, divergence, interval, verdi
 from normlab.report.views import Header, Page, Section
 
 
+def _arm(claim: Claim, value: str) -> str:
+    """An arm as a sentence names it: "BN" for a norm, "batch_size=1024" for another
+    single factor, as it stands for several."""
+    single = isinstance(claim.factor, str) and claim.factor != "norm"
+    return f"{claim.factor}={value}" if single else arm_name(value)
+
+
 def rule_sentence(sc: StoredClaim) -> str:
     """The verdict rule of one claim, in its own terms."""
     c = sc.claim
     rule = c.rule
-    arm = arm_name(c.arm) if c.factor else "the measure"
-    base = " and ".join(arm_name(b) for b in c.baselines) if c.factor else "0"
+    arm = _arm(c, c.arm) if c.factor else "the measure"
+    base = " and ".join(_arm(c, b) for b in c.baselines) if c.factor else "0"
     if len(c.baselines) > 3:
         base = f"each of {len(c.baselines)} others (the comparisons below)"
     sign = {1: "above", -1: "below", 0: "apart from"}[rule.direction]
@@ -62,8 +70,8 @@ def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
     else:
         base = label.rsplit("vs ", 1)[1] if "vs " in label else claim.baselines[0]
         lead = (
-            f"{where}{arm_name(claim.arm)} {number(c.arm_center)} against "
-            f"{arm_name(base)} {number(c.baseline_center)}: a difference of {effect} over "
+            f"{where}{_arm(claim, claim.arm)} {number(c.arm_center)} against "
+            f"{_arm(claim, base)} {number(c.baseline_center)}: a difference of {effect} over "
             f"{c.n_arm} seeds."
         )
     rule = claim.rule

@@ -21,6 +21,10 @@ _PALETTE = (
     "#bcbd22",
     "#e377c2",
     "#7f7f7f",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#7b4173",
     "#1f77b4",
     "#ff7f0e",
     "#2ca02c",
@@ -46,7 +50,8 @@ def arm_name(value: object) -> str:
 
 class Colors:
     """A colour per arm key, the same for every figure that asks: the fixed ones for
-    known arms, then the palette in the order keys are first asked for."""
+    known arms, then the palette in the order keys are first asked for (colours no key
+    of the page has yet first, those no fixed arm owns before those one does)."""
 
     def __init__(self) -> None:
         self._given: dict[str, str] = {}
@@ -54,8 +59,9 @@ class Colors:
     def __call__(self, key: object) -> str:
         key = str(key)
         if key not in self._given:
-            taken = {*self._given.values(), *_FIXED.values()}
-            free = [c for c in _PALETTE if c not in taken] or list(_PALETTE)
+            given = set(self._given.values())
+            unused = [c for c in _PALETTE if c not in given] or list(_PALETTE)
+            free = [c for c in unused if c not in _FIXED.values()] or unused
             self._given[key] = _FIXED.get(key, free[0])
         return self._given[key]
 
