@@ -27,6 +27,7 @@ from normlab.claims.measures import (
     train_test_gap,
     variance_shift,
 )
+from normlab.claims.settings import SETTINGS
 from normlab.cli import app
 from normlab.experiments.config import RunConfig
 from normlab.experiments.spec import StudyError
@@ -45,6 +46,20 @@ def test_every_claim_study_expands_at_every_budget():
         assert arms >= ({claim.arm, *claim.baselines} if claim.factor else {claim.arm}), claim.id
     with pytest.raises(StudyError, match="budget must be one of"):
         claim_study(CLAIMS[1], "huge")
+
+
+@pytest.mark.parametrize("setting", SETTINGS[1:], ids=lambda s: s.label)
+def test_every_claim_study_expands_in_every_setting_or_says_why_not(setting):
+    for claim in CLAIMS.values():
+        if claim.not_applicable(setting):
+            with pytest.raises(ClaimError, match=f"claim {claim.id} is about the MLP"):
+                claim_study(claim, "quick", setting)
+            continue
+        for budget in ("quick", "standard"):
+            spec = claim_study(claim, budget, setting)
+            runs = spec.runs()
+            assert spec.name.endswith(f"-{budget}-{setting.model}-{setting.dataset}")
+            assert {(c.model, c.dataset) for c in runs} == {(setting.model, setting.dataset)}
 
 
 def test_budget_can_move_a_factor_between_fixed_and_grid():
@@ -248,9 +263,10 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     verdicts = json.loads(result.output[result.output.index("[") :])
     assert [v["id"] for v in verdicts] == [4, 12]  # 12 is claim 4's second part
     keys = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "p_corrected", "runs",
-            "detectable_effect", "seeds_needed", "regime"}  # fmt: skip
+            "detectable_effect", "seeds_needed", "regime", "setting"}  # fmt: skip
     four = verdicts[0]
     assert set(four) == keys and four["runs"] == 6 and four["ci_low"] <= four["effect"]
+    assert four["setting"] == "MLP/MNIST"
     # the regime: quick's three epochs of the seed's network at batch 128, 3 seeds
     assert four["regime"] == {"datasets": ["mnist"], "models": ["MLP 1×512"], "epochs": [3],
                               "steps": [1287], "seeds": 3}  # fmt: skip

@@ -33,6 +33,8 @@ StudyName = Annotated[str | None, Option("--study", help="Study name (default: t
 Inputs = Annotated[str, Option("--inputs", help="raw (0-255), scaled (/255) or standardized.")]
 Budget = Annotated[str, Option("--budget", help="quick (minutes), standard or full (rigorous).")]
 Only = Annotated[str | None, Option("--only", help="Claim numbers, e.g. 1,4 (4 brings 12).")]
+Model = Annotated[str, Option("--model", help="The claims' model family: mlp or cnn.")]
+Dataset = Annotated[str, Option("--dataset", help="The claims' dataset: mnist or fashion-mnist.")]
 _OPTIONS = {"ids": "only"}  # api parameters whose option has another name
 _TABLES = "epochs (per run and epoch), probes, evals (within epochs) or measures (claims')."
 
@@ -147,8 +149,7 @@ def reproduce(
     max_stack: MaxStack = 16,
 ) -> None:
     """The seed notebook's study done right: BN applied vs none × batch sizes × seeds."""
-    sizes = _ints(batch_sizes, "--batch-sizes")
-    started, failures = time.perf_counter(), []
+    sizes, started, failures = _ints(batch_sizes, "--batch-sizes"), time.perf_counter(), []
     with _bad_input():
         from normlab.analysis.faithful import compare
         from normlab.experiments.api import open_store, reproduce_studies
@@ -219,13 +220,9 @@ def fold(
 ) -> None:
     """Fold BN into the dense layer before it: prove the outputs equal, time inference.
 
-    Trains the seed network with BN on MNIST, folds each BN into the preceding dense
-    layer, compares the two on all test images, and times one forward pass of a model
-    without BN, with BN and with BN folded at batch 1 and 256. Exits 1 if the outputs
-    differ by more than float rounding.
-    """
-    widths = tuple(_ints(hidden, "--hidden"))
-    out, err = _consoles()
+    Trains the seed network with BN on MNIST, folds it, compares all test outputs, times
+    a forward pass without BN, with BN and folded. Exits 1 if the outputs differ."""
+    widths, (out, err) = tuple(_ints(hidden, "--hidden")), _consoles()
     with _bad_input():
         from normlab.experiments import api
         from normlab.report.console import fold_lines, latency_table
@@ -233,9 +230,7 @@ def fold(
         err.print(f"training a BN network {widths} for {epochs} epoch(s) on MNIST ({inputs})")
         r = api.fold(hidden=widths, epochs=epochs, inputs=inputs, seed=seed, data_dir=data_dir,
                      device=device, threads=threads)  # fmt: skip
-    for line in fold_lines(r):
-        out.print(line, highlight=False)
-    out.print(latency_table(r))
+    out.print(*fold_lines(r), latency_table(r), sep="\n", highlight=False)
     if not r.identical:
         raise typer.Exit(1)
 
@@ -244,6 +239,8 @@ def fold(
 def claims(
     budget: Budget = "quick",
     only: Only = None,
+    model: Model = "mlp",
+    dataset: Dataset = "mnist",
     as_json: Annotated[bool, Option("--json", help="Print the verdicts as JSON.")] = False,
     db: Db = Path("normlab.db"),
     data_dir: DataDir = None,
@@ -262,16 +259,16 @@ def claims(
         from normlab.experiments.api import judge_claims
         from normlab.report import console
 
-        results = judge_claims(numbers, budget, db=db, data_dir=data_dir, device=device,
-                               threads=threads, max_stack=max_stack,
+        results = judge_claims(numbers, budget, model=model, dataset=dataset, db=db,
+                               data_dir=data_dir, device=device, threads=threads,
+                               max_stack=max_stack,
                                observer=console.ProgressObserver(err))  # fmt: skip
     if as_json:
         out.print_json(json.dumps([r.as_json() for r in results]))
     else:
-        out.print(console.claims_table(results, budget))
-        for line in (line for r in results for line in console.claim_details(r)):
-            out.print(line, highlight=False)
-    _finish([f for r in results for f in r.failures])
+        details = [line for r in results for line in console.claim_details(r)]
+        out.print(console.claims_table(results, budget), *details, sep="\n", highlight=False)
+    _finish(list(dict.fromkeys(f for r in results for f in r.failures)))
 
 
 @app.command()
@@ -281,6 +278,8 @@ def report(
     claims: Annotated[bool, Option("--claims", help="The claims' page, not a study's.")] = False,
     budget: Budget = "quick",
     only: Only = None,
+    model: Model = "mlp",
+    dataset: Dataset = "mnist",
     out: Annotated[Path, Option("--out", help="HTML file to write.")] = Path("report.html"),
     assets: Annotated[Path | None, Option("--assets", help="Folder for SVG/PNG figures.")] = None,
     open_: Annotated[bool, Option("--open", help="Open the page in a browser.")] = False,
@@ -293,7 +292,8 @@ def report(
         from normlab.report.console import report_lines
 
         r = write_report(db, study=study, claims=claims, budget=budget, out=out, assets=assets,
-                         ids=_ints(only, "--only") if only else None)  # fmt: skip
+                         ids=_ints(only, "--only") if only else None, model=model,
+                         dataset=dataset)  # fmt: skip
     _consoles()[0].print("\n".join(report_lines(r)), highlight=False)
     if open_:
         typer.launch(r.path.resolve().as_uri())

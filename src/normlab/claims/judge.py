@@ -13,6 +13,7 @@ from normlab.analysis.regime import Regime, regime
 from normlab.analysis.stats import Comparison, compare, holm
 from normlab.analysis.verdict import Rule, aligned, counts, rules_out, verdict
 from normlab.claims.definitions import Claim, ClaimError
+from normlab.claims.settings import Setting
 from normlab.store.db import Store
 
 
@@ -52,6 +53,7 @@ class ClaimResult:
     # the measured values the verdict's comparisons rest on: comparison group -> arm ->
     # seed -> value (what ``normlab export --table measures`` writes)
     values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    setting: str = ""  # the model and dataset judged on, e.g. "MLP/MNIST"
 
     def as_json(self) -> dict[str, object]:
         """The keys of ``normlab claims --json`` (NaN becomes null)."""
@@ -67,8 +69,22 @@ class ClaimResult:
             "detectable_effect": self.detectable.get(self.lead, math.nan),
             "seeds_needed": self.seeds_needed,
             "regime": self.regime.as_json() if self.regime else None,
+            "setting": self.setting,
         }
+        if self.verdict == NOT_APPLICABLE:
+            out["reason"] = self.notes[0]
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
+
+
+NOT_APPLICABLE = "not applicable"
+
+
+def not_applicable(claim: Claim, setting: Setting) -> ClaimResult:
+    """The result of a claim that does not apply to ``setting``, saying why."""
+    nan = math.nan
+    return ClaimResult(claim.id, claim.claim, NOT_APPLICABLE, claim.outcome, nan, nan, nan,
+                       nan, 0, [], notes=[claim.not_applicable(setting)], title=claim.title,
+                       setting=setting.label)  # fmt: skip
 
 
 def factor_value(value: object) -> object:
@@ -120,10 +136,11 @@ def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
                     arms[label][claim.baselines[0]][seed] = 0.0
         return arms
 
-    values = measured(claim.measures)
+    values = measured(claim.measures_on(runs[0].config.dataset if runs else "mnist"))
     result = judge_values(claim, values, len(runs), measured(claim.context_measures))
-    judged = (claim.arm, *claim.baselines)
-    result = replace(result, regime=regime([r for r in runs if claim.arm_of(r.config) in judged]))
+    judged = [r for r in runs if claim.arm_of(r.config) in (claim.arm, *claim.baselines)]
+    where = Setting(runs[0].config.model, runs[0].config.dataset).label if runs else ""
+    result = replace(result, regime=regime(judged), setting=where)
     result.diverged.update({arm: (d, n) for arm, (d, n) in diverged.items()})
     result.notes.extend(_missing(values))
     if claim.note is not None:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from normlab.analysis.records import RunRecord, StudyRecord, study_record
 from normlab.claims.definitions import CLAIMS, Claim, claim_study, selected
-from normlab.claims.judge import ClaimResult, judge_runs
+from normlab.claims.judge import ClaimResult, judge_runs, not_applicable
+from normlab.claims.settings import SEED, Setting
 from normlab.store.db import FINISHED, Store
 
 
@@ -32,16 +33,22 @@ class StoredClaim:
         return [r for r in self.runs if r.status not in FINISHED]
 
 
-def stored_claims(store: Store, budget: str, ids: list[int] | None = None) -> list[StoredClaim]:
+def stored_claims(
+    store: Store, budget: str, ids: list[int] | None = None, setting: Setting = SEED
+) -> list[StoredClaim]:
     """Each claim of ``ids`` (default: all, parts after their claim) judged from
-    ``store``'s runs of its built-in study at ``budget``; a study shared by two claims
-    is read once."""
+    ``store``'s runs of its built-in study at ``budget`` in ``setting``; a study shared
+    by two claims is read once. A claim that does not apply to the setting has no study
+    and a "not applicable" result saying why."""
     studies: dict[str, StudyRecord | None] = {}
     names = set(store.study_names())
     out = []
     for n in selected(ids if ids is not None else list(CLAIMS)):
         claim = CLAIMS[n]
-        name = claim_study(claim, budget).name
+        if claim.not_applicable(setting):
+            out.append(StoredClaim(claim, budget, "", None, not_applicable(claim, setting)))
+            continue
+        name = claim_study(claim, budget, setting).name
         if name not in studies:
             studies[name] = study_record(store, name) if name in names else None
         study = studies[name]

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 from normlab import runtime
 from normlab.analysis.summary import StudySummary, summarize
 from normlab.claims.definitions import CLAIMS, ClaimError, claim_study, selected
-from normlab.claims.judge import ClaimResult, judge
+from normlab.claims.judge import ClaimResult, judge, not_applicable
+from normlab.claims.settings import Setting
 from normlab.data.download import DownloadError
 from normlab.data.idx import IdxError
 from normlab.data.locate import load
@@ -148,6 +149,8 @@ def judge_claims(
     ids: Sequence[int] | None = None,
     budget: str = "quick",
     *,
+    model: str = "mlp",
+    dataset: str = "mnist",
     db: Path | str = "normlab.db",
     data_dir: Path | str | None = None,
     device: str = "cpu",
@@ -157,27 +160,45 @@ def judge_claims(
     observer: Observer | None = None,
 ) -> list[ClaimResult]:
     """Run the built-in study of each claim in ``ids`` (default: all; a claim brings its
-    parts) at ``budget``, then judge it from the database; one result per claim, in
-    order. Runs already in ``db`` are reused, so an interrupted call resumes."""
+    parts) at ``budget`` with ``model`` on ``dataset``, then judge it from the database;
+    one result per claim, in order (a claim that does not apply to the setting says
+    so). Runs already in ``db`` are reused, so an interrupted call resumes."""
     if budget not in BUDGETS:
         raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)}", "budget")
     try:
         wanted = selected(list(ids) if ids is not None else list(CLAIMS))
     except ValueError as err:
         raise InputError(str(err), "ids") from None
+    setting = _setting(model, dataset)
     try:
-        studies = {n: claim_study(CLAIMS[n], budget).study() for n in wanted}
+        studies = {n: claim_study(CLAIMS[n], budget, setting).study() for n in wanted
+                   if not CLAIMS[n].not_applicable(setting)}  # fmt: skip
     except (ClaimError, StudyError) as err:
         raise InputError(str(err)) from None
+    reports: dict[str, StudyReport] = {}
+    for study in studies.values():  # a study two claims share is run once
+        if study.name not in reports:
+            reports[study.name] = run_study(study, db=db, data_dir=data_dir, device=device,
+                                            threads=threads, max_stack=max_stack,
+                                            executor=executor, observer=observer)  # fmt: skip
     results = []
     for n in wanted:
-        report = run_study(studies[n], db=db, data_dir=data_dir, device=device, threads=threads,
-                           max_stack=max_stack, executor=executor, observer=observer)  # fmt: skip
+        if n not in studies:
+            results.append(not_applicable(CLAIMS[n], setting))
+            continue
         with open_store(db) as store:
             result = judge(store, CLAIMS[n], studies[n].name)
-        result.failures.extend(report.failures)
+        result.failures.extend(reports[studies[n].name].failures)
         results.append(result)
     return results
+
+
+def _setting(model: str, dataset: str) -> Setting:
+    """The claims' setting of ``model`` and ``dataset``; InputError names a bad one."""
+    try:
+        return Setting(model, dataset)
+    except ValueError as err:
+        raise InputError(str(err), "model" if "model" in str(err) else "dataset") from None
 
 
 def plan_study(

@@ -11,6 +11,7 @@ from pathlib import Path
 from normlab.analysis.records import step_losses, study_record
 from normlab.analysis.summary import summarize
 from normlab.claims.definitions import ClaimError, selected
+from normlab.claims.settings import SETTINGS, Setting
 from normlab.claims.stored import stored_claims
 from normlab.experiments.errors import InputError, open_store
 from normlab.experiments.spec import BUDGETS
@@ -43,27 +44,38 @@ def study_report(db: Path | str, study: str | None = None) -> Page:
     return study_page(record, summary, losses, Path(db).name)
 
 
-def claims_report(db: Path | str, budget: str = "quick", ids: list[int] | None = None) -> Page:
+def claims_report(
+    db: Path | str,
+    budget: str = "quick",
+    ids: list[int] | None = None,
+    model: str = "mlp",
+    dataset: str = "mnist",
+) -> Page:
     """The claims page of ``db`` at ``budget`` (default all claims): verdicts judged
-    from the runs there, nothing trained."""
+    from the runs there, nothing trained; each claim's evidence in the setting of
+    ``model`` and ``dataset``, and the verdict grid over every setting."""
     if budget not in BUDGETS:
         raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)}", "budget")
     try:
         wanted = selected(ids) if ids is not None else None
+        setting = Setting(model, dataset)
     except ValueError as err:
-        raise InputError(str(err), "only") from None
+        option = "only" if "claim" in str(err) else "model" if "model" in str(err) else "dataset"
+        raise InputError(str(err), option) from None
     with open_store(db) as store:
         try:
-            stored = stored_claims(store, budget, wanted)
+            grid = {s: stored_claims(store, budget, wanted, s) for s in SETTINGS}
         except ClaimError as err:
             raise InputError(str(err)) from None
+    stored = grid[setting]
     if all(sc.study is None for sc in stored):
+        flags = "" if setting.is_seed else f" --model {model} --dataset {dataset}"
         raise InputError(
-            f"{db}: holds no claim study at the {budget} budget (run `normlab "
-            f"claims --budget {budget}` first)"
+            f"{db}: holds no claim study at the {budget} budget for {setting.label} (run "
+            f"`normlab claims --budget {budget}{flags}` first)"
         )
     only = ",".join(map(str, ids)) if ids else ""
-    return claims_page(stored, budget, Path(db).name, only)
+    return claims_page(stored, budget, Path(db).name, only, setting, grid)
 
 
 def write_report(
@@ -75,14 +87,17 @@ def write_report(
     ids: list[int] | None = None,
     out: Path | str = "report.html",
     assets: Path | str | None = None,
+    model: str = "mlp",
+    dataset: str = "mnist",
 ) -> ReportResult:
-    """Write the report of ``study`` (or, with ``claims``, of the claims at ``budget``)
-    in the database ``db`` to the HTML file ``out``; with ``assets``, also each figure
-    as SVG and PNG in that folder. InputError for a missing database or study."""
+    """Write the report of ``study`` (or, with ``claims``, of the claims at ``budget``,
+    in detail for ``model`` on ``dataset``) in the database ``db`` to the HTML file
+    ``out``; with ``assets``, also each figure as SVG and PNG in that folder.
+    InputError for a missing database or study."""
     started = time.perf_counter()
     if not Path(db).is_file():
         raise InputError(f"{db}: no such database")
-    page = claims_report(db, budget, ids) if claims else study_report(db, study)
+    page = claims_report(db, budget, ids, model, dataset) if claims else study_report(db, study)
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

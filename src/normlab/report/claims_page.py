@@ -6,13 +6,20 @@ from __future__ import annotations
 
 from normlab.analysis.verdict import aligned, counts
 from normlab.claims.definitions import Claim
-from normlab.claims.judge import ClaimResult
+from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
+from normlab.claims.settings import SEED, Setting
 from normlab.claims.stored import StoredClaim
 from normlab.report.evidence import EVIDENCE
 from normlab.report.header import run_facts
 from normlab.report.plots import number
 from normlab.report.style import Colors, arm_name
-from normlab.report.tables import comparisons_table, divergence, interval, verdict_table
+from normlab.report.tables import (
+    comparisons_table,
+    divergence,
+    grid_table,
+    interval,
+    verdict_table,
+)
 from normlab.report.views import Header, Page, Section
 
 
@@ -105,6 +112,9 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
             badge=("not run", "queued"),
             label=label,
         )
+    if r.verdict == NOT_APPLICABLE:
+        return Section(f"claim-{c.id}", title, [f"Not applicable: {r.notes[0]}."],
+                       badge=("n/a", "queued"), label=label)  # fmt: skip
     sentences = evidence_sentences(r, sc)
     if sc.unfinished:
         sentences.append(
@@ -132,15 +142,24 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
     )
 
 
-def claims_page(stored: list[StoredClaim], budget: str, db: str, only: str = "") -> Page:
-    """The report of the claims ``stored`` at ``budget``."""
-    results = [sc.result for sc in stored if sc.result is not None]
+def claims_page(
+    stored: list[StoredClaim],
+    budget: str,
+    db: str,
+    only: str = "",
+    setting: Setting = SEED,
+    grid: dict[Setting, list[StoredClaim]] | None = None,
+) -> Page:
+    """The report of the claims ``stored`` at ``budget`` in ``setting``, with the verdict
+    ``grid`` of every setting (setting -> its stored claims) when given."""
+    judged = [sc.result for sc in stored if sc.result and sc.result.verdict != NOT_APPLICABLE]
     runs = {r.run_id: r for sc in stored for r in sc.runs}
-    studies = {sc.study_name: sc.study for sc in stored}
+    studies = {sc.study_name: sc.study for sc in stored if sc.study_name}
     present = [s for s in studies.values() if s is not None]
     facts = [
         ("budget", budget),
-        ("claims", f"{len(results)} judged of {len(stored)}"),
+        ("setting", setting.label),
+        ("claims", f"{len(judged)} judged of {len(stored)}"),
         ("studies", f"{len(present)} of {len(studies)} in {db}"),
     ]
     if present:
@@ -152,33 +171,42 @@ def claims_page(stored: list[StoredClaim], budget: str, db: str, only: str = "")
             )
         )
     facts += run_facts(list(runs.values()))
-    command = f"normlab claims --budget {budget}" + (f" --only {only}" if only else "")
+    flags = "" if setting.is_seed else f" --model {setting.model} --dataset {setting.dataset}"
+    command = f"normlab claims --budget {budget}{flags}" + (f" --only {only}" if only else "")
     header = Header(facts, f"{command} --db {db}")
     by_verdict = {
-        v: sum(r.verdict == v for r in results) for v in ("supported", "refuted", "inconclusive")
+        v: sum(r.verdict == v for r in judged) for v in ("supported", "refuted", "inconclusive")
     }
     missing = [sc.claim.id for sc in stored if sc.result is None]
+    apart = [sc.claim.id for sc in stored if sc.result and sc.result.verdict == NOT_APPLICABLE]
     lead = [
-        ", ".join(f"{n} {v}" for v, n in by_verdict.items()) + f" of {len(results)} claims judged."
+        ", ".join(f"{n} {v}" for v, n in by_verdict.items()) + f" of {len(judged)} claims judged."
     ]
     if missing:
         lead.append(f"Not run yet: claim(s) {', '.join(map(str, missing))}.")
-    table = verdict_table(results, budget)
+    if apart:
+        lead.append(f"Not applicable to {setting.label}: claim(s) {', '.join(map(str, apart))}.")
+    tables = [verdict_table([sc.result for sc in stored if sc.result], budget)]
+    if grid:
+        tables.append(grid_table(grid))
     colors = Colors()
     sections = [
         Section(
             "verdicts",
             "Verdicts",
             lead,
-            tables=[table],
+            tables=tables,
             notes=[
                 "Effect: the comparison the verdict leans on most (smallest "
                 "corrected p; for a claim that an effect is absent, the comparison that "
                 "comes closest to it), in the claim's own units; see each claim below. "
                 "Detectable: the smallest effect that comparison detects with 80% power at "
                 "its number of seeds (docs/STATISTICS.md). Regime: the data, models, "
-                "training length and seeds the verdict rests on."
-            ],
+                "training length and seeds the verdict rests on.",
+                "Across settings: each claim's verdict with the seed's MLP and a small CNN, "
+                "on MNIST and Fashion-MNIST (`normlab claims --model cnn --dataset "
+                "fashion-mnist`); the sections below are those of " + setting.label + ".",
+            ][: 2 if grid else 1],
         )
     ]
     sections += [claim_section(sc, colors) for sc in stored]
@@ -189,7 +217,7 @@ def claims_page(stored: list[StoredClaim], budget: str, db: str, only: str = "")
     ]
     return Page(
         f"normlab claims report: {budget} budget",
-        "the seed notebook's claims about BN, judged",
+        f"the seed notebook's claims about BN, judged on {setting.label}",
         header,
         sections,
         [*(f"claim {n}: not run" for n in missing), *unfinished],

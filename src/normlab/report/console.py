@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from normlab.analysis.summary import StudySummary
-from normlab.claims.judge import ClaimResult
+from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
 from normlab.experiments.plan import Unit, estimate_seconds
 from normlab.experiments.progress import Observer
 from normlab.models.registry import FOLD_TOLERANCE
@@ -180,6 +180,8 @@ def claims_table(results: Sequence[ClaimResult], budget: str) -> Table:
 def claim_details(r: ClaimResult) -> list[str]:
     """The lines under the table for one claim: its outcome, diverged runs, every
     comparison, the context comparisons and the notes."""
+    if r.verdict == NOT_APPLICABLE:
+        return [f"{r.id}. {r.claim}", f"   not applicable: {r.notes[0]}"]
     lines = [f"{r.id}. {r.claim}", f"   effect: {r.outcome}"]
     if r.regime:
         lines.append(f"   regime: {r.regime.text()}")

@@ -171,8 +171,15 @@ def _final(metric: str) -> Measure:
     return f"final {what}", plots.final(metric)
 
 
+def _targets(sc: StoredClaim) -> list[float]:
+    """The target accuracies of a claim whose measures are "target=0.93", ..., on the
+    dataset of its runs."""
+    dataset = sc.runs[0].config.dataset if sc.runs else "mnist"
+    return sorted(float(n.split("=")[1]) for n in sc.claim.measures_on(dataset))
+
+
 def _convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    targets = [float(n.split("=")[1]) for n in sc.claim.measures]
+    targets = _targets(sc)
     marks = [Mark("y", t, f"target {t:g}") for t in targets]
     return [
         over_training(
@@ -344,7 +351,7 @@ def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
 def _convergence_by_batch(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     """Validation accuracy against optimizer steps (top row) and against epochs (bottom
     row), a panel per norm, a series per batch size."""
-    targets = sorted({float(n.split("=")[1]) for n in sc.claim.measures})
+    targets = _targets(sc)
     marks = [Mark("y", t, f"target {t:g}") for t in targets]
 
     def per_epoch(run: RunRecord) -> dict[float, float]:

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 from normlab.analysis.records import RunRecord
 from normlab.analysis.summary import StudySummary
-from normlab.claims.judge import ClaimResult
+from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
+from normlab.claims.settings import Setting
+from normlab.claims.stored import StoredClaim
 from normlab.report.plots import number, value_text
 from normlab.report.style import arm_name
 from normlab.report.views import Cell, TableView
@@ -91,7 +93,32 @@ def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
     ]
     columns = ("#", "claim", "verdict", "effect [95% CI]", "Holm p", "runs", "detectable", "regime")
     numeric = frozenset(("#", "Holm p", "runs", "detectable"))
-    return TableView("verdicts", f"claims, {budget} budget", columns, rows, numeric)
+    settings = sorted({r.setting for r in results if r.setting})
+    title = ", ".join([f"claims, {budget} budget", *settings])
+    return TableView("verdicts", title, columns, rows, numeric)
+
+
+def grid_table(grid: dict[Setting, list[StoredClaim]]) -> TableView:
+    """One row per claim, one column per setting: the verdict there (with its leading
+    effect), "not run" or "n/a"."""
+
+    def cell(sc: StoredClaim) -> Cell:
+        r = sc.result
+        if r is None:
+            return Cell("not run")
+        if r.verdict == NOT_APPLICABLE:
+            return Cell("n/a")
+        return Cell(r.verdict, style=r.verdict, sort=r.effect)
+
+    settings = list(grid)
+    claims = grid[settings[0]]
+    rows = [
+        (Cell(str(sc.claim.id), sort=sc.claim.id), Cell(sc.claim.title),
+         *(cell(grid[s][i]) for s in settings))
+        for i, sc in enumerate(claims)
+    ]  # fmt: skip
+    columns = ("#", "claim", *(s.label for s in settings))
+    return TableView("grid", "verdicts across settings", columns, rows, frozenset(("#",)))
 
 
 def comparisons_table(r: ClaimResult) -> TableView:
