@@ -317,3 +317,33 @@ def test_inference_claim_is_stored_and_judged_from_its_runs(tmp_path, data_root,
                   for v in per_run.values()] for b in (1, 256)}  # fmt: skip
     assert seven["runs"] == 5
     assert seven["effect"] in [pytest.approx(np.mean(r)) for r in ratios.values()]
+
+
+@pytest.mark.slow
+def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(tmp_path, data_root, monkeypatch):
+    """Claim 9 on the small CNN with Fashion-MNIST (real files), claim 10 saying it does
+    not apply there, and the report's grid setting the verdict beside the other
+    settings'."""
+    monkeypatch.setenv("NORMLAB_DATA", str(data_root))
+    db = str(tmp_path / "c.db")
+    args = ["claims", "--only", "9,10", "--model", "cnn", "--dataset", "fashion-mnist"]
+    done = CliRunner().invoke(app, [*args, "--json", "--db", db])
+    assert done.exit_code == 0, done.output
+    nine, ten = json.loads(done.output[done.output.index("[") :])
+    assert nine["setting"] == ten["setting"] == "CNN/Fashion" and nine["runs"] == 12
+    assert nine["regime"]["models"] == ["CNN 8-16 + 1×512"]
+    assert nine["regime"]["datasets"] == ["fashion-mnist"]
+    assert nine["verdict"] in ("supported", "refuted", "inconclusive")
+    assert ten["verdict"] == "not applicable" and "MLP on MNIST" in ten["reason"]
+    with sqlite3.connect(db) as conn:
+        (name,) = conn.execute("SELECT DISTINCT name FROM studies").fetchone()
+    assert name == "claim-09-normalization-conflicts-quick-cnn-fashion-mnist"
+    page = tmp_path / "c.html"
+    report = ["report", "--claims", "--db", db, "--out", str(page), *args[4:]]
+    assert CliRunner().invoke(app, report).exit_code == 0
+    html = page.read_text()
+    assert "verdicts across settings" in html and "CNN/Fashion" in html
+    assert "Not applicable to CNN/Fashion: claim(s)" in html
+    # the seed's setting has no study here: it is no page of its own
+    seed = CliRunner().invoke(app, ["report", "--claims", "--db", db, "--out", str(page)])
+    assert seed.exit_code == 2 and "for MLP/MNIST" in seed.output

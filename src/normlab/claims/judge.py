@@ -237,7 +237,7 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
 
 
 def _reach(c: Comparison, rule: Rule) -> float:
-    """How far a comparison's interval reaches in the rule's direction (NaN: not at all)."""
+    """How far a comparison's interval reaches in the rule's direction (−∞ without one)."""
     end = max(aligned(c.ci_low, rule), aligned(c.ci_high, rule))
     return end if math.isfinite(end) else -math.inf
 

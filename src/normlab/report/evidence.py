@@ -200,7 +200,7 @@ def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     def marks(runs: list[RunRecord]) -> list[Mark]:
         out = []
         for arm, members in _arms(runs, lambda c: c.norm).items():
-            logs = [usable(seed) for seed in _arms(members, "seed").values()]
+            logs = [usable(seed) for seed in _arms(members, lambda c: str(c.seed)).values()]
             logs = [v for v in logs if math.isfinite(v)]
             if logs:
                 at = 10 ** float(np.mean(logs))
