@@ -339,7 +339,7 @@ def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(tmp_path, data_root, mo
         (name,) = conn.execute("SELECT DISTINCT name FROM studies").fetchone()
     assert name == "claim-09-normalization-conflicts-quick-cnn-fashion-mnist"
     page = tmp_path / "c.html"
-    report = ["report", "--claims", "--db", db, "--out", str(page), *args[4:]]
+    report = ["report", "--claims", "--db", db, "--out", str(page), *args[3:]]
     assert CliRunner().invoke(app, report).exit_code == 0
     html = page.read_text()
     assert "verdicts across settings" in html and "CNN/Fashion" in html
