@@ -1,7 +1,9 @@
 """The seed notebook's claims about BN, and how normlab judges each.
 
-Claims 1-10 are the seed's; 11 and 12 are parts of claims 3 and 4 that the literature
-adds (Yang et al.'s counter-hypothesis, Li et al.'s variance shift). Each claim names
+Claims 1-10 and 14-17 are the seed's (13, mode collapse in GANs, is not yet judged);
+11, 12, 18, 19, 20 and 21 are parts of claims 3, 4, 14, 15 and 16 that the literature
+adds (Yang et al.'s counter-hypothesis, Li et al.'s variance shift, Keskar et al.'s
+large-batch gap) or that split a claim in two. Each claim names
 its study (``claims/studies/<study>.toml``), the outcome it is about, the factors that
 split it into comparisons, and the verdict rule (``analysis.verdict``): which sign of
 the effect the claim predicts and what size matters. Every comparison sets an arm
@@ -88,11 +90,9 @@ class Claim:
 
     def measures_on(self, dataset: str) -> dict[str, Callable[..., float]]:
         """The claim's measures on ``dataset``."""
-        return (
-            self.measures
-            if self.measures_by_dataset is None
-            else (self.measures_by_dataset(dataset))
-        )
+        if self.measures_by_dataset is None:
+            return self.measures
+        return self.measures_by_dataset(dataset)
 
     def not_applicable(self, setting: Setting) -> str:
         """Why the claim does not apply to ``setting`` ("" when it does)."""
@@ -125,11 +125,9 @@ class Claim:
             arms = {self.arm_of(c) for c in runs}
             missing = [a for a in (self.arm, *self.baselines) if a not in arms]
             if missing:
-                arm = (
-                    f"{self.factor}={missing[0]!r}"
-                    if isinstance(self.factor, str)
-                    else (f"the arm {missing[0]!r}")
-                )
+                arm = f"the arm {missing[0]!r}"
+                if isinstance(self.factor, str):
+                    arm = f"{self.factor}={missing[0]!r}"
                 raise ClaimError(f"claim {self.id}: {source} has no run with {arm}")
         handled = {"seed", *self.by, *self.factors, *([self.across] if self.across else [])}
         dumps = [c.model_dump(mode="json") for c in runs]
