@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from normlab.analysis.records import RunRecord
+from normlab.analysis.regime import regime
 from normlab.analysis.stats import Comparison
 from normlab.analysis.verdict import Rule, verdict
 from normlab.claims.definitions import CLAIMS, Claim, ClaimError, claim_study, selected
@@ -347,3 +348,15 @@ def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(tmp_path, data_root, mo
     # the seed's setting has no study here: it is no page of its own
     seed = CliRunner().invoke(app, ["report", "--claims", "--db", db, "--out", str(page)])
     assert seed.exit_code == 2 and "for MLP/MNIST" in seed.output
+
+
+def test_the_regime_names_data_models_length_and_seeds():
+    def run(depth, seed, epochs):  # 55 steps per epoch
+        config = RunConfig(hidden=(128,) * depth, seed=seed, epochs=epochs, batch_size=1000)
+        return RunRecord(config, "done", [], [], [])
+
+    runs = [run(16, 0, 1), run(2, 1, 1), run(8, 0, 3)]
+    r = regime(runs)
+    assert r.models == ("MLP 2×128", "MLP 8×128", "MLP 16×128")  # natural order
+    assert r.text() == "mnist, MLP 2×128 … MLP 16×128, 1/3 epochs (55/165 steps), 2 seeds"
+    assert regime(runs[:1]).text() == "mnist, MLP 16×128, 1 epoch (55 steps), 1 seed"

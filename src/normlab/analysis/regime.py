@@ -4,6 +4,7 @@ epochs of the seed's; stating the regime beside it says which one a reader has."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ class Regime:
         plural = "" if self.epochs == (1,) else "s"
         return (
             f"{_span(self.datasets)}, {_span(self.models)}, {epochs} epoch{plural} "
-            f"({steps} steps), {self.seeds} seeds"
+            f"({steps} steps), {self.seeds} seed{'' if self.seeds == 1 else 's'}"
         )
 
     def as_json(self) -> dict[str, object]:
@@ -51,12 +52,17 @@ def _span(values: Sequence[object]) -> str:
     return f"{text[0]}–{text[-1]}" if isinstance(values[0], int) else f"{text[0]} … {text[-1]}"
 
 
+def _natural(text: str) -> list[object]:
+    """A sort key that orders "MLP 2×128" before "MLP 16×128"."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
 def regime(runs: Sequence[RunRecord]) -> Regime:
     """The regime of ``runs``."""
     configs = [r.config for r in runs]
     return Regime(
         datasets=tuple(sorted({c.dataset for c in configs})),
-        models=tuple(sorted({c.family.describe(c) for c in configs})),
+        models=tuple(sorted({c.family.describe(c) for c in configs}, key=_natural)),
         epochs=tuple(sorted({c.epochs for c in configs})),
         steps=tuple(sorted({r.steps_per_epoch * r.config.epochs for r in runs})),
         seeds=len({c.seed for c in configs}),
