@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -51,13 +51,17 @@ class Reference:
     path: Path
     trained: bool
 
-    @torch.no_grad()
-    def classify(self, images: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
-        """The digit [N] it sees in each of ``images`` [N, 784] (scaled to [0, 1]): the
-        argmax of its members' mean softmax."""
-        out = [self.model(images[i : i + chunk]).softmax(-1).mean(0).argmax(-1)
-               for i in range(0, len(images), chunk)]  # fmt: skip
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """The digit [N] it sees in each of ``images`` [N, 784] (scaled to [0, 1])."""
+        return classify(self.model, images)
+
+
+@torch.no_grad()
+def classify(model: StackedModel, images: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+    """The argmax [N] of ``model``'s members' mean softmax on each of ``images``."""
+    out = [model(images[i : i + chunk]).softmax(-1).mean(0).argmax(-1)
+           for i in range(0, len(images), chunk)]  # fmt: skip
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
 def reference_classifier(
@@ -74,15 +78,14 @@ def reference_classifier(
         model.load_state_dict(weights)
         return Reference(model.to(device).eval(), test_acc, path, trained=False)
     test = _train(model, data_dir, torch.device(device))
-    reference = Reference(model.eval(), 0.0, path, trained=True)
-    test_acc = (reference.classify(test.x) == test.y).double().mean().item()
+    test_acc = (classify(model.eval(), test.x) == test.y).double().mean().item()
     if test_acc < MIN_ACCURACY:
         raise RuntimeError(
             f"reference classifier: test accuracy {test_acc:.4f} is below {MIN_ACCURACY}; "
             "it cannot judge generated digits"
         )
     _write(path, model, test_acc)
-    return replace(reference, test_acc=test_acc)
+    return Reference(model, test_acc, path, trained=True)
 
 
 def _train(model: StackedModel, data_dir: Path | str | None, device: torch.device) -> Split:

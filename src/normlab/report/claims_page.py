@@ -187,28 +187,22 @@ def claims_page(
     if apart:
         lead.append(f"Not applicable to {setting.label}: claim(s) {', '.join(map(str, apart))}.")
     tables = [verdict_table([sc.result for sc in stored if sc.result], budget)]
+    notes = [
+        "Effect: the comparison the verdict leans on most (smallest corrected p; for a "
+        "claim that an effect is absent, the comparison that comes closest to it), in the "
+        "claim's own units; see each claim below. Detectable: the smallest effect that "
+        "comparison detects with 80% power at its number of seeds (docs/STATISTICS.md). "
+        "Regime: the data, models, training length and seeds the verdict rests on."
+    ]
     if grid:
         tables.append(grid_table(grid))
-    colors = Colors()
-    sections = [
-        Section(
-            "verdicts",
-            "Verdicts",
-            lead,
-            tables=tables,
-            notes=[
-                "Effect: the comparison the verdict leans on most (smallest "
-                "corrected p; for a claim that an effect is absent, the comparison that "
-                "comes closest to it), in the claim's own units; see each claim below. "
-                "Detectable: the smallest effect that comparison detects with 80% power at "
-                "its number of seeds (docs/STATISTICS.md). Regime: the data, models, "
-                "training length and seeds the verdict rests on.",
-                "Across settings: each claim's verdict with the seed's MLP and a small CNN, "
-                "on MNIST and Fashion-MNIST (`normlab claims --model cnn --dataset "
-                "fashion-mnist`); the sections below are those of " + setting.label + ".",
-            ][: 2 if grid else 1],
+        notes.append(
+            "Across settings: each claim's verdict with the seed's MLP and a small CNN, on "
+            "MNIST and Fashion-MNIST (`normlab claims --model cnn --dataset fashion-mnist`); "
+            f"the sections below are those of {setting.label}."
         )
-    ]
+    colors = Colors()
+    sections = [Section("verdicts", "Verdicts", lead, tables=tables, notes=notes)]
     sections += [claim_section(sc, colors) for sc in stored]
     unfinished = [
         f"claim {sc.claim.id}: {len(sc.unfinished)} of {len(sc.runs)} runs not finished"
