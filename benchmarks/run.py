@@ -50,8 +50,8 @@ from normlab.analysis.summary import summarize
 from normlab.data.locate import load
 from normlab.data.prepare import Split, Splits, prepare
 from normlab.experiments.config import RunConfig
+from normlab.experiments.optimizers import make_optimizer
 from normlab.experiments.plan import stack_size
-from normlab.experiments.runner import make_optimizer
 from normlab.models.mlp.spec import MLPSpec
 from normlab.models.mlp.stack import StackedMLP
 from normlab.store.db import Store

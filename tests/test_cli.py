@@ -314,7 +314,7 @@ def test_cnn_studies_train_on_mnist_and_fashion_mnist(env):
         '[grid]\ndataset = ["mnist", "fashion-mnist"]\n'
     )
     dry = invoke("run", "cnn.toml", "--dry-run")
-    assert dry.exit_code == 0 and "│ cnn" in dry.output and "4-8" in dry.output
+    assert dry.exit_code == 0 and "CNN" in dry.output and "4-8" in dry.output
     result = invoke("run", "cnn.toml")
     assert result.exit_code == 0, result.output
     conn = sqlite3.connect(env / "normlab.db")
@@ -323,6 +323,28 @@ def test_cnn_studies_train_on_mnist_and_fashion_mnist(env):
         "JOIN epochs e ON e.run_id = r.id"
     ))  # fmt: skip
     assert accs["mnist"] > 0.8 and accs["fashion-mnist"] > 0.6  # 100 steps of 100 images
+
+
+def test_gan_studies_draw_and_judge_images_on_mnist_and_stacked_mnist(env):
+    (env / "gan.toml").write_text(
+        'name = "gan"\nseeds = 2\n[fixed]\nmodel = "gan"\nhidden = [32, 64]\n'
+        "discriminator_hidden = [64, 32]\nval_size = 50000\nepochs = 1\ngan_samples = 256\n"
+        '[grid]\ndataset = ["mnist", "stacked-mnist"]\nnorm = ["batch", "virtual_batch"]\n'
+    )
+    result = invoke("run", "gan.toml")
+    assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(env / "normlab.db")
+    modes = conn.execute(
+        "SELECT json_extract(r.config, '$.dataset'), p.value FROM runs r JOIN probes p "
+        "ON p.run_id = r.id WHERE p.probe = 'modes' AND p.name = 'modes'"
+    ).fetchall()  # fmt: skip
+    assert len(modes) == 8
+    assert all(1 <= v <= (10 if d == "mnist" else 1000) for d, v in modes)
+    channels = dict(conn.execute("SELECT length(pixels), channels FROM samples"))
+    assert channels == {784: 1, 2352: 3}  # 16 images of each run, its channels each
+    assert conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 8 * 16
+    report = invoke("report", "--out", "gan.html")
+    assert report.exit_code == 0, report.output
 
 
 def test_show_and_export_do_not_load_torch(env):

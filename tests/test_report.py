@@ -418,7 +418,16 @@ def test_every_claims_section_builds_from_made_up_runs():
                        "eval_seconds": 0.1} for e in range(1, c.epochs + 1)]  # fmt: skip
             evals = [{"step": s, "epoch": 0.5, "seconds": 1.0, "val_loss": 0.4, "val_acc": acc}
                      for s in (20, 40)]  # fmt: skip
-            runs.append(RunRecord(c, "done", epochs, evals, [], run_id=c.run_id))
+            probes, samples = [], []
+            if c.model == "gan":  # what a GAN's judging records: its modes and images
+                modes = {"modes": 9.0, "kl": acc, "batch_correlation": acc - 0.9}
+                probes = [{"step": 9, "probe": "modes", "layer": -1, "name": n, "value": v}
+                          for n, v in modes.items()]  # fmt: skip
+                channels = c.source.image_shape[0]
+                samples = [{"step": 9, "index": i, "channels": channels,
+                            "pixels": rng.integers(0, 256, channels * 784, np.uint8).tobytes()}
+                           for i in range(16)]  # fmt: skip
+            runs.append(RunRecord(c, "done", epochs, evals, probes, samples, run_id=c.run_id))
         study = StudyRecord(claim.study, {}, "2026-01-01", "2026-01-02", runs)
         stored.append(StoredClaim(claim, "quick", claim.study, study, judge_runs(claim, runs)))
     page = claims_page(stored, "quick", "made-up.db")
@@ -426,5 +435,9 @@ def test_every_claims_section_builds_from_made_up_runs():
     for claim in CLAIMS.values():
         section = sections[f"claim-{claim.id}"]
         assert section.tables, claim.id
-        if claim.id in (1, 2, 4, 5, 6, 9, 10, 12, 14, 17, 18, 19, 20, 21):
+        if claim.id in (1, 2, 4, 5, 6, 9, 10, 12, 13, 14, 17, 18, 19, 20, 21, 22):
             assert section.figures and all(f.points for f in section.figures), claim.id
+        if claim.id in (13, 22):  # a tile of images per dataset and arm
+            arms = 3 if claim.id == 13 else 2
+            assert [len(v.tiles) for v in section.images] == [2 * arms], claim.id
+            assert section.images[0].tiles[0][1].startswith("data:image/png;base64,")

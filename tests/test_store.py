@@ -5,7 +5,7 @@ import pytest
 from normlab.experiments.config import RunConfig
 from normlab.experiments.runner import pending_units
 from normlab.store.db import SCHEMA_VERSION, Store, StoreError
-from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunResult, StepLoss
+from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunResult, SampleImage, StepLoss
 
 
 def _result(diverged_step=None):
@@ -85,6 +85,7 @@ def test_probe_and_eval_rows_round_trip(tmp_path):
         [ProbeRow(10, "ics", 1, "distance", 0.25), ProbeRow(10, "ics", 1, "cosine", float("nan"))]
     )
     result.evals.append(EvalPoint(10, 0.5, 0.75, 0.3, 0.91))
+    result.samples.append(SampleImage(10, 0, 3, bytes(range(256)) * 3))
     with Store(tmp_path / "p.db") as store:
         store.register_study("s", {}, [config])
         store.mark_running([config.run_id], 1, {})
@@ -92,20 +93,22 @@ def test_probe_and_eval_rows_round_trip(tmp_path):
         probes = [tuple(r)[1:] for r in store.probes("s")]
         assert probes == [(10, "ics", 1, "cosine", None), (10, "ics", 1, "distance", 0.25)]
         assert [tuple(r)[1:] for r in store.evals("s")] == [(10, 0.5, 0.75, 0.3, 0.91)]
+        assert [tuple(r)[1:] for r in store.samples("s")] == [(10, 0, 3, bytes(range(256)) * 3)]
         store.mark_running([config.run_id], 1, {})  # a retry clears what the last try left
-        assert store.probes("s") == [] and store.evals("s") == []
+        assert store.probes("s") == store.evals("s") == store.samples("s") == []
 
 
-def test_a_version_1_database_gains_the_probe_tables(tmp_path):
+@pytest.mark.parametrize(("version", "dropped"), [(1, "probes, evals, samples"), (2, "samples")])
+def test_an_older_database_gains_the_later_tables(tmp_path, version, dropped):
     path = tmp_path / "old.db"
     with Store(path) as store:
         store.register_study("s", {}, [RunConfig()])
     conn = sqlite3.connect(path)
-    conn.executescript("DROP TABLE probes; DROP TABLE evals;")
-    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.executescript("".join(f"DROP TABLE {t};" for t in dropped.split(", ")))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     conn.commit()
     conn.close()
     with Store(path) as store:
-        assert store.probes("s") == [] and store.study_names() == ["s"]
+        assert store.probes("s") == store.samples("s") == [] and store.study_names() == ["s"]
     version = sqlite3.connect(path).execute("SELECT value FROM meta").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 2
+    assert int(version) == SCHEMA_VERSION == 3

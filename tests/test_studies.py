@@ -41,7 +41,7 @@ def test_grid_expands_to_cartesian_product_grouped_by_cohort(tmp_path):
         (
             'name="x"\n[grid]\nnorm=["none","batchy"]',
             "study.toml: grid.norm: Input should be 'none', 'batch', 'layer', 'group', 'rms', "
-            "'batch_renorm' or 'ghost_batch' (got 'batchy')",
+            "'batch_renorm', 'ghost_batch' or 'virtual_batch' (got 'batchy')",
         ),
         ('name="x"\n[fixed]\nlr=-1', "study.toml: fixed.lr: Input should be greater than 0"),
         ('name="x"\n[fixed]\nlearning_rate=0.1', "study.toml: fixed.learning_rate: unknown field"),
@@ -61,7 +61,7 @@ def test_grid_expands_to_cartesian_product_grouped_by_cohort(tmp_path):
         ("name = ", "study.toml: not valid TOML"),
         ('name="x"\n[fixed]\nstream=1', "study.toml: fixed.stream: unknown field"),
         ('name="x"\n[grid]\ncarried_from=["abc"]', "study.toml: grid.carried_from: unknown field"),
-        ('name="x"\n[fixed]\nchannels=[8]', "channels and kernel describe conv blocks"),
+        ('name="x"\n[fixed]\nchannels=[8]', "channels describes a cnn model"),
         ('name="x"\n[fixed]\nprobes=["inference"]', "probe 'inference' folds the norm"),
     ],
 )

@@ -61,6 +61,16 @@ class EvalPoint(NamedTuple):
     val_acc: float
 
 
+class SampleImage(NamedTuple):
+    """One image a generator drew after step ``step``: ``pixels`` are ``channels`` × 28 ×
+    28 bytes (0-255, channel-major), the ``index``-th of the images kept."""
+
+    step: int
+    index: int
+    channels: int
+    pixels: bytes
+
+
 @dataclass
 class RunResult:
     """Everything one run's training produced."""
@@ -69,6 +79,7 @@ class RunResult:
     step_losses: list[StepLoss] = field(default_factory=list)
     probes: list[ProbeRow] = field(default_factory=list)
     evals: list[EvalPoint] = field(default_factory=list)
+    samples: list[SampleImage] = field(default_factory=list)
     diverged_step: int | None = None
     seconds: float = 0.0
 

@@ -24,6 +24,7 @@ class RunRecord:
     epochs: list[dict[str, float]]
     evals: list[dict[str, float]]
     probes: list[dict[str, object]]
+    samples: list[dict[str, object]] = field(default_factory=list)  # a generator's images
     run_id: str = ""
     seconds: float | None = None  # this run's share of its stack's wall time
     diverged_step: int | None = None
@@ -64,7 +65,7 @@ class RunRecord:
 def records(store: Store, study: str) -> list[RunRecord]:
     """Every run of ``study`` in study order, with its stored numbers."""
     tables: dict[str, dict[str, list[dict]]] = {}
-    for table in ("epochs", "evals", "probes"):
+    for table in ("epochs", "evals", "probes", "samples"):
         tables[table] = defaultdict(list)
         for row in getattr(store, table)(study):
             tables[table][row["run_id"]].append(dict(row))
@@ -73,6 +74,7 @@ def records(store: Store, study: str) -> list[RunRecord]:
             RunConfig.from_stored(r["config"]),
             r["status"],
             *(tables[t][r["id"]] for t in ("epochs", "evals", "probes")),
+            samples=tables["samples"][r["id"]],
             run_id=r["id"],
             seconds=r["seconds"],
             diverged_step=r["diverged_step"],

@@ -1,9 +1,9 @@
 """The seed notebook's claims about BN, and how normlab judges each.
 
-Claims 1-10 and 14-17 are the seed's (13, mode collapse in GANs, is not yet judged);
-11, 12, 18, 19, 20 and 21 are parts of claims 3, 4, 14, 15 and 16 that the literature
-adds (Yang et al.'s counter-hypothesis, Li et al.'s variance shift, Keskar et al.'s
-large-batch gap) or that split a claim in two. Each claim names
+Claims 1-10 and 13-17 are the seed's; 11, 12, 18, 19, 20, 21 and 22 are parts of claims
+3, 4, 14, 15, 16 and 13 that the literature adds (Yang et al.'s counter-hypothesis, Li
+et al.'s variance shift, Keskar et al.'s large-batch gap, BN in a GAN's discriminator)
+or that split a claim in two. Each claim names
 its study (``claims/studies/<study>.toml``), the outcome it is about, the factors that
 split it into comparisons, and the verdict rule (``analysis.verdict``): which sign of
 the effect the claim predicts and what size matters. Every comparison sets an arm
@@ -21,6 +21,7 @@ from normlab.analysis.records import RunRecord
 from normlab.analysis.verdict import Rule
 from normlab.claims.measures import (
     bn_probe_difference,
+    collapse_note,
     covariate_shift,
     epochs_to,
     final_test_accuracy,
@@ -31,6 +32,9 @@ from normlab.claims.measures import (
     init_gradient_growth,
     largest_usable_lr,
     latency_log_ratio,
+    mode_kl,
+    modes_missed,
+    sample_correlation,
     spread_of_final_accuracy,
     steps_to,
     train_test_gap,
@@ -426,6 +430,43 @@ CLAIMS: dict[int, Claim] = {
             **SMALL_VS_LARGER_BATCH,
             title="small-batch adaptation",
             measures_by_dataset=lambda d: {f"target={t}": epochs_to(t) for t in EARLY[d]},
+        ),
+        Claim(
+            13,
+            "BN in a GAN's generator can lead to mode collapse: it draws a subset of modes",
+            "13-mode-collapse",
+            "KL(generated mode distribution ‖ uniform), nats, judged by normlab's reference "
+            "MNIST classifier, on MNIST (10 modes) and stacked MNIST (1,000): generator "
+            "with BN − without (positive = BN collapses more); virtual BN shown beside it",
+            {"": mode_kl},
+            Rule(direction=1, min_effect=0.1),
+            by=("dataset",),
+            context=("virtual_batch",),
+            context_measures={
+                "modes missed (fraction)": modes_missed,
+                "within − between-batch image correlation": sample_correlation,
+            },
+            note=collapse_note,
+            title="GAN mode collapse",
+            models=("mlp",),
+            datasets=("mnist",),
+        ),
+        Claim(
+            22,
+            "BN in a GAN's discriminator also narrows what the generator draws (part of 13)",
+            "22-discriminator-bn",
+            "KL(generated mode distribution ‖ uniform), nats, on MNIST and stacked MNIST: "
+            "discriminator with BN − without, generator without (positive = more collapse)",
+            {"": mode_kl},
+            Rule(direction=1, min_effect=0.1),
+            by=("dataset",),
+            factor="discriminator_norm",
+            context_measures={"modes missed (fraction)": modes_missed},
+            note=collapse_note,
+            part_of=13,
+            title="GAN discriminator BN",
+            models=("mlp",),
+            datasets=("mnist",),
         ),
         Claim(
             17,

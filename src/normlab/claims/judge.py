@@ -139,7 +139,7 @@ def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
     values = measured(claim.measures_on(runs[0].config.dataset if runs else "mnist"))
     result = judge_values(claim, values, len(runs), measured(claim.context_measures))
     judged = [r for r in runs if claim.arm_of(r.config) in (claim.arm, *claim.baselines)]
-    where = Setting(runs[0].config.model, runs[0].config.dataset).label if runs else ""
+    where = Setting.of(runs[0].config.model, runs[0].config.dataset).label if runs else ""
     result = replace(result, regime=regime(judged), setting=where)
     result.diverged.update({arm: (d, n) for arm, (d, n) in diverged.items()})
     result.notes.extend(_missing(values))

@@ -154,6 +154,41 @@ def gradient_noise(run: RunRecord) -> float:
     return float(np.mean(values)) if values and run.status == "done" else math.nan
 
 
+def mode_kl(run: RunRecord) -> float:
+    """KL(generated mode distribution ‖ uniform) after a GAN's training, in nats. A
+    diverged GAN draws nothing useful: it counts as total collapse, log(modes)."""
+    if run.status == "diverged":
+        return math.log(run.config.source.classes)
+    return run.last("modes", "kl") if run.status == "done" else math.nan
+
+
+def modes_missed(run: RunRecord) -> float:
+    """The fraction of the dataset's modes a GAN's images never hit (1 if it diverged)."""
+    if run.status == "diverged":
+        return 1.0
+    if run.status != "done":
+        return math.nan
+    return 1.0 - run.last("modes", "modes") / run.config.source.classes
+
+
+def sample_correlation(run: RunRecord) -> float:
+    """Within-batch minus between-batch correlation of a GAN's images (NaN if none)."""
+    return run.last("modes", "batch_correlation") if run.status == "done" else math.nan
+
+
+def collapse_note(runs: list[RunRecord]) -> str:
+    """How many GANs collapsed totally (their images all one mode) or diverged."""
+    collapsed = [r for r in runs if r.status == "done" and r.last("modes", "modes") <= 1]
+    diverged = [r for r in runs if r.status == "diverged"]
+    if not collapsed and not diverged:
+        return f"no total collapse or divergence among {len(runs)} GANs"
+    parts = [f"{len(collapsed)} collapsed totally (one mode)"] if collapsed else []
+    parts += [f"{len(diverged)} diverged"] if diverged else []
+    arms = sorted({f"{r.config.dataset} G={r.config.norm} D={r.config.discriminator_norm}"
+                   for r in collapsed + diverged})  # fmt: skip
+    return f"of {len(runs)} GANs {' and '.join(parts)}: {'; '.join(arms)}"
+
+
 def latency_log_ratio(batch: int) -> Callable[[RunRecord], float]:
     """log(latency with BN / latency with BN folded) of one model at inference batch
     ``batch`` (probe ``inference``; positive = BN slower)."""

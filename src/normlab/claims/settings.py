@@ -35,6 +35,14 @@ class Setting:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
 
+    @classmethod
+    def of(cls, model: str, dataset: str) -> Setting:
+        """The setting a run of ``model`` on ``dataset`` belongs to. The GAN claims run
+        on the seed's setting only: a GAN's networks are MLPs and stacked MNIST is made
+        of MNIST, so they belong to MLP/MNIST."""
+        return cls(model if model in MODELS else SEED.model,
+                   dataset if dataset in DATASETS else SEED.dataset)  # fmt: skip
+
     @property
     def label(self) -> str:
         """E.g. "CNN/Fashion"."""

@@ -19,6 +19,7 @@ import platformdirs
 from normlab.data import idx
 from normlab.data.download import download_file
 from normlab.data.sources import ROLES, DatasetSource, get_source
+from normlab.data.stacked import stack_digits
 
 ENV_DATA = "NORMLAB_DATA"
 ENV_MIRRORS = "NORMLAB_MIRRORS"
@@ -26,7 +27,8 @@ ENV_MIRRORS = "NORMLAB_MIRRORS"
 
 @dataclass(frozen=True)
 class RawDataset:
-    """A dataset as stored: uint8 images [N, 28, 28] and uint8 labels [N]."""
+    """A dataset as stored: uint8 images [N, 28, 28] (stacked: [N, C, 28, 28]) and
+    integer labels [N]."""
 
     name: str
     x_train: np.ndarray
@@ -71,6 +73,10 @@ def load(
     that images and labels pair up."""
     source = get_source(dataset) if isinstance(dataset, str) else dataset
     name = source.name
+    if source.stacked_from:
+        base = load(source.stacked_from, data_dir, download=download, log=log, **download_options)
+        arrays = (base.x_train, base.y_train, base.x_test, base.y_test)
+        return RawDataset(name, *stack_digits(arrays, source.image_shape[0]))
     root = data_root(data_dir)
     arrays: dict[str, np.ndarray] = {}
     for role in ROLES:

@@ -14,8 +14,8 @@ import torch
 
 from normlab.data.locate import RawDataset
 
-Inputs = Literal["raw", "scaled", "standardized"]
-INPUTS: tuple[str, ...] = ("raw", "scaled", "standardized")
+Inputs = Literal["raw", "scaled", "standardized", "symmetric"]
+INPUTS: tuple[str, ...] = ("raw", "scaled", "standardized", "symmetric")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ def prepare(
     """Hold out a validation split, flatten, scale the pixels and move everything to ``device``.
 
     ``raw`` keeps 0-255 as the seed notebook does; ``scaled`` divides by 255;
+    ``symmetric`` maps them to [-1, 1] (what a GAN generator's tanh draws);
     ``standardized`` subtracts the training split's mean pixel value and divides by its
     standard deviation (one scalar each: per-pixel statistics are zero-variance at the
     border of MNIST).
@@ -75,6 +76,8 @@ def prepare(
     x_train, x_val = x_all[train_idx], x_all[val_idx]
     if inputs == "scaled":
         x_train, x_val, x_test = (a / np.float32(255.0) for a in (x_train, x_val, x_test))
+    elif inputs == "symmetric":
+        x_train, x_val, x_test = (a / np.float32(127.5) - 1 for a in (x_train, x_val, x_test))
     elif inputs == "standardized":
         mean = np.float32(x_train.mean(dtype=np.float64))
         std = np.float32(x_train.std(dtype=np.float64))

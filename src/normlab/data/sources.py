@@ -20,7 +20,8 @@ ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 class DatasetSource:
     """One dataset: its facts (image shape as channels × height × width, classes, train
     and test sizes), its four IDX files with digests, download mirrors and system
-    folders."""
+    folders; or, for a dataset ``stacked_from`` another (stacked MNIST), none of its own:
+    each of its images stacks ``image_shape[0]`` of the other's as channels."""
 
     name: str
     files: dict[str, tuple[str, str]]  # role -> (IDX file name without .gz, sha256)
@@ -30,6 +31,7 @@ class DatasetSource:
     classes: int = 10
     train_size: int = 60000
     test_size: int = 10000
+    stacked_from: str | None = None
 
     @property
     def n_features(self) -> int:
@@ -88,8 +90,17 @@ FASHION_MNIST = DatasetSource(
     system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
 )
 
+STACKED_MNIST = DatasetSource(
+    name="stacked-mnist",
+    files={},
+    mirrors=(),
+    image_shape=(3, 28, 28),
+    classes=1000,
+    stacked_from="mnist",
+)
+
 DATASETS: Registry[DatasetSource] = Registry("dataset")
-for _source in (MNIST, FASHION_MNIST):
+for _source in (MNIST, FASHION_MNIST, STACKED_MNIST):
     DATASETS.register(_source.name, _source)
 
 

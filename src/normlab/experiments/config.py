@@ -48,6 +48,11 @@ _LATER_FIELDS = {
     "kernel": 3,
     "norm_affine": True,
     "norm_gain": 1.0,
+    "latent": 64,
+    "discriminator_hidden": [512, 256],
+    "discriminator_norm": "none",
+    "gan_samples": 10000,
+    "beta1": 0.9,
 }
 
 
@@ -57,7 +62,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dataset: Dataset = "mnist"
-    inputs: Literal["raw", "scaled", "standardized"] = "raw"
+    inputs: Literal["raw", "scaled", "standardized", "symmetric"] = "raw"
     val_size: int = Field(5000, ge=0, le=50000)
     data_seed: int = Field(0, ge=0)
     model: Model = Field("mlp", description="model family: mlp, or cnn (conv blocks first)")
@@ -65,9 +70,19 @@ class RunConfig(BaseModel):
         (32, 64), description="cnn: output channels of each conv block"
     )
     kernel: int = Field(3, ge=1, description="cnn: convolution kernel size (same padding)")
-    hidden: tuple[int, ...] = Field((512,), description="dense hidden layers' widths")
+    hidden: tuple[int, ...] = Field(
+        (512,), description="dense hidden layers' widths (gan: the generator's)"
+    )
+    latent: int = Field(64, ge=1, description="gan: the generator's noise values")
+    discriminator_hidden: tuple[int, ...] = Field(
+        (512, 256), description="gan: the discriminator's hidden layers' widths"
+    )
+    discriminator_norm: Norm = Field("none", description="gan: the discriminator's norm")
+    gan_samples: int = Field(
+        10000, ge=100, description="gan: images generated per run and judged after training"
+    )
     activation: ActivationName = "relu"
-    norm: Norm = "none"
+    norm: Norm = Field("none", description="the hidden layers' norm (gan: the generator's)")
     norm_position: Position = "before"
     norm_affine: bool = Field(
         True, description="learn the norm's gain γ and shift β (false: frozen at their start)"
@@ -86,6 +101,7 @@ class RunConfig(BaseModel):
     ghost_batch_size: int = Field(32, ge=2)
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0.0)
+    beta1: float = Field(0.9, ge=0.0, lt=1.0, description="Adam only: the first moment's decay")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     nesterov: bool = False
     batch_size: int = Field(32, ge=1)
@@ -118,6 +134,9 @@ class RunConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _resolve_init(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("model", "mlp") in FAMILIES.names():
+            # A family may have defaults of its own (a GAN's optimizer, inputs, ...).
+            data = {**getattr(get_family(data.get("model", "mlp")), "defaults", {}), **data}
         if isinstance(data, dict) and data.get("init") is None:
             semantics = data.get("semantics", "keras")
             if semantics in PRESETS:  # an unknown one is reported by its own field
@@ -126,10 +145,15 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_combination(self) -> RunConfig:
-        problem = self.family.check(self)
+        problem = self._foreign_field() or self.family.check(self)
         if problem:
             raise ValueError(problem)
         kind = NORMS[self.norm]
+        if kind.reference_batch and not self.family.generative:
+            raise ValueError(
+                f"norm {self.norm!r} needs a reference batch fed through the network, "
+                "which only the GAN family's generator does"
+            )
         if kind.layer is None and (not self.norm_affine or self.norm_gain != 1.0):
             raise ValueError("norm_affine and norm_gain need a norm; norm 'none' has no γ, β")
         if kind.batch_statistics and self.batch_size < 2:
@@ -154,6 +178,16 @@ class RunConfig(BaseModel):
                 f"{self.norm_position!r}"
             )
         return self
+
+    def _foreign_field(self) -> str | None:
+        """A setting of another family's (e.g. ``channels`` on an MLP), if one is set."""
+        for name in FAMILIES.names():
+            if name == self.model:
+                continue
+            for field in get_family(name).fields:
+                if field not in self.family.fields and getattr(self, field) != _default(field):
+                    return f"{field} describes a {name} model: it needs model = {name!r}"
+        return None
 
     @property
     def family(self) -> ModelFamily:
@@ -200,6 +234,10 @@ class RunConfig(BaseModel):
             affine=self.norm_affine,
             gain=self.norm_gain,
         )
+
+
+def _default(field: str) -> object:
+    return RunConfig.model_fields[field].default
 
 
 def _digest(data: dict[str, object]) -> str:

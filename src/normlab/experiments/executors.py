@@ -80,8 +80,7 @@ class LocalExecutor:
         for unit in units:
             started(unit)
             try:
-                splits = self.data.splits(unit.configs[0])
-                results = train_unit(unit, splits, progress)
+                results = train_unit(unit, self.data, progress)
             except UNIT_ERRORS as err:
                 yield UnitOutcome(unit, error=f"{type(err).__name__}: {err}")
                 continue

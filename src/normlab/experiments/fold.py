@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from normlab.data.prepare import Splits
 from normlab.experiments.config import RunConfig
-from normlab.experiments.runner import make_optimizer
+from normlab.experiments.optimizers import make_optimizer
 from normlab.models.registry import FOLD_TOLERANCE
 from normlab.probes.inference import LATENCY_BATCHES, REPEATS, latency, output_difference
 from normlab.train.loop import Schedule, evaluate, train_stack

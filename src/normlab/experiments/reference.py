@@ -27,7 +27,7 @@ import torch
 from normlab.data.locate import data_root, load
 from normlab.data.prepare import Split, prepare
 from normlab.experiments.config import RunConfig
-from normlab.experiments.runner import make_optimizer
+from normlab.experiments.optimizers import make_optimizer
 from normlab.models.stack import StackedModel
 from normlab.probes.bn import precise_statistics
 from normlab.train.loop import Schedule, train_stack

@@ -15,21 +15,14 @@ import torch
 from normlab.data.locate import RawDataset, load
 from normlab.data.prepare import Splits, prepare
 from normlab.experiments.config import RunConfig
+from normlab.experiments.modes import JudgeHook
+from normlab.experiments.optimizers import make_optimizer
 from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
-from normlab.models.semantics import get_semantics
+from normlab.experiments.reference import Reference, reference_classifier
 from normlab.probes.schedule import ProbeSet
 from normlab.store.db import FINISHED, Store
 from normlab.train.loop import EvalHook, Hook, ProgressHook, Schedule, train_stack
-from normlab.train.optim import SGD, Adam, Optimizer
 from normlab.types import RunResult
-
-
-def make_optimizer(config: RunConfig) -> Optimizer:
-    """A fresh stacked optimizer of ``config``'s kind and semantics."""
-    if config.optimizer == "sgd":
-        return SGD(momentum=config.momentum, nesterov=config.nesterov)
-    sem = get_semantics(config.semantics)
-    return Adam(eps=sem.adam_eps, eps_before_bias_correction=sem.adam_eps_before_bias_correction)
 
 
 class DataCache:
@@ -44,6 +37,16 @@ class DataCache:
         self.data_dir, self.device, self.log = data_dir, device, log
         self._raw: dict[str, RawDataset] = {}
         self._splits: dict[tuple[str, str, int, int], Splits] = {}
+        self._reference: Reference | None = None
+
+    def reference(self) -> Reference:
+        """The reference MNIST classifier that judges generated images (trained on first
+        use if the data folder has none)."""
+        if self._reference is None:
+            if self.log:
+                self.log("loading the reference MNIST classifier (training it if not cached)")
+            self._reference = reference_classifier(self.data_dir, self.device)
+        return self._reference
 
     def splits(self, config: RunConfig) -> Splits:
         key = (config.dataset, config.inputs, config.val_size, config.data_seed)
@@ -60,8 +63,17 @@ class DataCache:
         return self._splits[key]
 
 
-def _hooks(config: RunConfig, splits: Splits, progress: Callable[[int], None] | None) -> list[Hook]:
+def _hooks(
+    config: RunConfig,
+    splits: Splits,
+    progress: Callable[[int], None] | None,
+    data: DataCache,
+) -> list[Hook]:
     hooks: list[Hook] = []
+    if config.family.generative:
+        channels = config.source.image_shape[0]
+        classify = data.reference().classify
+        hooks.append(JudgeHook(classify, config.gan_samples, config.batch_size, channels))
     if config.probes:
         held_out = splits.val if len(splits.val) else splits.test
         hooks.append(
@@ -75,10 +87,13 @@ def _hooks(config: RunConfig, splits: Splits, progress: Callable[[int], None] | 
 
 
 def train_unit(
-    unit: Unit, splits: Splits, progress: Callable[[int], None] | None = None
+    unit: Unit, data: DataCache, progress: Callable[[int], None] | None = None
 ) -> list[RunResult]:
-    """Train one unit on ``splits`` and return a result per run, in ``unit.configs`` order."""
-    first, device = unit.configs[0], splits.train.x.device
+    """Train one unit on its data from ``data`` and return a result per run, in
+    ``unit.configs`` order."""
+    first = unit.configs[0]
+    splits = data.splits(first)
+    device = splits.train.x.device
     family, spec = first.family, first.model_spec()
     if not unit.chain:
         model = family.build(spec, [c.seed for c in unit.configs]).to(device)
@@ -89,7 +104,7 @@ def train_unit(
             [c.seed for c in unit.configs],
             [c.lr for c in unit.configs],
             Schedule(first.batch_size, first.epochs, first.log_every),
-            _hooks(first, splits, progress),
+            _hooks(first, splits, progress, data),
         )
     # A chain: one model carried through every leg, each leg with a fresh optimizer (as
     # the notebook recompiles its model), fresh data-order and dropout streams.
@@ -100,7 +115,7 @@ def train_unit(
             raise ValueError(f"run {leg.run_id} changes the architecture of the model it carries")
         schedule = Schedule(leg.batch_size, leg.epochs, leg.log_every, leg.stream)
         results += train_stack(model, make_optimizer(leg), splits, [leg.seed], [leg.lr],
-                               schedule, _hooks(leg, splits, progress))  # fmt: skip
+                               schedule, _hooks(leg, splits, progress, data))  # fmt: skip
     return results
 
 

@@ -79,6 +79,11 @@ def dropout(h: torch.Tensor, keys: Keys | None, p: float) -> torch.Tensor:
     return h * reference_mask(keys, b, width, p, h.device)
 
 
+def leaky_relu(x: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU with slope 0.2 below zero, a GAN discriminator's usual activation."""
+    return F.leaky_relu(x, 0.2)
+
+
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy per member [K] for logits [K, B, C] and labels [K, B] or [B]."""
     k, b, c = logits.shape

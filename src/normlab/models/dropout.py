@@ -12,10 +12,14 @@ numbers per step, which cost as much as a quarter of the step's matmuls. A count
 mask costs a few integer operations per element and fuses into the activation kernel
 (``normlab.models.fused``); this module also computes it with tensor ops, which is what
 runs on a GPU and what the fused CPU kernels are tested against.
+
+The same generator draws a GAN's latent noise (``gaussian``): per member, a pure
+function of a key, on any device, inside a captured graph too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -79,6 +83,20 @@ def step_keys_tensor(bases: torch.Tensor, step: torch.Tensor, layers: int) -> to
     layer = torch.arange(1, layers + 1, dtype=torch.int64, device=bases.device)
     counter = step * MAX_LAYERS + layer
     return _mix(bases.unsqueeze(0) + counter.unsqueeze(1) * _signed(GOLDEN))
+
+
+def gaussian(keys: torch.Tensor, count: int) -> torch.Tensor:
+    """Standard normal values [K, count] (float32), member k's a pure function of
+    ``keys[k]`` (int64, e.g. a row of ``step_keys_tensor``): Box-Muller on the two 32-bit
+    halves of SplitMix64 at positions 1, 2, ... after the key, each pair of uniforms
+    giving one value (the cosine branch)."""
+    positions = torch.arange(1, count + 1, dtype=torch.int64, device=keys.device)
+    z = _mix(keys.unsqueeze(1) + positions * _signed(GOLDEN))
+    scale = 2.0**-32
+    u1 = ((z & 0xFFFFFFFF).to(torch.float64) + 1.0) * scale  # (0, 1]: the log stays finite
+    u2 = _logical_shift(z, 32).to(torch.float64) * scale
+    normal = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+    return normal.to(torch.float32)
 
 
 def reference_mask(

@@ -7,7 +7,7 @@ on demand. Adding a family needs no edit of the loop, the store or the command l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from normlab.models.registry import FAMILIES
@@ -22,6 +22,11 @@ class ModelSettings(Protocol):
 
     hidden: tuple[int, ...]
     channels: tuple[int, ...]
+    latent: int
+    discriminator_hidden: tuple[int, ...]
+    discriminator_norm: str
+    inputs: str
+    probes: tuple[str, ...]
     kernel: int
     activation: str
     norm: str
@@ -49,6 +54,9 @@ class ModelFamily(Protocol):
 
     name: str
     cpu_stack_parameters: int  # stacking pays on a CPU up to about this many parameters
+    generative: bool  # it draws images (judged by the reference classifier), not labels
+    fields: tuple[str, ...]  # run settings only this family reads (others must not set them)
+    defaults: Mapping[str, object]  # run settings' defaults of this family's own
 
     def check(self, settings: ModelSettings) -> str | None:
         """What is wrong with ``settings`` for this family (None: nothing)."""

@@ -28,6 +28,7 @@ class NormKind:
     batch_statistics: bool = False
     running_statistics: bool = False
     foldable: bool = False
+    reference_batch: bool = False  # normalizes by a reference batch its network feeds along
 
 
 # Folding a foldable norm keeps a network's outputs to float rounding: at most this
@@ -43,6 +44,7 @@ for _kind in (
     NormKind("rms", "normlab.models.norms:RMSNorm"),
     NormKind("batch_renorm", "normlab.models.norms:BatchRenorm", True, True, True),
     NormKind("ghost_batch", "normlab.models.norms:GhostBatchNorm", True, True, True),
+    NormKind("virtual_batch", "normlab.models.gan.vbn:VirtualBatchNorm", reference_batch=True),
 ):
     NORMS.register(_kind.name, _kind)
 
@@ -63,6 +65,7 @@ for _act in (
     Activation("relu", "torch:relu", None),
     Activation("tanh", "torch:tanh", (-1.0, 1.0)),
     Activation("sigmoid", "torch:sigmoid", (0.0, 1.0)),
+    Activation("leaky_relu", "normlab.models.blocks:leaky_relu", None),
 ):
     ACTIVATIONS.register(_act.name, _act)
 
@@ -81,3 +84,4 @@ POSITIONS: tuple[str, ...] = ("before", "after")
 FAMILIES: Registry[str] = Registry("model")
 FAMILIES.register("mlp", "normlab.models.mlp:FAMILY")
 FAMILIES.register("cnn", "normlab.models.cnn:FAMILY")
+FAMILIES.register("gan", "normlab.models.gan:FAMILY")

@@ -22,6 +22,7 @@ class NormSettings:
     renorm_ramp_steps: int = 5000
     affine: bool = True  # learn the gain γ and shift β; False: frozen at their start
     gain: float = 1.0  # γ's initial value (β starts at 0)
+    reference_batch: int = 64  # virtual BN's fixed reference (Salimans et al. 2016 used 100)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,9 @@
 """What every model family's stack is: K independent members as one module.
 
 A family's stack (``StackedMLP``, ``StackedCNN``) keeps every parameter and buffer with
-the member as its first dimension, and lays its layers out alike, so that the loop, the
-optimizers, the probes and BN folding work on any family:
+the member as its first dimension, and a classifier's lays its layers out alike, so that
+the loop, the optimizers, the probes and BN folding work on any family (a GAN's,
+``StackedGAN``, holds two MLP stacks and redefines the objective below):
 
 - ``weights[i]``, ``biases[i]``: layer i's parameters (dense ``[K, in, out]``,
   convolution ``[K, out, in, k, k]``), the output layer last;
@@ -15,6 +16,13 @@ optimizers, the probes and BN folding work on any family:
   as ``[K, N, units]`` (for a convolution N counts examples × positions and a channel is
   a unit);
 - ``dropout_layers``: how many layers take dropout keys.
+
+What a training step asks of a stack is its *objective*, which every family may
+redefine (a GAN does): ``step_keys`` (random keys a step draws per member),
+``parameter_groups()`` (the parameters of each phase of a step, each phase with its own
+optimizer state) and ``phase_loss(phase, ...)`` (the per-member loss a phase
+minimises); evaluation asks ``held_out(x, y)``. A classifier's objective is one phase:
+every parameter, the cross-entropy of its logits.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from normlab.models.blocks import member_losses
 from normlab.models.family import EVAL_CHUNK
 from normlab.models.norms import NoNorm
 
@@ -46,6 +55,33 @@ class StackedModel(nn.Module):
         """Layers that take dropout keys: every family's dense hidden layers (0 when the
         spec has no dropout)."""
         return len(self.spec.hidden) if self.spec.dropout > 0 else 0
+
+    @property
+    def step_keys(self) -> int:
+        """Random keys [n, K] a training step draws (``train.step``): a classifier's are
+        its dropout layers'."""
+        return self.dropout_layers
+
+    def parameter_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters each phase of a training step updates, in phase order."""
+        return [list(self.parameters())]
+
+    def phase_loss(
+        self, phase: int, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss [K] that ``phase`` minimises on the step's batch ``x`` [K, B, D],
+        ``y`` [K, B], and how many of the batch each member got right [K] (None: the
+        phase counts nothing). A classifier: cross-entropy and correct predictions."""
+        logits = self(x, keys)
+        return member_losses(logits, y), (logits.argmax(-1) == y).sum(1)
+
+    def held_out(
+        self, x: torch.Tensor, y: torch.Tensor, shared: object | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss [K] and correct count [K] of every member on held-out examples
+        ``x`` [B, D] (shared by all members), ``y`` [B]."""
+        logits = self(x, shared=shared)
+        return member_losses(logits, y), (logits.argmax(-1) == y).sum(1)
 
     def shared_input(self) -> object | None:
         """What a forward pass on shared inputs can reuse across chunks (None: nothing)."""
@@ -117,5 +153,7 @@ class StackedModel(nn.Module):
                         one_of = t[m : m + 1].clone()
                         param = isinstance(t, nn.Parameter)
                         store[name] = nn.Parameter(one_of) if param else one_of
-        one.k = 1
+        for module in one.modules():
+            if isinstance(module, StackedModel):
+                module.k = 1
         return one

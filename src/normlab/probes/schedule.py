@@ -104,7 +104,7 @@ class ProbeSet:
     ) -> list[list[ProbeRow]]:
         """Every due instrument's values at ``step``: one list of rows per member."""
         context = ProbeContext(
-            step, run.model, run.optimizer, run.opt_state, run.rates, batch,
+            step, run.model, run.optimizer, run.opt_state[0], run.rates, batch,
             self.held_out, self.train, self.batch_size, self.train_batch,
         )  # fmt: skip
         rows: list[list[ProbeRow]] = [[] for _ in range(run.model.k)]

@@ -10,6 +10,7 @@ from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
 from normlab.claims.settings import SEED, Setting
 from normlab.claims.stored import StoredClaim
 from normlab.report.evidence import EVIDENCE
+from normlab.report.gallery import GALLERY
 from normlab.report.header import run_facts
 from normlab.report.plots import number
 from normlab.report.style import Colors, arm_name
@@ -130,6 +131,7 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
     except ValueError as err:  # evidence that cannot be drawn never hides the verdict
         figures, notes = [], [*notes, f"no figure: {err}"]
     figures = [f for f in figures if f.points]
+    images = GALLERY[c.id](sc) if c.id in GALLERY and sc.runs else []
     return Section(
         f"claim-{c.id}",
         title,
@@ -137,6 +139,7 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
         figures,
         [comparisons_table(r)],
         notes,
+        [v for v in images if v.tiles],
         badge=(r.verdict, r.verdict),
         label=label,
     )

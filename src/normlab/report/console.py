@@ -83,21 +83,23 @@ class ProgressObserver(Observer):
 def plan_table(study: str, runs: int, units: Sequence[Unit], done: set[str]) -> Table:
     """One row per unit of a study's plan: its runs, shape, steps and what is done."""
     table = Table(title=f"study {study}: {runs} runs in {len(units)} stacks", title_justify="left")
-    conv = any(u.configs[0].model != "mlp" for u in units)  # else the seed's family only
-    columns = ("#", "runs", *(("model",) if conv else ()), "norm", "batch", "hidden", "opt",
+    firsts = [u.configs[0] for u in units]
+    # The seed's family alone shows its widths; others are described in a few words.
+    described = any(c.model != "mlp" for c in firsts)
+    datasets = len({c.dataset for c in firsts}) > 1
+    shape = "model" if described else "hidden"
+    columns = ("#", "runs", *(("data",) if datasets else ()), "norm", "batch", shape, "opt",
                "inputs", "ep", "steps", "done")  # fmt: skip
     for col in columns:
         table.add_column(col)
-    for i, u in enumerate(units, 1):
-        c = u.configs[0]
-        model = c.model if c.model == "mlp" else f"{c.model} {'-'.join(map(str, c.channels))}"
+    for i, (u, c) in enumerate(zip(units, firsts, strict=True), 1):
         table.add_row(
             str(i),
             f"{len(u.configs)}" + (" (chain)" if u.chain else ""),
-            *((model,) if conv else ()),
+            *((c.dataset,) if datasets else ()),
             c.norm,
             "/".join(str(x.batch_size) for x in u.configs) if u.chain else str(c.batch_size),
-            "-".join(map(str, c.hidden)),
+            c.family.describe(c) if described else "-".join(map(str, c.hidden)),
             c.optimizer,
             c.inputs,
             str(c.epochs),

@@ -455,6 +455,25 @@ EVIDENCE: dict[int, Builder] = {
         series="norm",
         **BATCH_SIZE,
     ),
+    13: FactorFigure(
+        "Mode coverage of the generated images, by the generator's norm",
+        "norm",
+        [
+            ("KL(generated modes ‖ uniform), nats", measures.mode_kl),
+            ("fraction of modes missed", measures.modes_missed),
+            ("within − between-batch correlation", measures.sample_correlation),
+        ],
+        panels=("dataset",),
+    ),
+    22: FactorFigure(
+        "Mode coverage of the generated images, by the discriminator's norm",
+        "discriminator_norm",
+        [
+            ("KL(generated modes ‖ uniform), nats", measures.mode_kl),
+            ("fraction of modes missed", measures.modes_missed),
+        ],
+        panels=("dataset",),
+    ),
     20: _convergence_by_batch,
     21: _convergence_by_batch,
     17: FactorFigure(

@@ -17,7 +17,7 @@ from dataclasses import replace
 from urllib.parse import quote
 
 from normlab.report.style import VERDICT_COLORS, rgba
-from normlab.report.views import FigureView, Page, Panel, Section, TableView, Trace
+from normlab.report.views import FigureView, ImageView, Page, Panel, Section, TableView, Trace
 
 ROW_HEIGHT = 330  # pixels per row of panels
 
@@ -251,12 +251,26 @@ def _section(s: Section) -> str:
             f'<figure><h3>{html.escape(fig.title)}</h3><div class="plot" '
             f'id="fig-{html.escape(fig.key)}"></div>{caption}</figure>'
         )
+    out += [_images(v) for v in s.images]
     out += [_table(t) for t in s.tables]
     if s.notes:
         out.append(
             '<ul class="notes">' + "".join(f"<li>{_inline(n)}</li>" for n in s.notes) + "</ul>"
         )
     return "".join(out) + "</section>"
+
+
+def _images(view: ImageView) -> str:
+    tiles = "".join(
+        f'<figure class="tile"><img src="{src}" alt="{html.escape(label)}">'
+        f"<figcaption>{html.escape(label)}</figcaption></figure>"
+        for label, src in view.tiles
+    )
+    caption = f"<figcaption>{html.escape(view.caption)}</figcaption>" if view.caption else ""
+    return (
+        f'<figure id="img-{html.escape(view.key)}"><h3>{html.escape(view.title)}</h3>'
+        f'<div class="tiles">{tiles}</div>{caption}</figure>'
+    )
 
 
 def _header(page: Page) -> str:
@@ -302,6 +316,8 @@ h2{font-size:18px;margin:4px 0 8px}h3{font-size:14px;margin:10px 0 4px}
 .lead{margin:4px 0;max-width:100ch}
 figure{margin:8px 0 14px}figcaption,.caption{color:#57606a;font-size:12.5px;max-width:120ch}
 .plot{width:100%}
+.tiles{display:flex;flex-wrap:wrap;gap:10px}.tile{margin:0;text-align:center}
+.tile img{width:168px;height:168px;image-rendering:pixelated;border:1px solid #d0d7de}
 .table-head{display:flex;align-items:baseline;gap:16px}
 .filter{font:inherit;padding:2px 6px;border:1px solid #d0d7de;border-radius:6px}
 .scroll{overflow-x:auto;max-height:560px;overflow-y:auto}

@@ -40,6 +40,7 @@ _NAMES = {
     "layer": "LayerNorm",
     "batch_renorm": "batch renorm",
     "ghost_batch": "ghost BN",
+    "virtual_batch": "virtual BN",
 }
 
 

@@ -103,6 +103,16 @@ class FigureView:
 
 
 @dataclass(frozen=True)
+class ImageView:
+    """Pictures side by side: each tile a caption and a PNG image as a data URI."""
+
+    key: str
+    title: str
+    tiles: list[tuple[str, str]]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
 class Section:
     """A part of a page: a heading, sentences generated from the numbers, figures,
     tables, and smaller notes. ``badge`` (text, style) sits beside the heading."""
@@ -113,6 +123,7 @@ class Section:
     figures: list[FigureView] = field(default_factory=list)
     tables: list[TableView] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    images: list[ImageView] = field(default_factory=list)
     badge: tuple[str, str] | None = None
     label: str = ""  # its name in the page's table of contents (default: the title)
 

@@ -16,9 +16,17 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunIdentity, RunResult, StepLoss
+from normlab.types import (
+    EpochMetrics,
+    EvalPoint,
+    ProbeRow,
+    RunIdentity,
+    RunResult,
+    SampleImage,
+    StepLoss,
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("queued", "running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")
 
@@ -87,13 +95,25 @@ CREATE TABLE evals (
     PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
 """
-_RESULT_TABLES = ("epochs", "steps", "probes", "evals")
+# Version 3 added the images generators drew (claim 13).
+_SCHEMA_V3 = """
+CREATE TABLE samples (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    "index" INTEGER NOT NULL,
+    channels INTEGER NOT NULL,
+    pixels BLOB NOT NULL,
+    PRIMARY KEY (run_id, step, "index")
+) WITHOUT ROWID;
+"""
+_RESULT_TABLES = ("epochs", "steps", "probes", "evals", "samples")
 # Each result table's columns after run_id, by the name of the contract's field.
 _COLUMNS = {
     "epochs": tuple(f.name for f in fields(EpochMetrics)),
     "steps": StepLoss._fields,
     "probes": ProbeRow._fields,
     "evals": EvalPoint._fields,
+    "samples": SampleImage._fields,
 }
 
 
@@ -111,7 +131,7 @@ def _value(x: object) -> object:
 
 
 def _insert(table: str) -> str:
-    columns = ("run_id", *_COLUMNS[table])
+    columns = [f'"{c}"' for c in ("run_id", *_COLUMNS[table])]
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
@@ -140,7 +160,7 @@ class Store:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
         if not tables:
             with self.conn:
-                self.conn.executescript(_SCHEMA + _SCHEMA_V2)
+                self.conn.executescript(_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3)
                 self.conn.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -154,6 +174,11 @@ class Store:
                 self.conn.executescript(_SCHEMA_V2)
                 self.conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
             version = 2
+        if version == 2:
+            with self.conn:
+                self.conn.executescript(_SCHEMA_V3)
+                self.conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+            version = 3
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: schema version {version}, this normlab reads {SCHEMA_VERSION}"
@@ -228,6 +253,7 @@ class Store:
             "steps": result.step_losses,
             "probes": result.probes,
             "evals": result.evals,
+            "samples": result.samples,
         }
         with self.conn:
             for table, records in rows.items():
@@ -295,6 +321,10 @@ class Store:
     def evals(self, study: str) -> list[sqlite3.Row]:
         """Validation evaluations within epochs (step, epoch, seconds, loss, accuracy)."""
         return self._per_run("evals", study, "t.step")
+
+    def samples(self, study: str) -> list[sqlite3.Row]:
+        """The images generators drew (run_id, step, index, channels, pixels), per run."""
+        return self._per_run("samples", study, 't.step, t."index"')
 
     def steps(self, study: str) -> list[sqlite3.Row]:
         """The kept per-step training losses (run_id, step, loss) of every run of ``study``."""

@@ -27,7 +27,7 @@ class CapturedStep:
         self,
         model: StackedModel,
         optimizer: Optimizer,
-        opt_state: OptimizerState,
+        opt_state: list[OptimizerState],
         state: StepState,
         data: tuple[torch.Tensor, torch.Tensor],
         rates: Rates,
@@ -41,7 +41,7 @@ class CapturedStep:
         changed = [
             *model.parameters(),
             *model.buffers(),
-            *opt_state.tensors(),
+            *(t for phase_state in opt_state for t in phase_state.tensors()),
             state.first_bad,
             state.step,
         ]

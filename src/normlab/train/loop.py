@@ -23,7 +23,6 @@ from typing import Protocol
 import torch
 
 from normlab.data.prepare import Split, Splits
-from normlab.models.blocks import member_losses
 from normlab.models.stack import StackedModel
 from normlab.runtime import synchronize
 from normlab.seeding import derive_seed
@@ -55,9 +54,9 @@ def evaluate(model: StackedModel, split: Split) -> tuple[torch.Tensor, torch.Ten
     shared, rows = model.shared_input(), model.eval_chunk
     for start in range(0, len(split), rows):
         x, y = split.x[start : start + rows], split.y[start : start + rows]
-        logits = model(x, shared=shared)
-        loss_sum += member_losses(logits, y).double() * len(y)
-        correct += (logits.argmax(-1) == y).sum(1)
+        losses, right = model.held_out(x, y, shared)
+        loss_sum += losses.double() * len(y)
+        correct += right
     model.train(was_training)
     n = max(len(split), 1)
     return (loss_sum / n).float(), correct.double() / n
@@ -69,7 +68,7 @@ class StackRun:
 
     model: StackedModel
     optimizer: Optimizer
-    opt_state: object
+    opt_state: list[object]  # one optimizer state per phase of the model's objective
     rates: Rates
     splits: Splits
     state: StepState
@@ -205,7 +204,7 @@ def _prepare(model, optimizer, splits, seeds, lrs, schedule: Schedule) -> StackR
         )
     dropout_bases = [derive_seed(s, "dropout", schedule.stream) for s in seeds]
     state = StepState.create(k, n_train, schedule.batch_size, dropout_bases, device)
-    opt_state = optimizer.init([p.detach() for p in model.parameters()])
+    opt_state = [optimizer.init([p.detach() for p in group]) for group in model.parameter_groups()]
     results = [RunResult() for _ in range(k)]
     return StackRun(model, optimizer, opt_state, Rates.of(lrs, device), splits, state,
                     steps_per_epoch, results, steps_per_epoch * schedule.epochs)  # fmt: skip

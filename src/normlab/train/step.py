@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-from normlab.models.blocks import member_losses
 from normlab.models.dropout import key_bases, step_keys_tensor
 from normlab.models.stack import StackedModel
 from normlab.train.optim import Optimizer, OptimizerState, Rates
@@ -89,37 +88,44 @@ class Batch:
 def train_step(
     model: StackedModel,
     optimizer: Optimizer,
-    opt_state: OptimizerState,
+    opt_state: Sequence[OptimizerState],
     state: StepState,
     data: tuple[torch.Tensor, torch.Tensor],
     rates: Rates,
     before_update: Callable[[Batch], None] | None = None,
 ) -> None:
-    """Take one step of every member: gather its batch, forward, backward, flag
-    divergence, update the active members, add to the epoch's sums.
+    """Take one step of every member: gather its batch, then for each phase of the
+    model's objective (a classifier has one; a GAN's discriminator, then generator)
+    forward, backward, flag divergence and update the active members with that phase's
+    optimizer state; add to the epoch's sums.
 
-    ``before_update`` (eager only) sees the step after backward and before the update,
-    so the instruments measure the gradients that this step's update will use.
+    ``before_update`` (eager only, one-phase models) sees the step after backward and
+    before the update, so the instruments measure the gradients that this step's update
+    will use. The epoch's loss is the last phase's.
     """
     x_all, y_all = data
     k, b = model.k, len(state.positions)
     idx = state.order.index_select(1, state.i * b + state.positions).reshape(-1)
     x = x_all.index_select(0, idx).view(k, b, -1)
     y = y_all.index_select(0, idx).view(k, b)
-    layers = model.dropout_layers
-    keys = step_keys_tensor(state.key_bases, state.step, layers) if layers else None
-    logits = model(x, keys)
-    losses = member_losses(logits, y)
-    params = list(model.parameters())
-    grads = list(torch.autograd.grad(losses.sum(), params))
+    n_keys = model.step_keys
+    keys = step_keys_tensor(state.key_bases, state.step, n_keys) if n_keys else None
     with torch.no_grad():
         state.step += 1
-        newly_bad = ~torch.isfinite(losses) & (state.first_bad == 0)
-        state.first_bad.copy_(torch.where(newly_bad, state.step, state.first_bad))
-        if before_update is not None:
-            before_update(Batch(x, y, keys, losses.detach(), grads))
-        optimizer.update(opt_state, params, grads, rates, state.first_bad == 0)
+    for phase, (params, phase_state) in enumerate(
+        zip(model.parameter_groups(), opt_state, strict=True)
+    ):
+        losses, correct = model.phase_loss(phase, x, y, keys)
+        grads = list(torch.autograd.grad(losses.sum(), params))
+        with torch.no_grad():
+            newly_bad = ~torch.isfinite(losses) & (state.first_bad == 0)
+            state.first_bad.copy_(torch.where(newly_bad, state.step, state.first_bad))
+            if before_update is not None:
+                before_update(Batch(x, y, keys, losses.detach(), grads))
+            optimizer.update(phase_state, params, grads, rates, state.first_bad == 0)
+            if correct is not None:
+                state.correct += correct
+    with torch.no_grad():
         state.loss_sum += losses
-        state.correct += (logits.argmax(-1) == y).sum(1)
         state.losses.index_copy_(0, state.i.view(1), losses.view(1, k))
         state.i += 1

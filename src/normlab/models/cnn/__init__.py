@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from normlab.models.cnn.spec import CNNSpec
 from normlab.models.family import DataShape, ModelSettings, widths
@@ -14,6 +15,9 @@ class CNNFamily:
     be empty) to the classes."""
 
     name = "cnn"
+    generative = False
+    fields = ("channels", "kernel")
+    defaults: Mapping[str, object] = MappingProxyType({})
     # On the CPU measured (BENCHMARKS.md, issue 10) a stack of the default CNN (421k
     # parameters per member) trained fastest per model at K=4, at batch 32 and 256 alike:
     # 1.4× faster than K=1, and 5-10% faster than K=8, whose maps leave the caches.

@@ -3,7 +3,8 @@ as ``mlp``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from normlab.models.family import EVAL_CHUNK, DataShape, ModelSettings, widths
 from normlab.models.mlp.spec import MLPSpec
@@ -14,6 +15,9 @@ class MLPFamily:
     """Dense hidden layers (``hidden``) between the flattened image and the classes."""
 
     name = "mlp"
+    generative = False
+    fields: tuple[str, ...] = ()  # settings only this family reads
+    defaults: Mapping[str, object] = MappingProxyType({})
     # Stacking pays while a CPU stack holds about this many parameters (the cost curves
     # in BENCHMARKS.md: with 100k parameters per member stacking pays up to K=16-32,
     # with 400k it levels off at K=4-8, with 1.6M one member alone is fastest: past
@@ -22,8 +26,6 @@ class MLPFamily:
     cpu_stack_parameters = 3_000_000
 
     def check(self, settings: ModelSettings) -> str | None:
-        if tuple(settings.channels) != (32, 64) or settings.kernel != 3:
-            return "channels and kernel describe conv blocks: they need model = 'cnn'"
         if not settings.hidden:
             return "hidden: an MLP needs at least one hidden layer"
         if any(w < 1 for w in settings.hidden):
