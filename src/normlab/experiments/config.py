@@ -65,7 +65,9 @@ class RunConfig(BaseModel):
     inputs: Literal["raw", "scaled", "standardized", "symmetric"] = "raw"
     val_size: int = Field(5000, ge=0, le=50000)
     data_seed: int = Field(0, ge=0)
-    model: Model = Field("mlp", description="model family: mlp, or cnn (conv blocks first)")
+    model: Model = Field(
+        "mlp", description="model family: mlp, cnn (conv blocks first) or gan (claim 13)"
+    )
     channels: tuple[int, ...] = Field(
         (32, 64), description="cnn: output channels of each conv block"
     )
@@ -136,7 +138,7 @@ class RunConfig(BaseModel):
     def _resolve_init(cls, data: object) -> object:
         if isinstance(data, dict) and data.get("model", "mlp") in FAMILIES.names():
             # A family may have defaults of its own (a GAN's optimizer, inputs, ...).
-            data = {**getattr(get_family(data.get("model", "mlp")), "defaults", {}), **data}
+            data = {**get_family(data.get("model", "mlp")).defaults, **data}
         if isinstance(data, dict) and data.get("init") is None:
             semantics = data.get("semantics", "keras")
             if semantics in PRESETS:  # an unknown one is reported by its own field

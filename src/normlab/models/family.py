@@ -27,6 +27,8 @@ class ModelSettings(Protocol):
     discriminator_norm: str
     inputs: str
     probes: tuple[str, ...]
+    gan_samples: int
+    batch_size: int
     kernel: int
     activation: str
     norm: str

@@ -459,9 +459,9 @@ EVIDENCE: dict[int, Builder] = {
         "Mode coverage of the generated images, by the generator's norm",
         "norm",
         [
-            ("KL(generated modes ‖ uniform), nats", measures.mode_kl),
-            ("fraction of modes missed", measures.modes_missed),
-            ("within − between-batch correlation", measures.sample_correlation),
+            ("KL to uniform (nats)", measures.mode_kl),
+            ("modes missed (fraction)", measures.modes_missed),
+            ("batch correlation", measures.sample_correlation),
         ],
         panels=("dataset",),
     ),
@@ -469,8 +469,8 @@ EVIDENCE: dict[int, Builder] = {
         "Mode coverage of the generated images, by the discriminator's norm",
         "discriminator_norm",
         [
-            ("KL(generated modes ‖ uniform), nats", measures.mode_kl),
-            ("fraction of modes missed", measures.modes_missed),
+            ("KL to uniform (nats)", measures.mode_kl),
+            ("modes missed (fraction)", measures.modes_missed),
         ],
         panels=("dataset",),
     ),

@@ -63,7 +63,8 @@ def samples_by_arm(sc: StoredClaim) -> ImageView:
         tiles,
         "the first images of one batch of each arm's first seed (stacked MNIST: its three "
         "digits as red, green and blue); a BN generator's images of one batch may resemble "
-        "each other, the within-batch correlation in the table measures it",
+        "each other: the figure's batch correlation (the mean correlation of two images "
+        "of one batch minus that of two of different batches) measures it",
     )
 
 

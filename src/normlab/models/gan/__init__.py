@@ -55,6 +55,9 @@ class GANFamily:
                              ("discriminator_hidden", settings.discriminator_hidden)):  # fmt: skip
             if not hidden or min(hidden) < 1:
                 return f"{part}: the GAN's networks need positive widths, got {list(hidden)}"
+        if settings.gan_samples < 2 * settings.batch_size:
+            return (f"gan_samples: the judging draws at least two batches "
+                    f"(2 × {settings.batch_size}), got {settings.gan_samples}")  # fmt: skip
         if NORMS[settings.discriminator_norm].reference_batch:
             return "discriminator_norm: virtual BN is for the generator (norm)"
         return None
