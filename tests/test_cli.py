@@ -131,7 +131,7 @@ def test_interrupted_run_is_redone(env):
         (("run", "missing.toml"), "missing.toml: no such study file"),
         (("show", "--db", "nope.db"), "nope.db: no such database"),
         (("export", "--format", "xlsx", "--out", "x"), "--format: 'xlsx' is not one of"),
-        (("reproduce", "--inputs", "rgb"), "--inputs: Input should be 'raw', 'scaled' or"),
+        (("reproduce", "--inputs", "rgb"), "--inputs: Input should be 'raw', 'scaled', 'stand"),
         (("reproduce", "--batch-sizes", "3x"), "--batch-sizes:"),
         (("run", "tiny.toml", "--device", "cuda:7"), "cuda"),
     ],
