@@ -13,7 +13,8 @@ from normlab.analysis.records import RunRecord
 from normlab.analysis.regime import regime
 from normlab.analysis.stats import Comparison
 from normlab.analysis.verdict import Rule, verdict
-from normlab.claims.definitions import CLAIMS, Claim, ClaimError, claim_study, selected
+from normlab.claims.claim import Claim, ClaimError, claim_study
+from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import judge_values
 from normlab.claims.measures import (
     bn_probe_difference,

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from normlab.analysis.records import RunRecord, StudyRecord, accuracy_curve, records, study_record
 from normlab.analysis.stats import Comparison
-from normlab.claims.definitions import CLAIMS, claim_study
+from normlab.claims.claim import claim_study
+from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import ClaimResult, judge_runs
 from normlab.claims.stored import StoredClaim
 from normlab.cli import app

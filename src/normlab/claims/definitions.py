@@ -13,12 +13,8 @@ factors equal; the arms share seeds, so the comparison is paired by seed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import resources
-
-from normlab.analysis.records import RunRecord
 from normlab.analysis.verdict import Rule
+from normlab.claims.claim import Claim
 from normlab.claims.measures import (
     bn_probe_difference,
     collapse_note,
@@ -40,108 +36,6 @@ from normlab.claims.measures import (
     train_test_gap,
     variance_shift,
 )
-from normlab.claims.settings import DATASETS, MODELS, SEED, Setting
-from normlab.experiments.config import RunConfig
-from normlab.experiments.spec import StudyError, StudySpec, load_study
-
-
-class ClaimError(ValueError):
-    """A claim that does not fit its study; the message names the claim and the field."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim and how normlab judges it."""
-
-    id: int
-    claim: str
-    study: str
-    outcome: str
-    # one or more measures of the outcome (e.g. one per target), each compared apart
-    measures: dict[str, Callable[..., float]]
-    rule: Rule
-    by: tuple[str, ...]
-    kind: str = "continuous"
-    # the runs the claim is about (e.g. deep networks only); the others are context only
-    where: Callable[[RunConfig], bool] | None = None
-    # a factor whose values each seed's measure takes together (the measures then get
-    # the list of that seed's runs over it), e.g. the learning rate for "usable LRs"
-    across: str | None = None
-    # the factor that tells the arms apart, the arm's value of it, and the baselines the
-    # verdict compares the arm with. Without a factor every run is the arm, and its
-    # measure (a difference within the run, e.g. a log ratio) is set against 0. Several
-    # fields together name an arm "field=value, field=value".
-    factor: str | tuple[str, ...] | None = "norm"
-    arm: str = "batch"
-    baselines: tuple[str, ...] = ("none",)
-    # Comparisons shown beside the verdict but outside it (and outside its Holm
-    # correction): the arm against further baselines, and further measures of the arm
-    # against the first baseline.
-    context: tuple[str, ...] = ()
-    context_measures: dict[str, Callable[..., float]] = field(default_factory=dict)
-    # the seed claim this one is a part of (``--only`` with that number includes it)
-    part_of: int | None = None
-    # a sentence about the claim's runs that the verdict does not rest on
-    note: Callable[[list[RunRecord]], str] | None = None
-    # a few words for tables that must fit 80 columns (the claim itself goes below)
-    title: str = ""
-    # the settings it applies to (a claim about the seed's MLP does not apply to a CNN)
-    models: tuple[str, ...] = ("mlp", "cnn")
-    datasets: tuple[str, ...] = ("mnist", "fashion-mnist")
-    # measures that depend on the dataset (e.g. its target accuracies): dataset -> the
-    # measures on it, in place of ``measures``
-    measures_by_dataset: Callable[[str], dict[str, Callable[..., float]]] | None = None
-
-    def measures_on(self, dataset: str) -> dict[str, Callable[..., float]]:
-        """The claim's measures on ``dataset``."""
-        if self.measures_by_dataset is None:
-            return self.measures
-        return self.measures_by_dataset(dataset)
-
-    def not_applicable(self, setting: Setting) -> str:
-        """Why the claim does not apply to ``setting`` ("" when it does)."""
-        if setting.model in self.models and setting.dataset in self.datasets:
-            return ""
-        scope = []
-        if self.models != tuple(MODELS):
-            scope.append("the " + "/".join(MODELS[m] for m in self.models))
-        if self.datasets != tuple(DATASETS):
-            scope.append("on " + "/".join(DATASETS[d] for d in self.datasets))
-        return f"claim {self.id} is about {' '.join(scope)} only"
-
-    @property
-    def factors(self) -> tuple[str, ...]:
-        """The fields that tell the arms apart."""
-        return (self.factor,) if isinstance(self.factor, str) else (self.factor or ())
-
-    def arm_of(self, config: RunConfig) -> str:
-        """Which arm a run of the claim's study belongs to."""
-        if isinstance(self.factor, str):
-            return str(getattr(config, self.factor))
-        if self.factor is None:
-            return self.arm
-        return ", ".join(f"{f}={getattr(config, f)}" for f in self.factor)
-
-    def check(self, runs: list[RunConfig], source: str) -> None:
-        """Fail with a clear message unless ``runs`` (the claim's study) hold the arm and
-        its baselines and vary only in factors the claim compares, spans or pairs on."""
-        if self.factor is not None:
-            arms = {self.arm_of(c) for c in runs}
-            missing = [a for a in (self.arm, *self.baselines) if a not in arms]
-            if missing:
-                arm = f"the arm {missing[0]!r}"
-                if isinstance(self.factor, str):
-                    arm = f"{self.factor}={missing[0]!r}"
-                raise ClaimError(f"claim {self.id}: {source} has no run with {arm}")
-        handled = {"seed", *self.by, *self.factors, *([self.across] if self.across else [])}
-        dumps = [c.model_dump(mode="json") for c in runs]
-        for name in RunConfig.model_fields:
-            if name not in handled and len({repr(d[name]) for d in dumps}) > 1:
-                raise ClaimError(
-                    f"claim {self.id}: {source} varies {name!r}, which the claim neither "
-                    f"compares by, spans nor tells its arms apart with"
-                )
-
 
 # Target validation accuracies per dataset: claim 1's (reached within quick's single
 # epoch by BN), and claims 20 and 21's (within the first epoch at every batch size).
@@ -167,6 +61,17 @@ SMALL_VS_LARGER_BATCH = {
     "arm": "16",
     "baselines": ("256",),
     "part_of": 16,
+}
+# Claims 13 and 22: the KL of a GAN's mode distribution to uniform, per dataset (MNIST
+# and stacked MNIST); the GAN's networks are MLPs and its judge reads MNIST digits, so
+# they belong to the seed's setting only.
+MODE_COVERAGE = {
+    "measures": {"": mode_kl},
+    "rule": Rule(direction=1, min_effect=0.1),
+    "by": ("dataset",),
+    "note": collapse_note,
+    "models": ("mlp",),
+    "datasets": ("mnist",),
 }
 
 CLAIMS: dict[int, Claim] = {
@@ -438,18 +343,13 @@ CLAIMS: dict[int, Claim] = {
             "KL(generated mode distribution ‖ uniform), nats, judged by normlab's reference "
             "MNIST classifier, on MNIST (10 modes) and stacked MNIST (1,000): generator "
             "with BN − without (positive = BN collapses more); virtual BN shown beside it",
-            {"": mode_kl},
-            Rule(direction=1, min_effect=0.1),
-            by=("dataset",),
+            **MODE_COVERAGE,
             context=("virtual_batch",),
             context_measures={
                 "modes missed (fraction)": modes_missed,
                 "within − between-batch image correlation": sample_correlation,
             },
-            note=collapse_note,
             title="GAN mode collapse",
-            models=("mlp",),
-            datasets=("mnist",),
         ),
         Claim(
             22,
@@ -457,16 +357,11 @@ CLAIMS: dict[int, Claim] = {
             "22-discriminator-bn",
             "KL(generated mode distribution ‖ uniform), nats, on MNIST and stacked MNIST: "
             "discriminator with BN − without, generator without (positive = more collapse)",
-            {"": mode_kl},
-            Rule(direction=1, min_effect=0.1),
-            by=("dataset",),
+            **MODE_COVERAGE,
             factor="discriminator_norm",
             context_measures={"modes missed (fraction)": modes_missed},
-            note=collapse_note,
             part_of=13,
             title="GAN discriminator BN",
-            models=("mlp",),
-            datasets=("mnist",),
         ),
         Claim(
             17,
@@ -493,19 +388,3 @@ def selected(numbers: list[int]) -> list[int]:
             raise ValueError(f"no claim {n} (claims: {', '.join(map(str, sorted(CLAIMS)))})")
     chosen = [c for c in CLAIMS.values() if c.id in numbers or c.part_of in numbers]
     return [c.id for c in sorted(chosen, key=lambda c: (c.part_of or c.id, c.id))]
-
-
-def claim_study(claim: Claim, budget: str, setting: Setting = SEED) -> StudySpec:
-    """The built-in study of ``claim`` at ``budget`` (quick, standard or full) in
-    ``setting``, checked against the claim; ClaimError where it does not apply."""
-    reason = claim.not_applicable(setting)
-    if reason:
-        raise ClaimError(reason)
-    source = resources.files("normlab.claims.studies") / f"{claim.study}.toml"
-    with resources.as_file(source) as path:
-        spec = setting.apply(load_study(path).with_budget(budget), budget)
-        try:
-            claim.check(spec.runs(str(path)), f"study {spec.name}")
-        except StudyError as err:
-            raise ClaimError(f"claim {claim.id}: {err}") from None
-    return spec

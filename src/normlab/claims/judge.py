@@ -12,7 +12,7 @@ from normlab.analysis.records import RunRecord, records
 from normlab.analysis.regime import Regime, regime
 from normlab.analysis.stats import Comparison, compare, holm
 from normlab.analysis.verdict import Rule, aligned, counts, rules_out, verdict
-from normlab.claims.definitions import Claim, ClaimError
+from normlab.claims.claim import Claim, ClaimError
 from normlab.claims.settings import Setting
 from normlab.store.db import Store
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from normlab.analysis.records import RunRecord, StudyRecord, study_record
-from normlab.claims.definitions import CLAIMS, Claim, claim_study, selected
+from normlab.claims.claim import Claim, claim_study
+from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import ClaimResult, judge_runs, not_applicable
 from normlab.claims.settings import SEED, Setting
 from normlab.store.db import FINISHED, Store

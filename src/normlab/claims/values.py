@@ -5,7 +5,8 @@ each verdict's tests and Holm correction with scipy alone (docs/STATISTICS.md)."
 from __future__ import annotations
 
 from normlab.analysis.records import records
-from normlab.claims.definitions import CLAIMS, Claim, claim_study
+from normlab.claims.claim import Claim, claim_study
+from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import ClaimResult, judge_runs
 from normlab.experiments.spec import BUDGETS, StudyError
 from normlab.store.db import Store

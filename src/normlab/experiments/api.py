@@ -23,7 +23,8 @@ from pydantic import ValidationError
 
 from normlab import runtime
 from normlab.analysis.summary import StudySummary, summarize
-from normlab.claims.definitions import CLAIMS, ClaimError, claim_study, selected
+from normlab.claims.claim import ClaimError, claim_study
+from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import ClaimResult, judge, not_applicable
 from normlab.claims.settings import Setting
 from normlab.data.download import DownloadError

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from normlab.analysis.records import step_losses, study_record
 from normlab.analysis.summary import summarize
-from normlab.claims.definitions import ClaimError, selected
+from normlab.claims.claim import ClaimError
+from normlab.claims.definitions import selected
 from normlab.claims.settings import SETTINGS, Setting
 from normlab.claims.stored import stored_claims
 from normlab.experiments.errors import InputError, open_store

@@ -5,7 +5,7 @@ say."""
 from __future__ import annotations
 
 from normlab.analysis.verdict import aligned, counts
-from normlab.claims.definitions import Claim
+from normlab.claims.claim import Claim
 from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
 from normlab.claims.settings import SEED, Setting
 from normlab.claims.stored import StoredClaim

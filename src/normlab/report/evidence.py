@@ -389,6 +389,10 @@ GAMMA = FactorFigure(
     series="norm_affine",
     series_names={"True": "γ, β learned", "False": "γ, β frozen"},
 )
+COVERAGE = [
+    ("KL to uniform (nats)", measures.mode_kl),
+    ("modes missed (fraction)", measures.modes_missed),
+]
 DEPTH = {"x": "hidden", "panels": ("activation",), "x_title": "hidden layers × width"}
 
 EVIDENCE: dict[int, Builder] = {
@@ -458,20 +462,13 @@ EVIDENCE: dict[int, Builder] = {
     13: FactorFigure(
         "Mode coverage of the generated images, by the generator's norm",
         "norm",
-        [
-            ("KL to uniform (nats)", measures.mode_kl),
-            ("modes missed (fraction)", measures.modes_missed),
-            ("batch correlation", measures.sample_correlation),
-        ],
+        [*COVERAGE, ("batch correlation", measures.sample_correlation)],
         panels=("dataset",),
     ),
     22: FactorFigure(
         "Mode coverage of the generated images, by the discriminator's norm",
         "discriminator_norm",
-        [
-            ("KL to uniform (nats)", measures.mode_kl),
-            ("modes missed (fraction)", measures.modes_missed),
-        ],
+        COVERAGE,
         panels=("dataset",),
     ),
     20: _convergence_by_batch,

@@ -72,9 +72,7 @@ class GANFamily:
         options.update(activation=DISCRIMINATOR_ACTIVATION, norm=settings.discriminator_norm)
         discriminator = MLPSpec(n_inputs=data.n_features, n_classes=1,
                                 hidden=tuple(settings.discriminator_hidden), **options)  # fmt: skip
-        settings_ = generator.norm_settings
-        reference = settings_.reference_batch if NORMS[settings.norm].reference_batch else 0
-        return GANSpec(settings.latent, data.n_features, generator, discriminator, reference)
+        return GANSpec(settings.latent, data.n_features, generator, discriminator)
 
     def build(self, spec: GANSpec, seeds: Sequence[int]):
         from normlab.models.gan.stack import StackedGAN

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from normlab.models.mlp.spec import MLPSpec
+from normlab.models.registry import NORMS
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,13 @@ class GANSpec:
     n_features: int
     generator: MLPSpec
     discriminator: MLPSpec
-    reference_batch: int = 0
+
+    @property
+    def reference_batch(self) -> int:
+        """Rows of the fixed reference batch the generator carries (0 without virtual BN)."""
+        if not NORMS[self.generator.norm].reference_batch:
+            return 0
+        return self.generator.norm_settings.reference_batch
 
     @property
     def parameters(self) -> int:
