@@ -1,11 +1,17 @@
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
 from normlab.experiments.config import RunConfig
 from normlab.experiments.runner import pending_units
 from normlab.store.db import SCHEMA_VERSION, Store, StoreError
+from normlab.store.leases import Heartbeat, Owner
 from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunResult, SampleImage, StepLoss
+
+ME = Owner.this_process()
 
 
 def _result(diverged_step=None):
@@ -22,11 +28,12 @@ def test_register_save_and_resume(tmp_path):
         units, finished = pending_units(store, configs)
         assert finished == 0 and sorted(len(u.configs) for u in units) == [2, 2]
         first = units[0]
-        store.mark_running(first.run_ids, 2, {"device": "cpu"})
-        store.save_result(first.run_ids[0], _result())
-        store.save_result(first.run_ids[1], _result(diverged_step=2))
-        # an interrupted unit: marked running, never saved
-        store.mark_running(units[1].run_ids, 2, {"device": "cpu"})
+        assert store.claim(first.run_ids, ME, 60, {"device": "cpu"})
+        pairs = [(first.run_ids[0], _result()), (first.run_ids[1], _result(diverged_step=2))]
+        assert store.save_results(ME, pairs)
+        # an interrupted unit: claimed, never saved, its owner gone
+        assert store.claim(units[1].run_ids, ME, 60, {"device": "cpu"})
+        store.release(ME)
     with Store(tmp_path / "a.db") as store:  # a new process resumes
         units, finished = pending_units(store, configs)
         assert finished == 2 and [u.run_ids for u in units] == [list(units[0].run_ids)]
@@ -41,11 +48,14 @@ def test_runs_are_shared_between_studies_and_restarted_cleanly(tmp_path):
     config = RunConfig(seed=3)
     with Store(tmp_path / "b.db") as store:
         store.register_study("one", {}, [config])
-        store.mark_running([config.run_id], 1, {})
-        store.save_result(config.run_id, _result())
+        assert store.claim([config.run_id], ME, 60, {})
+        assert store.save_results(ME, [(config.run_id, _result())])
         store.register_study("two", {}, [config, RunConfig(seed=4)])
         assert pending_units(store, [config, RunConfig(seed=4)])[1] == 1
-        store.mark_running([config.run_id], 1, {})  # redo: old rows are cleared
+        assert not store.claim([config.run_id], ME, 60, {})  # finished: not trained twice
+        legs = [config.run_id, RunConfig(seed=4).run_id]
+        assert store.claim(legs, ME, 60, {}, chain=True)  # a chain half done is redone whole
+        assert store.epochs("one") == [] and store.step_losses(config.run_id) == []
         assert store.epochs("one") == [] and store.step_losses(config.run_id) == []
         assert store.study_names() == ["one", "two"]
         assert store.resolve_study(None) == "two"
@@ -88,27 +98,84 @@ def test_probe_and_eval_rows_round_trip(tmp_path):
     result.samples.append(SampleImage(10, 0, 3, bytes(range(256)) * 3))
     with Store(tmp_path / "p.db") as store:
         store.register_study("s", {}, [config])
-        store.mark_running([config.run_id], 1, {})
-        store.save_result(config.run_id, result)
+        assert store.claim([config.run_id], ME, 60, {})
+        assert store.save_results(ME, [(config.run_id, result)])
         probes = [tuple(r)[1:] for r in store.probes("s")]
         assert probes == [(10, "ics", 1, "cosine", None), (10, "ics", 1, "distance", 0.25)]
         assert [tuple(r)[1:] for r in store.evals("s")] == [(10, 0.5, 0.75, 0.3, 0.91)]
         assert [tuple(r)[1:] for r in store.samples("s")] == [(10, 0, 3, bytes(range(256)) * 3)]
-        store.mark_running([config.run_id], 1, {})  # a retry clears what the last try left
+        with store.conn:  # a retry clears what the last try left
+            store.conn.execute("UPDATE runs SET status = 'failed'")
+        assert store.claim([config.run_id], ME, 60, {})
         assert store.probes("s") == store.evals("s") == store.samples("s") == []
 
 
-@pytest.mark.parametrize(("version", "dropped"), [(1, "probes, evals, samples"), (2, "samples")])
+@pytest.mark.parametrize(
+    ("version", "dropped"), [(1, "probes, evals, samples"), (2, "samples"), (3, "")]
+)
 def test_an_older_database_gains_the_later_tables(tmp_path, version, dropped):
     path = tmp_path / "old.db"
     with Store(path) as store:
         store.register_study("s", {}, [RunConfig()])
     conn = sqlite3.connect(path)
-    conn.executescript("".join(f"DROP TABLE {t};" for t in dropped.split(", ")))
+    conn.executescript("".join(f"DROP TABLE {t};" for t in dropped.split(", ") if t))
+    conn.executescript(  # what version 4 added: leases
+        "DROP INDEX runs_owner; ALTER TABLE runs DROP COLUMN owner; "
+        "ALTER TABLE runs DROP COLUMN lease_until; ALTER TABLE runs DROP COLUMN attempts;"
+    )
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     conn.commit()
     conn.close()
     with Store(path) as store:
         assert store.probes("s") == store.samples("s") == [] and store.study_names() == ["s"]
+        assert store.claim([RunConfig().run_id], ME, 60, {})
+        assert store.runs("s")[0]["attempts"] == 1
     version = sqlite3.connect(path).execute("SELECT value FROM meta").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 3
+    assert int(version) == SCHEMA_VERSION == 4
+
+
+def test_a_lease_is_held_renewed_lost_and_taken_over(tmp_path):
+    """Claims between owners: a live lease blocks, an expired one or a dead owner's does
+    not, and results are saved only under a lease still held."""
+    configs = [RunConfig(seed=s) for s in range(3)]
+    ids = [c.run_id for c in configs]
+    other = Owner("another-machine", 1, "cafe")  # alive as far as this machine can tell
+    with Store(tmp_path / "l.db") as store:
+        store.register_study("s", {}, configs)
+        assert store.claim(ids[:1], other, 60, {})
+        assert not store.claim(ids[:2], ME, 60, {})  # all or nothing: ids[1] stays free
+        assert store.statuses(ids[1:2]) == {ids[1]: "queued"}
+        assert store.claim(ids[1:2], ME, 0.2, {})
+        assert store.renew(ME, 60) == 1  # the heartbeat: 0.2 s becomes a minute
+        time.sleep(0.3)
+        assert not store.claim(ids[1:2], other, 60, {})
+        store.conn.execute("UPDATE runs SET lease_until = 0 WHERE id = ?", (ids[0],))
+        store.conn.commit()  # the other machine stopped renewing: its lease expired
+        assert store.claim(ids[:1], ME, 60, {})
+        assert not store.save_results(other, [(ids[0], _result())])  # it lost the lease
+        assert store.save_results(ME, [(ids[0], _result())])
+        dead = Owner(ME.host, _dead_pid(), "dead")  # a killed process on this machine
+        store.conn.execute("UPDATE runs SET owner = ? WHERE id = ?", (str(dead), ids[1]))
+        store.conn.commit()
+        assert store.claim(ids[1:2], ME, 60, {})  # taken over at once, lease or not
+        rows = {r["id"]: r for r in store.runs("s")}
+        assert [rows[i]["attempts"] for i in ids] == [2, 2, 0]
+        assert rows[ids[0]]["owner"] is None and rows[ids[0]]["status"] == "done"
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(done.stdout)
+
+
+def test_a_heartbeat_keeps_a_lease_while_its_block_runs(tmp_path):
+    config, other = RunConfig(), Owner("another-machine", 1, "cafe")
+    with Store(tmp_path / "h.db") as store:
+        store.register_study("s", {}, [config])
+        assert store.claim([config.run_id], ME, 0.2, {})
+        with Heartbeat(tmp_path / "h.db", ME, seconds=0.4):
+            time.sleep(0.6)  # three times the first lease: renewed every 0.1 s
+            assert not store.claim([config.run_id], other, 60, {})
+        time.sleep(0.5)  # no heartbeat: the lease runs out
+        assert store.claim([config.run_id], other, 60, {})

@@ -15,6 +15,8 @@ others go on: ``StudyReport.failures`` lists them.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +35,16 @@ from normlab.data.locate import load
 from normlab.data.prepare import prepare
 from normlab.experiments import reproduce as procedures
 from normlab.experiments.config import first_error
+from normlab.experiments.driver import Driver
 from normlab.experiments.errors import InputError, open_store
-from normlab.experiments.executors import Executor, LocalExecutor, UnitOutcome
+from normlab.experiments.executors import Executor, LocalExecutor
 from normlab.experiments.fold import FoldReport, fold_config, fold_report
 from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
 from normlab.experiments.progress import Observer
 from normlab.experiments.runner import pending_units
 from normlab.experiments.spec import BUDGETS, Study, StudyError, StudySpec, load_study
-from normlab.store.db import FINISHED, StoreError
+from normlab.store.db import FINISHED, Store, StoreError
+from normlab.store.leases import LEASE_SECONDS, Heartbeat, Owner
 
 # What bad input looks like by the time it is found: each names what is wrong.
 _INPUT_ERRORS = (StudyError, StoreError, ClaimError, DownloadError, IdxError, OSError, ValueError)
@@ -61,6 +65,7 @@ class StudyReport:
     finished_before: int
     trained: int = 0
     diverged: int = 0
+    by_others: int = 0  # runs other processes sharing the database finished meanwhile
     failures: list[str] = field(default_factory=list)
 
     def summary(self, factors: list[str] | None = None) -> StudySummary:
@@ -98,52 +103,66 @@ def run_study(
     max_stack: int = DEFAULT_MAX_STACK,
     executor: Executor | None = None,
     observer: Observer | None = None,
+    lease_seconds: float = LEASE_SECONDS,
 ) -> StudyReport:
     """Train what ``study`` still needs and record it in the database ``db``.
 
     Finished runs (from any study in the database) are reused; the rest train in stacks
     (``experiments.plan``) on ``executor`` (default: this process, on ``device`` with
     ``threads`` CPU threads). Each unit's results are saved as it finishes, so an
-    interrupted study resumes where it stopped.
+    interrupted study resumes where it stopped. Other processes may run the same study on
+    the same database at the same time: each unit is leased to one of them for
+    ``lease_seconds`` at a time, renewed while it lives (``store.leases``).
     """
     study = as_study(study)
     observer = observer or Observer()
     dev = _device(device, threads)
     executor = executor or LocalExecutor(dev, data_dir, log=observer.message)
     with open_store(db) as store:
-        store.register_study(study.name, study.spec, study.configs)
-        units, finished = pending_units(store, study.configs, max_stack, dev.type)
-        report = StudyReport(study.name, Path(db), len(study.configs), finished)
-        if units:
-            try:
-                executor.prepare(units[0].configs[0])
-            except _INPUT_ERRORS as err:
-                raise InputError(str(err)) from None
-        environment = executor.environment()
-
-        def started(unit: Unit) -> None:
-            store.mark_running(unit.run_ids, len(unit.configs), environment)
-
-        observer.planned(study.name, len(study.configs), finished, units)
         try:
-            for outcome in executor.run(units, started, observer.advanced):
-                _record(store, outcome, report, observer)
-        finally:
-            observer.done()
+            return _drive(store, study, executor, max_stack, dev.type, observer, lease_seconds)
+        except sqlite3.Error as err:  # a full disk, a file made read-only mid-study
+            raise InputError(
+                f"{db}: cannot write results ({err}); the runs finished so far are kept, "
+                "run again to resume"
+            ) from None
+
+
+def _drive(
+    store: Store,
+    study: Study,
+    executor: Executor,
+    max_stack: int,
+    device_type: str,
+    observer: Observer,
+    lease_seconds: float,
+) -> StudyReport:
+    """``run_study``'s work on an open store: plan, train under leases, tally."""
+    store.register_study(study.name, study.spec, study.configs)
+
+    def pending() -> list[Unit]:
+        return pending_units(store, study.configs, max_stack, device_type)[0]
+
+    units, finished = pending_units(store, study.configs, max_stack, device_type)
+    report = StudyReport(study.name, store.path, len(study.configs), finished)
+    if units:
+        try:
+            executor.prepare(units[0].configs[0])
+        except _INPUT_ERRORS as err:
+            raise InputError(str(err)) from None
+    observer.planned(study.name, len(study.configs), finished, units)
+    owner = Owner.this_process()
+    driver = Driver(store, executor, owner, lease_seconds, pending, observer)
+    try:
+        with Heartbeat(store.path, owner, lease_seconds):
+            tally = driver.run(units)
+    finally:
+        observer.done()
+        with contextlib.suppress(sqlite3.Error):
+            store.release(owner)
+    report.trained, report.diverged = tally.trained, tally.diverged
+    report.by_others, report.failures = tally.by_others, tally.failures
     return report
-
-
-def _record(store, outcome: UnitOutcome, report: StudyReport, observer: Observer) -> None:
-    """Save a unit's results, or record its failure (its runs will be redone)."""
-    if outcome.results is None:
-        store.mark_failed(outcome.unit.run_ids, outcome.error or "unknown error")
-        report.failures.append(f"runs {', '.join(outcome.unit.run_ids)}: {outcome.error}")
-        observer.message(f"failed: {outcome.error}")
-        return
-    for config, result in zip(outcome.unit.configs, outcome.results, strict=True):
-        store.save_result(config.run_id, result)
-        report.trained += 1
-        report.diverged += result.diverged
 
 
 def judge_claims(

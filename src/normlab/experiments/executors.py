@@ -2,8 +2,9 @@
 units and records what comes back; an executor never writes to the database.
 
 ``LocalExecutor`` trains the units one after another in this process. Another executor
-(a pool, a cluster) implements the same ``run``: announce each unit as it starts, yield
-each unit's outcome as it ends, in any order.
+(a pool, a cluster) implements the same ``run``: ask ``claim`` for each unit just before
+it starts (and skip it when the answer is no: another process holds it), yield each
+started unit's outcome as it ends, in any order.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Executor(Protocol):
     def run(
         self,
         units: Sequence[Unit],
-        started: Callable[[Unit], None],
+        claim: Callable[[Unit], bool],
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[UnitOutcome]: ...
 
@@ -74,11 +75,12 @@ class LocalExecutor:
     def run(
         self,
         units: Sequence[Unit],
-        started: Callable[[Unit], None],
+        claim: Callable[[Unit], bool],
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[UnitOutcome]:
         for unit in units:
-            started(unit)
+            if not claim(unit):
+                continue
             try:
                 results = train_unit(unit, self.data, progress)
             except UNIT_ERRORS as err:

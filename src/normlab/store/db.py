@@ -11,114 +11,24 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from normlab.types import (
-    EpochMetrics,
-    EvalPoint,
-    ProbeRow,
-    RunIdentity,
-    RunResult,
-    SampleImage,
-    StepLoss,
+from normlab.store.leases import Owner
+from normlab.store.schema import (
+    COLUMNS,
+    FINISHED,
+    RESULT_TABLES,
+    SCHEMA_VERSION,
+    STATUSES,
+    StoreError,
+    migrate,
 )
+from normlab.types import RunIdentity, RunResult
 
-SCHEMA_VERSION = 3
-STATUSES = ("queued", "running", "done", "diverged", "failed")
-FINISHED = ("done", "diverged")
-
-_SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE studies (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    spec TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY,
-    config TEXT NOT NULL,
-    cohort TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
-    stack_size INTEGER,
-    started_at TEXT,
-    finished_at TEXT,
-    seconds REAL,
-    diverged_step INTEGER,
-    error TEXT,
-    environment TEXT
-);
-CREATE TABLE study_runs (
-    study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    position INTEGER NOT NULL,
-    PRIMARY KEY (study_id, run_id)
-);
-CREATE TABLE epochs (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    train_loss REAL, train_acc REAL,
-    val_loss REAL, val_acc REAL,
-    test_loss REAL, test_acc REAL,
-    seconds REAL, eval_seconds REAL,
-    PRIMARY KEY (run_id, epoch)
-) WITHOUT ROWID;
-CREATE TABLE steps (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL,
-    loss REAL,
-    PRIMARY KEY (run_id, step)
-) WITHOUT ROWID;
-"""
-# Version 2 added the instruments' tables; a version 1 file gains them in place.
-_SCHEMA_V2 = """
-CREATE TABLE probes (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL,
-    probe TEXT NOT NULL,
-    layer INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    value REAL,
-    PRIMARY KEY (run_id, step, probe, layer, name)
-) WITHOUT ROWID;
-CREATE TABLE evals (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL,
-    epoch REAL NOT NULL,
-    seconds REAL NOT NULL,
-    val_loss REAL,
-    val_acc REAL,
-    PRIMARY KEY (run_id, step)
-) WITHOUT ROWID;
-"""
-# Version 3 added the images generators drew (claim 13).
-_SCHEMA_V3 = """
-CREATE TABLE samples (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL,
-    "index" INTEGER NOT NULL,
-    channels INTEGER NOT NULL,
-    pixels BLOB NOT NULL,
-    PRIMARY KEY (run_id, step, "index")
-) WITHOUT ROWID;
-"""
-_RESULT_TABLES = ("epochs", "steps", "probes", "evals", "samples")
-# Each result table's columns after run_id, by the name of the contract's field.
-_COLUMNS = {
-    "epochs": tuple(f.name for f in fields(EpochMetrics)),
-    "steps": StepLoss._fields,
-    "probes": ProbeRow._fields,
-    "evals": EvalPoint._fields,
-    "samples": SampleImage._fields,
-}
-
-
-class StoreError(RuntimeError):
-    """The database cannot be used (wrong schema version, not a normlab store)."""
+__all__ = ["FINISHED", "SCHEMA_VERSION", "STATUSES", "Store", "StoreError"]
 
 
 def _now() -> str:
@@ -131,7 +41,7 @@ def _value(x: object) -> object:
 
 
 def _insert(table: str) -> str:
-    columns = [f'"{c}"' for c in ("run_id", *_COLUMNS[table])]
+    columns = [f'"{c}"' for c in ("run_id", *COLUMNS[table])]
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
@@ -141,11 +51,14 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path)
+        # Several processes may share the file: writers queue for up to a minute rather
+        # than fail with "database is locked", and every write transaction takes the write
+        # lock when it begins (IMMEDIATE), so that none fails upgrading a read lock.
+        self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level="IMMEDIATE")
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.conn.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
+        migrate(self.conn, self.path)
 
     def close(self) -> None:
         self.conn.close()
@@ -155,34 +68,6 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _migrate(self) -> None:
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
-        if not tables:
-            with self.conn:
-                self.conn.executescript(_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3)
-                self.conn.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            return
-        if "meta" not in tables:
-            raise StoreError(f"{self.path}: not a normlab database (no meta table)")
-        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        version = int(row[0]) if row else 0
-        if version == 1:
-            with self.conn:
-                self.conn.executescript(_SCHEMA_V2)
-                self.conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-            version = 2
-        if version == 2:
-            with self.conn:
-                self.conn.executescript(_SCHEMA_V3)
-                self.conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-            version = 3
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: schema version {version}, this normlab reads {SCHEMA_VERSION}"
-            )
 
     # -- studies and runs ---------------------------------------------------------
 
@@ -230,44 +115,102 @@ class Store:
                 out[row["id"]] = row["status"]
         return out
 
-    def mark_running(
-        self, run_ids: Sequence[str], stack_size: int, environment: dict[str, object]
-    ) -> None:
-        """Record that ``run_ids`` started, clearing whatever an unfinished attempt left."""
+    def claim(
+        self,
+        run_ids: Sequence[str],
+        owner: Owner,
+        seconds: float,
+        environment: dict[str, object],
+        chain: bool = False,
+    ) -> bool:
+        """Lease ``run_ids`` (one unit) to ``owner`` for ``seconds``, clearing whatever an
+        unfinished attempt left; False, changing nothing, if another live owner holds one
+        of them or one is finished (all of them, for a ``chain``, which is redone whole)."""
+        now = time.time()
         with self.conn:
-            for table in _RESULT_TABLES:
+            self.conn.execute("BEGIN IMMEDIATE")  # read and write under one lock
+            rows = self._rows(run_ids, "status, owner, lease_until")
+            finished = [r["status"] in FINISHED for r in rows]
+            if all(finished) or (any(finished) and not chain):
+                return False
+            for r in rows:
+                held = r["status"] == "running" and r["owner"] and (r["lease_until"] or 0) > now
+                if held and r["owner"] != str(owner) and Owner.parse(r["owner"]).alive():
+                    return False
+            for table in RESULT_TABLES:
                 self.conn.executemany(
                     f"DELETE FROM {table} WHERE run_id = ?", [(r,) for r in run_ids]
                 )
             self.conn.executemany(
                 "UPDATE runs SET status='running', started_at=?, finished_at=NULL, seconds=NULL, "
-                "diverged_step=NULL, error=NULL, stack_size=?, environment=? WHERE id=?",
-                [(_now(), stack_size, json.dumps(environment), r) for r in run_ids],
+                "diverged_step=NULL, error=NULL, stack_size=?, environment=?, owner=?, "
+                "lease_until=?, attempts=attempts+1 WHERE id=?",
+                [(_now(), len(run_ids), json.dumps(environment), str(owner), now + seconds, r)
+                 for r in run_ids],
+            )  # fmt: skip
+        return True
+
+    def _rows(self, run_ids: Sequence[str], columns: str) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(run_ids))
+        return self.conn.execute(
+            f"SELECT id, {columns} FROM runs WHERE id IN ({marks})", list(run_ids)
+        ).fetchall()
+
+    def renew(self, owner: Owner, seconds: float) -> int:
+        """Extend every lease ``owner`` holds to ``seconds`` from now; how many runs."""
+        with self.conn:
+            return self.conn.execute(
+                "UPDATE runs SET lease_until=? WHERE owner=? AND status='running'",
+                (time.time() + seconds, str(owner)),
+            ).rowcount
+
+    def release(self, owner: Owner) -> None:
+        """End ``owner``'s leases on runs it did not finish (they are redone by whoever
+        comes next, without waiting for the leases to expire)."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE runs SET lease_until=NULL WHERE owner=? AND status='running'", (str(owner),)
             )
 
-    def save_result(self, run_id: str, result: RunResult) -> None:
-        """Write one finished run's metrics and final status in one transaction."""
-        status = "diverged" if result.diverged else "done"
+    def save_results(self, owner: Owner, results: Sequence[tuple[str, RunResult]]) -> bool:
+        """Write one unit's finished runs (metrics and final status) in one transaction,
+        if ``owner`` still holds all of their leases; False, writing nothing, if not."""
+        ids = [run_id for run_id, _ in results]
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            rows = self._rows(ids, "status, owner")
+            if len(rows) < len(ids) or any(
+                r["status"] != "running" or r["owner"] != str(owner) for r in rows
+            ):
+                return False
+            for run_id, result in results:
+                self._write(run_id, result)
+        return True
+
+    def _write(self, run_id: str, result: RunResult) -> None:
         rows = {
-            "epochs": [[getattr(e, c) for c in _COLUMNS["epochs"]] for e in result.epochs],
+            "epochs": [[getattr(e, c) for c in COLUMNS["epochs"]] for e in result.epochs],
             "steps": result.step_losses,
             "probes": result.probes,
             "evals": result.evals,
             "samples": result.samples,
         }
-        with self.conn:
-            for table, records in rows.items():
-                self.conn.executemany(_insert(table), [(run_id, *map(_value, r)) for r in records])
-            self.conn.execute(
-                "UPDATE runs SET status=?, finished_at=?, seconds=?, diverged_step=? WHERE id=?",
-                (status, _now(), result.seconds, result.diverged_step, run_id),
-            )
+        for table, records in rows.items():
+            self.conn.executemany(_insert(table), [(run_id, *map(_value, r)) for r in records])
+        self.conn.execute(
+            "UPDATE runs SET status=?, finished_at=?, seconds=?, diverged_step=?, owner=NULL, "
+            "lease_until=NULL WHERE id=?",
+            ("diverged" if result.diverged else "done", _now(), result.seconds,
+             result.diverged_step, run_id),
+        )  # fmt: skip
 
     def mark_failed(self, run_ids: Sequence[str], error: str) -> None:
-        """Record that an attempt at ``run_ids`` raised ``error``; they will be redone."""
+        """Record that an attempt at ``run_ids`` raised ``error``, ending its lease; they
+        will be redone."""
         with self.conn:
             self.conn.executemany(
-                "UPDATE runs SET status='failed', finished_at=?, error=? WHERE id=?",
+                "UPDATE runs SET status='failed', finished_at=?, error=?, owner=NULL, "
+                "lease_until=NULL WHERE id=?",
                 [(_now(), error, r) for r in run_ids],
             )
 
