@@ -8,98 +8,30 @@ from __future__ import annotations
 import resource
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from drills import RUNS, finish, numbers, runs, start, wait_for, write_study
 
+from normlab import runtime
 from normlab.experiments.api import run_study
 from normlab.store.leases import Owner
 
 pytestmark = pytest.mark.slow
 
-STUDY = """
-name = "drill"
-seeds = 4
-[fixed]
-hidden = [32]
-epochs = 1
-inputs = "scaled"
-[grid]
-norm = ["none", "batch"]
-batch_size = [1000]
-"""
-RUNS = 8  # one unit each (--max-stack 1): many moments to be killed at
-ARGS = ("--max-stack", "1", "--threads", "1")
-
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, data_root):
-    path = tmp_path_factory.mktemp("drills") / "drill.toml"
-    path.write_text(STUDY)
-    (path.parent / "data").symlink_to(data_root)  # beside the study: processes find it
-    return path
-
-
-def _start(study: Path, db: Path, **popen) -> subprocess.Popen:
-    command = [sys.executable, "-m", "normlab", "run", str(study), "--db", str(db), *ARGS]
-    command += ["--data-dir", str(study.parent / "data")]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)  # fmt: skip
-
-
-def _finish(study: Path, db: Path) -> str:
-    proc = _start(study, db)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    return out + err
-
-
-def _numbers(db: Path) -> list[tuple]:
-    """Every metric of every run, as stored (timings left out)."""
-    conn = sqlite3.connect(db)
-    epochs = conn.execute(
-        "SELECT run_id, epoch, train_loss, train_acc, val_loss, val_acc, test_loss, test_acc "
-        "FROM epochs ORDER BY run_id, epoch"
-    ).fetchall()
-    steps = conn.execute("SELECT run_id, step, loss FROM steps ORDER BY run_id, step").fetchall()
-    conn.close()
-    return epochs + steps
-
-
-def _runs(db: Path) -> dict[str, tuple[str, int]]:
-    conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT id, status, attempts FROM runs").fetchall()
-    conn.close()
-    return {r[0]: (r[1], r[2]) for r in rows}
-
-
-def _wait_for(db: Path, condition: str, timeout: float = 60.0) -> None:
-    """Poll ``db`` until the runs table has a row where ``condition`` holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                conn = sqlite3.connect(db)
-                hit = conn.execute(f"SELECT 1 FROM runs WHERE {condition}").fetchone()
-                conn.close()
-                if hit:
-                    return
-            except sqlite3.OperationalError:  # not created yet
-                pass
-        time.sleep(0.01)
-    raise AssertionError(f"no run with {condition} within {timeout} s")
+    return write_study(tmp_path_factory.mktemp("drills"), data_root)
 
 
 @pytest.fixture(scope="module")
 def reference(study):
     """The uninterrupted run's numbers."""
     db = study.parent / "reference.db"
-    _finish(study, db)
-    assert {s for s, _ in _runs(db).values()} == {"done"}
-    return _numbers(db)
+    finish(study, db)
+    assert {s for s, _ in runs(db).values()} == {"done"}
+    return numbers(db)
 
 
 KILL_POINTS = {
@@ -116,54 +48,54 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_trained_twice(
     study, tmp_path, reference, moment
 ):
     db = tmp_path / "killed.db"
-    proc = _start(study, db)
+    proc = start(study, db)
     if KILL_POINTS[moment] is None:
         time.sleep(0.5)
     else:
-        _wait_for(db, KILL_POINTS[moment])
+        wait_for(db, KILL_POINTS[moment])
     proc.kill()
     proc.wait()
-    before = _runs(db) if db.exists() else {}
-    _finish(study, db)
-    after = _runs(db)
+    before = runs(db) if db.exists() else {}
+    finish(study, db)
+    after = runs(db)
     assert len(after) == RUNS and {s for s, _ in after.values()} == {"done"}  # none lost
     for run, (status, attempts) in before.items():
         if status == "done":  # finished before the kill: not trained again
             assert after[run] == (status, attempts) == ("done", 1)
-    assert _numbers(db) == reference
+    assert numbers(db) == reference
 
 
 def test_two_processes_split_a_study_and_train_each_run_once(study, tmp_path, reference):
     db = tmp_path / "shared.db"
-    first, second = _start(study, db), _start(study, db)
+    first, second = start(study, db), start(study, db)
     outputs = [p.communicate(timeout=120) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outputs
-    assert set(_runs(db).values()) == {("done", 1)}  # every run trained exactly once
-    assert _numbers(db) == reference
+    assert set(runs(db).values()) == {("done", 1)}  # every run trained exactly once
+    assert numbers(db) == reference
 
 
 def test_when_one_of_two_processes_dies_the_other_finishes_its_units(study, tmp_path, reference):
     db = tmp_path / "shared.db"
-    victim = _start(study, db)
-    _wait_for(db, "status = 'running'")
-    survivor = _start(study, db)
-    _wait_for(db, f"status = 'running' AND owner LIKE '%/{victim.pid}/%'")
+    victim = start(study, db)
+    wait_for(db, "status = 'running'")
+    survivor = start(study, db)
+    wait_for(db, f"status = 'running' AND owner LIKE '%/{victim.pid}/%'")
     victim.kill()
     victim.wait()
     _, err = survivor.communicate(timeout=120)
     assert survivor.returncode == 0, err
-    runs = _runs(db)
-    assert {s for s, _ in runs.values()} == {"done"}
+    state = runs(db)
+    assert {s for s, _ in state.values()} == {"done"}
     # the unit the victim was training was trained again, no other
-    assert sorted(a for _, a in runs.values()) in ([1] * RUNS, [1] * (RUNS - 1) + [2])
-    assert _numbers(db) == reference
+    assert sorted(a for _, a in state.values()) in ([1] * RUNS, [1] * (RUNS - 1) + [2])
+    assert numbers(db) == reference
 
 
 def test_a_lease_held_elsewhere_is_waited_for_then_taken_over(study, tmp_path, reference):
     """A process on another machine claimed a unit and stopped renewing its lease: this
     one trains the rest, waits for the lease to expire, then trains that unit too."""
     db = tmp_path / "leased.db"
-    _finish(study, db)  # all done; now pretend one run is mid-training elsewhere
+    finish(study, db)  # all done; now pretend one run is mid-training elsewhere
     conn = sqlite3.connect(db)
     run = conn.execute("SELECT id FROM runs LIMIT 1").fetchone()[0]
     owner = Owner("another-machine", 4242, "beef")
@@ -176,10 +108,13 @@ def test_a_lease_held_elsewhere_is_waited_for_then_taken_over(study, tmp_path, r
         )
     conn.close()
     begun = time.monotonic()
-    report = run_study(study, db=db, max_stack=1, threads=1, data_dir=study.parent / "data")
+    try:
+        report = run_study(study, db=db, max_stack=1, threads=1, data_dir=study.parent / "data")
+    finally:
+        runtime.set_threads(None)  # the other tests in this process use every core
     assert time.monotonic() - begun >= 2.5  # it waited for the lease
     assert (report.finished_before, report.trained) == (RUNS - 1, 1)
-    assert _numbers(db) == reference
+    assert numbers(db) == reference
 
 
 def _disk_of(size: int):
@@ -197,18 +132,18 @@ def test_a_full_disk_stops_the_study_with_one_line_and_keeps_what_was_saved(
     study, tmp_path, reference
 ):
     db = tmp_path / "full.db"
-    proc = _start(study, db, preexec_fn=_disk_of(160_000))
+    proc = start(study, db, preexec_fn=_disk_of(160_000))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err
     message = err.strip().splitlines()[-1]
     assert message.startswith(f"error: {db}: cannot write results (")
     assert "Traceback" not in err
-    kept = _runs(db)
+    kept = runs(db)
     done = [r for r, (s, _) in kept.items() if s == "done"]
     assert 0 < len(done) < RUNS  # the disk filled mid-study
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
-    _finish(study, db)  # space again: the rest trains, the kept runs are not redone
-    assert all(_runs(db)[r] == ("done", 1) for r in done)
-    assert _numbers(db) == reference
+    finish(study, db)  # space again: the rest trains, the kept runs are not redone
+    assert all(runs(db)[r] == ("done", 1) for r in done)
+    assert numbers(db) == reference

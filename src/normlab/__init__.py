@@ -6,6 +6,7 @@ The application layer is ``normlab.experiments.api``; its calls are here too::
     report = normlab.run_study("examples/bn-small-batches.toml", db="bn.db")
     verdicts = normlab.judge_claims([4], budget="quick", db="bn.db")
     normlab.write_report("bn.db", out="bn.html")  # one HTML page, opens offline
+    normlab.export_study("bn.csv", db="bn.db")    # its rows, as ``normlab export``
 
 ``import normlab`` loads nothing heavy: the calls load torch when first used, and
 ``normlab --help`` answers at once.
@@ -14,7 +15,7 @@ The application layer is ``normlab.experiments.api``; its calls are here too::
 __version__ = "0.1.0"
 
 _API = ("run_study", "judge_claims", "plan_study", "reproduce_studies", "fold", "InputError")
-__all__ = ["__version__", *_API, "write_report"]
+__all__ = ["__version__", *_API, "export_study", "write_report"]
 
 
 def __getattr__(name: str):
@@ -22,6 +23,10 @@ def __getattr__(name: str):
         from normlab.experiments.errors import InputError
 
         return InputError
+    if name == "export_study":
+        from normlab.experiments.exporting import export_study
+
+        return export_study
     if name == "write_report":
         from normlab.report.build import write_report
 

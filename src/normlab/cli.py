@@ -29,6 +29,8 @@ DataDir = Annotated[Path | None, Option("--data-dir", help="Data (default: $NORM
 Device = Annotated[str, Option("--device", help="cpu, cuda, cuda:N or auto.")]
 Threads = Annotated[int | None, Option("--threads", help="CPU threads (default: all).", min=1)]
 MaxStack = Annotated[int, Option("--max-stack", help="Most runs in one stack.", min=1)]
+Executor = Annotated[str, Option("--executor", help="local (this process) or ray (Ray tasks).")]
+Address = Annotated[str | None, Option("--address", help="Ray cluster: auto or HOST:PORT.")]
 StudyName = Annotated[str | None, Option("--study", help="Study name (default: the latest).")]
 Inputs = Annotated[str, Option("--inputs", help="raw (0-255), scaled (/255) or standardized.")]
 Budget = Annotated[str, Option("--budget", help="quick (minutes), standard or full (rigorous).")]
@@ -78,13 +80,13 @@ def _bad_input() -> Iterator[None]:
         raise _fail((f"--{option.replace('_', '-')}: " if option else "") + str(e)) from None
 
 
-def _train(study, db, data_dir, device, threads, max_stack):
-    """Run one study with a progress bar on stderr; its report."""
+def _train(study, db, **where):
+    """Run one study with a progress bar on stderr; its report. ``where``: data_dir,
+    device, threads, max_stack, executor, address."""
     from normlab.experiments.api import run_study
     from normlab.report.console import ProgressObserver
 
-    return run_study(study, db=db, data_dir=data_dir, device=device, threads=threads,
-                     max_stack=max_stack, observer=ProgressObserver(_consoles()[1]))  # fmt: skip
+    return run_study(study, db=db, observer=ProgressObserver(_consoles()[1]), **where)
 
 
 def _show(db: Path, study: str | None, factors: list[str] | None = None) -> None:
@@ -118,8 +120,12 @@ def run(
     device: Device = "cpu",
     threads: Threads = None,
     max_stack: MaxStack = 16,
+    executor: Executor = "local",
+    address: Address = None,
 ) -> None:
-    """Run a study file: the grid's runs, grouped into stacks, skipping finished runs."""
+    """Run a study file: the grid's runs, grouped into stacks, skipping finished runs.
+
+    Several processes may run one study on one database at once: they share the work."""
     with _bad_input():
         from normlab.experiments import api
         from normlab.report.console import plan_report
@@ -129,7 +135,8 @@ def run(
             units, done = api.plan_study(study, db=db, max_stack=max_stack, device=device)
             _consoles()[0].print(*plan_report(study.name, len(study.configs), units, done))
             return
-        report = _train(study, db, data_dir, device, threads, max_stack)
+        report = _train(study, db, data_dir=data_dir, device=device, threads=threads,
+                        max_stack=max_stack, executor=executor, address=address)  # fmt: skip
         _show(db, study.name)
     _finish(report.failures, db)
 
@@ -147,6 +154,8 @@ def reproduce(
     device: Device = "cpu",
     threads: Threads = None,
     max_stack: MaxStack = 16,
+    executor: Executor = "local",
+    address: Address = None,
 ) -> None:
     """The seed notebook's study done right: BN applied vs none × batch sizes × seeds."""
     sizes, started, failures = _ints(batch_sizes, "--batch-sizes"), time.perf_counter(), []
@@ -158,7 +167,9 @@ def reproduce(
 
         studies = reproduce_studies(seeds, epochs, sizes, inputs, semantics, faithful)
         for study in studies:
-            failures += _train(study, db, data_dir, device, threads, max_stack).failures
+            failures += _train(study, db, data_dir=data_dir, device=device, threads=threads,
+                               max_stack=max_stack, executor=executor,
+                               address=address).failures  # fmt: skip
         _show(db, studies[0].name, factors=["norm", "batch_size"])
         if faithful:
             with open_store(db) as store:
@@ -186,25 +197,10 @@ def export(
     study: StudyName = None,
 ) -> None:
     """Write a study's rows (config, metrics, timing, status) to CSV or Parquet."""
-    from normlab.claims import values
-    from normlab.experiments.config import RunConfig
-    from normlab.experiments.errors import open_store
-    from normlab.store import export as ex
+    with _bad_input():
+        from normlab.experiments.exporting import export_study
 
-    if fmt not in ex.FORMATS:
-        raise _fail(f"--format: {fmt!r} is not one of csv, parquet")
-    if table not in (*ex.TABLES, "measures"):
-        raise _fail(f"--table: {table!r} is not one of {', '.join(ex.TABLES)}, measures")
-    if not db.exists():
-        raise _fail(f"{db}: no such database")
-    with _bad_input(), open_store(db) as store:
-        name = store.resolve_study(study)
-        if table == "measures":
-            records, cols = values.measure_rows(store, name), values.COLUMNS
-        else:
-            records = ex.rows(store, name, table, RunConfig.as_stored_row)
-            cols = ex.columns(records, table)
-        n = ex.write(records, cols, fmt, out_file)
+        name, n = export_study(out_file, fmt, table, db=db, study=study)
     _consoles()[0].print(f"wrote {n} {table} rows of study {name} to {out_file}", highlight=False)
 
 
@@ -247,6 +243,8 @@ def claims(
     device: Device = "cpu",
     threads: Threads = None,
     max_stack: MaxStack = 16,
+    executor: Executor = "local",
+    address: Address = None,
 ) -> None:
     """Judge the seed notebook's claims about BN: run their studies, print verdicts.
 
@@ -261,7 +259,7 @@ def claims(
 
         results = judge_claims(numbers, budget, model=model, dataset=dataset, db=db,
                                data_dir=data_dir, device=device, threads=threads,
-                               max_stack=max_stack,
+                               max_stack=max_stack, executor=executor, address=address,
                                observer=console.ProgressObserver(err))  # fmt: skip
     if as_json:
         out.print_json(json.dumps([r.as_json() for r in results]))

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from pydantic import ValidationError
 
 from normlab import runtime
@@ -37,7 +38,7 @@ from normlab.experiments import reproduce as procedures
 from normlab.experiments.config import first_error
 from normlab.experiments.driver import Driver
 from normlab.experiments.errors import InputError, open_store
-from normlab.experiments.executors import Executor, LocalExecutor
+from normlab.experiments.executors import Executor, make_executor
 from normlab.experiments.fold import FoldReport, fold_config, fold_report
 from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
 from normlab.experiments.progress import Observer
@@ -101,31 +102,57 @@ def run_study(
     device: str = "cpu",
     threads: int | None = None,
     max_stack: int = DEFAULT_MAX_STACK,
-    executor: Executor | None = None,
+    executor: Executor | str = "local",
+    address: str | None = None,
     observer: Observer | None = None,
     lease_seconds: float = LEASE_SECONDS,
 ) -> StudyReport:
     """Train what ``study`` still needs and record it in the database ``db``.
 
     Finished runs (from any study in the database) are reused; the rest train in stacks
-    (``experiments.plan``) on ``executor`` (default: this process, on ``device`` with
-    ``threads`` CPU threads). Each unit's results are saved as it finishes, so an
-    interrupted study resumes where it stopped. Other processes may run the same study on
-    the same database at the same time: each unit is leased to one of them for
-    ``lease_seconds`` at a time, renewed while it lives (``store.leases``).
+    (``experiments.plan``) on ``executor``: ``"local"`` (this process, on ``device`` with
+    ``threads`` CPU threads), ``"ray"`` (Ray tasks of ``threads`` threads each, on a
+    local Ray instance or the cluster at ``address``) or an ``Executor``. Each unit's
+    results are saved as it finishes, so an interrupted study resumes where it stopped.
+    Other processes may run the same study on the same database at the same time: each
+    unit is leased to one of them for ``lease_seconds`` at a time, renewed while it
+    lives (``store.leases``).
     """
     study = as_study(study)
     observer = observer or Observer()
     dev = _device(device, threads)
-    executor = executor or LocalExecutor(dev, data_dir, log=observer.message)
-    with open_store(db) as store:
+    with open_store(db) as store, _executor(executor, dev, data_dir, address, threads,
+                                            observer) as ex:  # fmt: skip
         try:
-            return _drive(store, study, executor, max_stack, dev.type, observer, lease_seconds)
+            return _drive(store, study, ex, max_stack, dev.type, observer, lease_seconds)
         except sqlite3.Error as err:  # a full disk, a file made read-only mid-study
             raise InputError(
                 f"{db}: cannot write results ({err}); the runs finished so far are kept, "
                 "run again to resume"
             ) from None
+
+
+@contextlib.contextmanager
+def _executor(
+    executor: Executor | str,
+    device: torch.device,
+    data_dir: Path | str | None,
+    address: str | None,
+    threads: int | None,
+    observer: Observer,
+) -> Iterator[Executor]:
+    """``executor`` as given, or the one it names, made here and closed after use."""
+    if not isinstance(executor, str):
+        yield executor
+        return
+    try:
+        made = make_executor(executor, device, data_dir, address, threads, observer.message)
+    except ValueError as err:
+        raise InputError(str(err), "address" if "address" in str(err) else "executor") from None
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 def _drive(
@@ -176,13 +203,15 @@ def judge_claims(
     device: str = "cpu",
     threads: int | None = None,
     max_stack: int = DEFAULT_MAX_STACK,
-    executor: Executor | None = None,
+    executor: Executor | str = "local",
+    address: str | None = None,
     observer: Observer | None = None,
 ) -> list[ClaimResult]:
     """Run the built-in study of each claim in ``ids`` (default: all; a claim brings its
     parts) at ``budget`` with ``model`` on ``dataset``, then judge it from the database;
     one result per claim, in order (a claim that does not apply to the setting says
-    so). Runs already in ``db`` are reused, so an interrupted call resumes."""
+    so). Runs already in ``db`` are reused, so an interrupted call resumes. The studies
+    train as ``run_study`` trains them, on one ``executor``."""
     if budget not in BUDGETS:
         raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)}", "budget")
     try:
@@ -196,11 +225,14 @@ def judge_claims(
     except (ClaimError, StudyError) as err:
         raise InputError(str(err)) from None
     reports: dict[str, StudyReport] = {}
-    for study in studies.values():  # a study two claims share is run once
-        if study.name not in reports:
-            reports[study.name] = run_study(study, db=db, data_dir=data_dir, device=device,
-                                            threads=threads, max_stack=max_stack,
-                                            executor=executor, observer=observer)  # fmt: skip
+    observer = observer or Observer()
+    with _executor(executor, _device(device, threads), data_dir, address, threads,
+                   observer) as ex:  # fmt: skip
+        for study in studies.values():  # a study two claims share is run once
+            if study.name not in reports:
+                reports[study.name] = run_study(study, db=db, device=device, threads=threads,
+                                                max_stack=max_stack, executor=ex,
+                                                observer=observer)  # fmt: skip
     results = []
     for n in wanted:
         if n not in studies:

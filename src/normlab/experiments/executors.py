@@ -53,6 +53,9 @@ class Executor(Protocol):
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[UnitOutcome]: ...
 
+    def close(self) -> None:
+        """Give back what the executor started (a Ray instance); it is not used again."""
+
 
 class LocalExecutor:
     """Trains units in this process, one after another, on ``device``."""
@@ -87,3 +90,33 @@ class LocalExecutor:
                 yield UnitOutcome(unit, error=f"{type(err).__name__}: {err}")
                 continue
             yield UnitOutcome(unit, results=results)
+
+    def close(self) -> None:
+        pass
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(
+    name: str,
+    device: torch.device,
+    data_dir: Path | str | None = None,
+    address: str | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Executor:
+    """The executor called ``name``: ``local`` (this process) or ``ray`` (a Ray
+    instance started here, or the cluster at ``address``; ``threads`` per unit, 1 by
+    default). ValueError names a bad choice or a missing Ray."""
+    if name not in EXECUTORS:
+        raise ValueError(f"executor {name!r} is not one of {', '.join(EXECUTORS)}")
+    if name == "local":
+        if address is not None:
+            raise ValueError(f"address {address!r} needs the ray executor")
+        return LocalExecutor(device, data_dir, log=log)
+    try:
+        from normlab.experiments.cluster import RayExecutor
+    except ImportError:
+        raise ValueError('the ray executor needs Ray: pip install "normlab[ray]"') from None
+    return RayExecutor(device, data_dir, address, threads or 1, log=log)

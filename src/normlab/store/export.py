@@ -86,19 +86,6 @@ def columns(table: list[dict[str, object]], kind: str = "epochs") -> list[str]:
     return [*first, *sorted({k for r in table for k in r} - set(first))]
 
 
-def export(
-    store: Store,
-    study: str,
-    fmt: str,
-    out: Path,
-    table: str = "epochs",
-    read_config: ConfigReader = json.loads,
-) -> int:
-    """Write ``study``'s rows of ``table`` to ``out`` as ``fmt``; return the row count."""
-    records = rows(store, study, table, read_config)
-    return write(records, columns(records, table), fmt, out)
-
-
 def write(records: list[dict[str, object]], cols: list[str], fmt: str, out: Path) -> int:
     """Write ``records`` (their ``cols``, in order) to ``out`` as ``fmt``; the row count."""
     if fmt not in FORMATS:
