@@ -114,7 +114,7 @@ def _finish(failures: list[str], db: Path | None = None) -> None:
 @app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="Study file (TOML).")],
-    dry_run: Annotated[bool, Option("--dry-run", help="Print the plan; train nothing.")] = False,
+    dry_run: Annotated[bool, Option("--dry-run", help="Print the plan and its cost.")] = False,
     db: Db = Path("normlab.db"),
     data_dir: DataDir = None,
     device: Device = "cpu",
@@ -128,12 +128,14 @@ def run(
     Several processes may run one study on one database at once: they share the work."""
     with _bad_input():
         from normlab.experiments import api
-        from normlab.report.console import plan_report
+        from normlab.report.console import ProgressObserver, plan_report
 
         study = api.as_study(study_file)
         if dry_run:
-            units, done = api.plan_study(study, db=db, max_stack=max_stack, device=device)
-            _consoles()[0].print(*plan_report(study.name, len(study.configs), units, done))
+            plan = api.plan_study(study, db=db, max_stack=max_stack, device=device,
+                                  threads=threads, executor=executor, data_dir=data_dir,
+                                  observer=ProgressObserver(_consoles()[1]))  # fmt: skip
+            _consoles()[0].print(*plan_report(study.name, len(study.configs), plan))
             return
         report = _train(study, db, data_dir=data_dir, device=device, threads=threads,
                         max_stack=max_stack, executor=executor, address=address)  # fmt: skip

@@ -16,6 +16,7 @@ others go on: ``StudyReport.failures`` lists them.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,13 +37,14 @@ from normlab.data.locate import load
 from normlab.data.prepare import prepare
 from normlab.experiments import reproduce as procedures
 from normlab.experiments.config import first_error
+from normlab.experiments.costs import RAY_START_SECONDS, Estimate, estimate
 from normlab.experiments.driver import Driver
 from normlab.experiments.errors import InputError, open_store
-from normlab.experiments.executors import Executor, make_executor
+from normlab.experiments.executors import EXECUTORS, Executor, make_executor
 from normlab.experiments.fold import FoldReport, fold_config, fold_report
 from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
 from normlab.experiments.progress import Observer
-from normlab.experiments.runner import pending_units
+from normlab.experiments.runner import DataCache, pending_units
 from normlab.experiments.spec import BUDGETS, Study, StudyError, StudySpec, load_study
 from normlab.store.db import FINISHED, Store, StoreError
 from normlab.store.leases import LEASE_SECONDS, Heartbeat, Owner
@@ -253,26 +255,58 @@ def _setting(model: str, dataset: str) -> Setting:
         raise InputError(str(err), "model" if "model" in str(err) else "dataset") from None
 
 
+@dataclass
+class StudyPlan:
+    """What ``study`` would do: its ``units``, the runs ``done`` already, and the
+    measured ``estimate`` of the rest on ``executor`` (None when not measured)."""
+
+    units: list[Unit]
+    done: set[str]
+    executor: str
+    estimate: Estimate | None = None
+
+    @property
+    def pending(self) -> list[Unit]:
+        return [u for u in self.units if not set(u.run_ids) <= self.done]
+
+
 def plan_study(
     study: Study | StudySpec | Path | str,
     *,
     db: Path | str = "normlab.db",
     max_stack: int = DEFAULT_MAX_STACK,
     device: str = "cpu",
-) -> tuple[list[Unit], set[str]]:
-    """The units ``study`` trains in on ``device``, and which of its runs ``db`` holds
-    finished already: a dry run (nothing trains; a missing database stays missing)."""
+    threads: int | None = None,
+    executor: str = "local",
+    data_dir: Path | str | None = None,
+    measure: bool = True,
+    observer: Observer | None = None,
+) -> StudyPlan:
+    """The units ``study`` trains in on ``device``, which of its runs ``db`` holds
+    finished already and, if ``measure``, the time the rest would take on ``executor``
+    (``costs.estimate``: each kind of unit timed for a few steps, with ``threads``
+    threads; on Ray, a Ray instance on this machine). A dry run: nothing is recorded,
+    and a missing database stays missing."""
     study = as_study(study)
-    try:
-        device_type = runtime.resolve_device(device).type
-    except ValueError as err:
-        raise InputError(str(err)) from None
-    units, done = plan(study.configs, max_stack, device_type), set()
+    if executor not in EXECUTORS:
+        raise InputError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}", "executor")
+    on_ray = executor == "ray"
+    dev = _device(device, threads or 1 if on_ray else threads)
+    result = StudyPlan(plan(study.configs, max_stack, dev.type), set(), executor)
     if Path(db).exists():
         with open_store(db) as store:
             statuses = store.statuses(c.run_id for c in study.configs)
-        done = {run for run, status in statuses.items() if status in FINISHED}
-    return units, done
+        result.done = {run for run, status in statuses.items() if status in FINISHED}
+    if measure and result.pending:
+        log = (observer or Observer()).message
+        slots = max(1, (os.cpu_count() or 1) // (threads or 1)) if on_ray else 1
+        try:
+            startup = RAY_START_SECONDS if on_ray else 0.0
+            data = DataCache(data_dir, dev, log)
+            result.estimate = estimate(result.pending, data, slots, log, startup)
+        except _INPUT_ERRORS as err:
+            raise InputError(str(err)) from None
+    return result
 
 
 def fold(

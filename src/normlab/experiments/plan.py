@@ -1,4 +1,4 @@
-"""Grouping runs into units that train together, and a rough time estimate.
+"""Grouping runs into units that train together (what they will cost: ``costs``).
 
 A *cohort* is a set of runs that differ only in seed and learning rate; up to
 ``max_stack`` of them train as one stack. Runs carried from one another (the notebook
@@ -17,13 +17,6 @@ from normlab.experiments.config import RunConfig
 
 DEFAULT_MAX_STACK = 16
 MEMORY_BUDGET = 2 << 30  # bytes a stack may use by default: training state + activations
-
-# Rough costs on the 2-core CPU normlab was calibrated on (benchmarks/run.py, see
-# BENCHMARKS.md): effective GEMM throughput with the fused elementwise work folded in,
-# Adam's memory traffic, and the fixed cost of one step (Python, dispatch, kernels).
-_FLOPS_PER_S = 150e9
-_ADAM_BYTES_PER_S = 50e9
-_STEP_OVERHEAD_S = 1e-3
 
 
 @dataclass(frozen=True)
@@ -116,23 +109,3 @@ def plan(
         for start in range(0, len(members), size):
             units.append(Unit(tuple(members[start : start + size])))
     return units
-
-
-def estimate_seconds(units: Sequence[Unit]) -> float:
-    """A rough wall-time estimate for ``units`` (within a factor of ~2 on a 2-core CPU)."""
-    total = 0.0
-    for unit in units:
-        legs = unit.configs if unit.chain else unit.configs[:1]
-        k = 1 if unit.chain else len(unit.configs)
-        for c in legs:
-            family, spec = c.family, c.model_spec()
-            params, flops = family.member_parameters(spec), family.forward_flops(spec)
-            steps = _n_train(c) // c.batch_size
-            per_step = (
-                3 * flops * c.batch_size * k / _FLOPS_PER_S
-                + 28 * params * k / _ADAM_BYTES_PER_S
-                + _STEP_OVERHEAD_S
-            )
-            evaluation = flops * k * (c.val_size + c.source.test_size) / _FLOPS_PER_S
-            total += c.epochs * (steps * per_step + evaluation)
-    return total

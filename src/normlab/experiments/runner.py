@@ -63,14 +63,17 @@ class DataCache:
         return self._splits[key]
 
 
-def _hooks(
+def instruments(
     config: RunConfig,
     splits: Splits,
     progress: Callable[[int], None] | None,
     data: DataCache,
+    judge: bool = True,
 ) -> list[Hook]:
+    """The hooks a run of ``config`` trains with: a generator's judge (unless ``judge``
+    is off), its probes, evaluations within epochs, and ``progress``."""
     hooks: list[Hook] = []
-    if config.family.generative:
+    if config.family.generative and judge:
         channels = config.source.image_shape[0]
         classify = data.reference().classify
         hooks.append(JudgeHook(classify, config.gan_samples, config.batch_size, channels))
@@ -104,7 +107,7 @@ def train_unit(
             [c.seed for c in unit.configs],
             [c.lr for c in unit.configs],
             Schedule(first.batch_size, first.epochs, first.log_every),
-            _hooks(first, splits, progress, data),
+            instruments(first, splits, progress, data),
         )
     # A chain: one model carried through every leg, each leg with a fresh optimizer (as
     # the notebook recompiles its model), fresh data-order and dropout streams.
@@ -115,7 +118,7 @@ def train_unit(
             raise ValueError(f"run {leg.run_id} changes the architecture of the model it carries")
         schedule = Schedule(leg.batch_size, leg.epochs, leg.log_every, leg.stream)
         results += train_stack(model, make_optimizer(leg), splits, [leg.seed], [leg.lr],
-                               schedule, _hooks(leg, splits, progress, data))  # fmt: skip
+                               schedule, instruments(leg, splits, progress, data))  # fmt: skip
     return results
 
 

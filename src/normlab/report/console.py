@@ -23,7 +23,7 @@ from rich.text import Text
 
 from normlab.analysis.summary import StudySummary
 from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
-from normlab.experiments.plan import Unit, estimate_seconds
+from normlab.experiments.plan import Unit
 from normlab.experiments.progress import Observer
 from normlab.models.registry import FOLD_TOLERANCE
 from normlab.report import tables
@@ -34,6 +34,7 @@ from normlab.report.tables import interval
 from normlab.report.views import Cell, TableView
 
 if TYPE_CHECKING:  # training's report; rendering it must not load torch
+    from normlab.experiments.api import StudyPlan
     from normlab.experiments.fold import FoldReport
     from normlab.report.build import ReportResult
 
@@ -133,14 +134,17 @@ def _styled(cell: Cell) -> str:
     return f"[{color}]{text}[/]" if color else text
 
 
-def plan_report(study: str, runs: int, units: Sequence[Unit], done: set[str]) -> list:
-    """What ``normlab run --dry-run`` prints: the plan's table and an estimate of time."""
-    pending = [u for u in units if not set(u.run_ids) <= done]
-    return [
-        plan_table(study, runs, units, done),
-        Text(f"estimated time for the {sum(len(u.configs) for u in pending)} unfinished runs: "
-             f"~{duration(estimate_seconds(pending))} (rough, calibrated on a 2-core CPU)"),
-    ]  # fmt: skip
+def plan_report(study: str, runs: int, plan: StudyPlan) -> list:
+    """What ``normlab run --dry-run`` prints: the plan's table and the measured estimate."""
+    lines: list = [plan_table(study, runs, plan.units, plan.done)]
+    e = plan.estimate
+    if e is not None:
+        where = "this process" if plan.executor == "local" else f"Ray, {e.slots} units at once"
+        lines.append(Text(
+            f"estimated time for the {sum(len(u.configs) for u in plan.pending)} unfinished "
+            f"runs on {where}: ~{duration(e.seconds)} (measured: {e.kinds} kinds of unit "
+            f"timed in {e.measuring:.1f} s; reading data {e.loading:.1f} s)"))  # fmt: skip
+    return lines
 
 
 def report_lines(r: ReportResult) -> list[str]:
