@@ -49,6 +49,7 @@ from normlab import runtime
 from normlab.analysis.summary import summarize
 from normlab.data.locate import load
 from normlab.data.prepare import Split, Splits, prepare
+from normlab.experiments.api import plan_study, reproduce_studies
 from normlab.experiments.config import RunConfig
 from normlab.experiments.optimizers import make_optimizer
 from normlab.experiments.plan import stack_size
@@ -241,7 +242,12 @@ def profile_step(splits, batch: int, norm: str, steps: int = 100) -> dict[str, f
 
 
 def reproduce(db: Path, data_dir: str | None, device: torch.device) -> dict:
-    """Wall time of `normlab reproduce --seeds 5` in a fresh process, and its accuracies."""
+    """Wall time of `normlab reproduce --seeds 5` in a fresh process, its accuracies, and
+    what the dry run's measured estimate (`api.plan_study`) said it would take."""
+    study = reproduce_studies(seeds=5)[0]
+    begun = time.perf_counter()
+    plan = plan_study(study, db=db, device=str(device), data_dir=data_dir)
+    estimating = time.perf_counter() - begun
     cmd = [sys.executable, "-m", "normlab", "reproduce", "--seeds", "5", "--db", str(db)]
     cmd += ["--device", str(device)]
     if data_dir:
@@ -256,7 +262,8 @@ def reproduce(db: Path, data_dir: str | None, device: torch.device) -> dict:
     groups = summarize(store, name, ["norm", "batch_size"]).groups
     store.close()
     acc = {f"{g.factors['norm']}@{g.factors['batch_size']}": g.test_acc.mean for g in groups}
-    return {"seconds": wall, "test_acc": acc}
+    estimate = plan.estimate.seconds if plan.estimate else None
+    return {"seconds": wall, "test_acc": acc, "estimate": estimate, "estimating": estimating}
 
 
 def help_seconds() -> float:
@@ -444,8 +451,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out["reproduce"] = reproduce(Path(tmp) / "r.db", args.data_dir, device)
         out["reproduce_floor"] = 5 * 5 * 2 * sum(out["floor"][b]["floor"] for b in BATCHES)
-        print(f"{out['reproduce']['seconds']:.1f} s, floor {out['reproduce_floor']:.1f} s",
-              flush=True)  # fmt: skip
+        r = out["reproduce"]
+        print(
+            f"{r['seconds']:.1f} s, floor {out['reproduce_floor']:.1f} s, dry-run estimate "
+            f"{r['estimate']:.1f} s (measured in {r['estimating']:.1f} s)",
+            flush=True,
+        )
         save()
 
     if "curves" in sections:
@@ -521,6 +532,9 @@ def render(out: dict) -> str:
     if "reproduce" in out:
         r, f = out["reproduce"]["seconds"], out["reproduce_floor"]
         lines.append(f"normlab reproduce --seeds 5: {r:.1f} s ({r / f:.2f}× its floor, {f:.1f} s)")
+        if out["reproduce"].get("estimate"):
+            e = out["reproduce"]["estimate"]
+            lines.append(f"its dry-run estimate: {e:.1f} s ({e / r:.2f}× what it took)")
         acc = out["reproduce"]["test_acc"]
         lines.append("  final test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
     if "curves" in out:

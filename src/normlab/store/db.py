@@ -31,6 +31,9 @@ from normlab.types import RunIdentity, RunResult
 __all__ = ["FINISHED", "SCHEMA_VERSION", "STATUSES", "Store", "StoreError"]
 
 
+_WAIT_SECONDS = 60.0  # how long a process waits for another's write lock
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -54,11 +57,25 @@ class Store:
         # Several processes may share the file: writers queue for up to a minute rather
         # than fail with "database is locked", and every write transaction takes the write
         # lock when it begins (IMMEDIATE), so that none fails upgrading a read lock.
-        self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level="IMMEDIATE")
+        self.conn = sqlite3.connect(self.path, timeout=_WAIT_SECONDS, isolation_level="IMMEDIATE")
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA foreign_keys = ON")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        migrate(self.conn, self.path)
+        self._open()
+
+    def _open(self) -> None:
+        """Switch to WAL and create or upgrade the tables. When several processes open a
+        new file at once, one of them may be told "locked" at once instead of waiting
+        (SQLite's answer to a lock it could deadlock on): it tries again."""
+        deadline = time.monotonic() + _WAIT_SECONDS
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                migrate(self.conn, self.path)
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.conn.close()
