@@ -67,6 +67,12 @@ def _train(
         return None, f"{type(err).__name__}: {err}"
 
 
+def _first_line(err: Exception) -> str:
+    """Ray's errors run to many lines; a failure is recorded in one."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class RayExecutor:
     """Trains units as Ray tasks on the cluster at ``address`` ("auto" or HOST:PORT:
     one started with ``ray start --head``), or on a Ray instance it starts on this
@@ -91,7 +97,7 @@ class RayExecutor:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.WARNING)  # fmt: skip
             except (ConnectionError, RuntimeError, ValueError) as err:
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+                reason = _first_line(err)
                 raise ValueError(f"address {address!r}: no Ray cluster there ({reason})") from None
         self.address = address or "local"
         self.task = ray.remote(_train).options(
@@ -124,27 +130,30 @@ class RayExecutor:
         steps = _Steps.remote()
         waiting, flying = list(units), {}
         room, device = self.capacity(), self.device.type
-        while waiting or flying:
-            while waiting and len(flying) < room:
-                unit = waiting.pop(0)
-                if claim(unit):
-                    ref = self.task.remote(unit, self.data_dir, device, self.threads, steps)
-                    flying[ref] = unit
-            if not flying:
-                break
-            done, _ = ray.wait(list(flying), num_returns=1, timeout=_WAIT_SECONDS)
-            if progress is not None:
-                progress(ray.get(steps.take.remote()))
-            for ref in done:
-                yield self._outcome(flying.pop(ref), ref)
-        ray.kill(steps)
+        try:
+            while waiting or flying:
+                while waiting and len(flying) < room:
+                    unit = waiting.pop(0)
+                    if claim(unit):
+                        ref = self.task.remote(unit, self.data_dir, device, self.threads, steps)
+                        flying[ref] = unit
+                if not flying:
+                    break
+                done, _ = ray.wait(list(flying), num_returns=1, timeout=_WAIT_SECONDS)
+                if progress is not None:
+                    progress(ray.get(steps.take.remote()))
+                for ref in done:
+                    yield self._outcome(flying.pop(ref), ref)
+        finally:  # the driver stopped early (its database failed): nobody will save these
+            for ref in flying:
+                ray.cancel(ref, force=True)
+            ray.kill(steps)
 
     def _outcome(self, unit: Unit, ref: ray.ObjectRef) -> UnitOutcome:
         try:
             results, error = ray.get(ref)
         except ray.exceptions.RayError as err:  # the worker died, after every retry
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            error = f"{type(err).__name__} after {1 + self.max_retries} tries: {first}"
+            error = f"{type(err).__name__} after {1 + self.max_retries} tries: {_first_line(err)}"
             return UnitOutcome(unit, error=error)
         return UnitOutcome(unit, results=results, error=error)
 
