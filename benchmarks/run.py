@@ -241,15 +241,15 @@ def profile_step(splits, batch: int, norm: str, steps: int = 100) -> dict[str, f
     return {"ms_per_step": wall_ms, **{g: v / total for g, v in groups.items()}}
 
 
-def reproduce(db: Path, data_dir: str | None, device: torch.device) -> dict:
-    """Wall time of `normlab reproduce --seeds 5` in a fresh process, its accuracies, and
-    what the dry run's measured estimate (`api.plan_study`) said it would take."""
+def reproduce(db: Path, data_dir: str | None, device: torch.device, executor: str) -> dict:
+    """Wall time of `normlab reproduce --seeds 5 --executor E` in a fresh process, its
+    accuracies, and what the dry run's measured estimate (`api.plan_study`) said."""
     study = reproduce_studies(seeds=5)[0]
     begun = time.perf_counter()
-    plan = plan_study(study, db=db, device=str(device), data_dir=data_dir)
+    plan = plan_study(study, db=db, device=str(device), data_dir=data_dir, executor=executor)
     estimating = time.perf_counter() - begun
     cmd = [sys.executable, "-m", "normlab", "reproduce", "--seeds", "5", "--db", str(db)]
-    cmd += ["--device", str(device)]
+    cmd += ["--device", str(device), "--executor", executor]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     start = time.perf_counter()
@@ -447,17 +447,16 @@ def main() -> None:
         save()
 
     if "reproduce" in sections:
-        print("## normlab reproduce --seeds 5", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            out["reproduce"] = reproduce(Path(tmp) / "r.db", args.data_dir, device)
         out["reproduce_floor"] = 5 * 5 * 2 * sum(out["floor"][b]["floor"] for b in BATCHES)
-        r = out["reproduce"]
-        print(
-            f"{r['seconds']:.1f} s, floor {out['reproduce_floor']:.1f} s, dry-run estimate "
-            f"{r['estimate']:.1f} s (measured in {r['estimating']:.1f} s)",
-            flush=True,
-        )
-        save()
+        for executor in ("local", "pool"):  # pool: 1-thread units at once, one per core
+            print(f"## normlab reproduce --seeds 5 --executor {executor}", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                r = reproduce(Path(tmp) / "r.db", args.data_dir, device, executor)
+            out["reproduce" if executor == "local" else f"reproduce_{executor}"] = r
+            print(f"{r['seconds']:.1f} s, floor {out['reproduce_floor']:.1f} s, dry-run "
+                  f"estimate {r['estimate']:.1f} s (measured in {r['estimating']:.1f} s)",
+                  flush=True)  # fmt: skip
+            save()
 
     if "curves" in sections:
         print("## cost curves (B=128, BN), seconds per model-epoch of training steps", flush=True)
@@ -529,13 +528,15 @@ def render(out: dict) -> str:
         row(f"evaluation share of the epoch, fp32 {norm}",
             [f"{100 * c['eval_share']:.1f}%" for c in cells])  # fmt: skip
     lines = ["\n".join(rows), ""]
-    if "reproduce" in out:
-        r, f = out["reproduce"]["seconds"], out["reproduce_floor"]
-        lines.append(f"normlab reproduce --seeds 5: {r:.1f} s ({r / f:.2f}× its floor, {f:.1f} s)")
-        if out["reproduce"].get("estimate"):
-            e = out["reproduce"]["estimate"]
-            lines.append(f"its dry-run estimate: {e:.1f} s ({e / r:.2f}× what it took)")
-        acc = out["reproduce"]["test_acc"]
+    for key, executor in (("reproduce", "local"), ("reproduce_pool", "pool")):
+        if key not in out:
+            continue
+        r, f, e = out[key]["seconds"], out["reproduce_floor"], out[key].get("estimate")
+        lines.append(f"normlab reproduce --seeds 5 --executor {executor}: {r:.1f} s "
+                     f"({r / f:.2f}× its floor, {f:.1f} s)")  # fmt: skip
+        if e:
+            lines.append(f"  its dry-run estimate: {e:.1f} s ({e / r:.2f}× what it took)")
+        acc = out[key]["test_acc"]
         lines.append("  final test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
     if "curves" in out:
         ks = sorted({int(key.split("/")[1]) for key in out["curves"]})

@@ -1,14 +1,16 @@
 """Fault drills on real MNIST: the driver killed (kill -9) at varied moments, two
 processes sharing one database (one of them killed), a lease held by another machine,
-and a disk that fills mid-study. Each ends with every run trained, none lost, none
+a disk that fills mid-study, a pool worker killed. Each ends with every run trained, none lost, none
 trained twice, and the same numbers as an uninterrupted run."""
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 from drills import RUNS, finish, numbers, runs, start, wait_for, write_study
@@ -146,4 +148,46 @@ def test_a_full_disk_stops_the_study_with_one_line_and_keeps_what_was_saved(
     conn.close()
     finish(study, db)  # space again: the rest trains, the kept runs are not redone
     assert all(runs(db)[r] == ("done", 1) for r in done)
+    assert numbers(db) == reference
+
+
+def test_the_pool_executor_gives_the_local_numbers(study, tmp_path, reference):
+    db = tmp_path / "pool.db"
+    finish(study, db, "--executor", "pool")  # 1 thread per unit, as the reference
+    assert set(runs(db).values()) == {("done", 1)}
+    assert numbers(db) == reference
+
+
+def _pool_workers(driver: int) -> list[int]:
+    """The driver's worker processes (started by multiprocessing's spawn)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if stat and int(stat.rsplit(")", 1)[1].split()[1]) == driver and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_pool_worker_killed_fails_its_units_and_a_rerun_finishes(study, tmp_path, reference):
+    db = tmp_path / "pool-killed.db"
+    driver = start(study, db, "--executor", "pool")
+    wait_for(db, "status = 'running'")  # a unit was handed to the pool, which starts
+    deadline = time.monotonic() + 60
+    while not (workers := _pool_workers(driver.pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert workers, "the pool started no worker"
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = driver.communicate(timeout=120)
+    state = runs(db)
+    if driver.returncode == 1:  # the killed worker held a unit: failed, with the reason
+        assert "a worker process died" in out + err
+        assert "failed" in {s for s, _ in state.values()}
+    else:  # it had finished its last unit: nothing was lost
+        assert driver.returncode == 0, err
+    finish(study, db)
+    assert {s for s, _ in runs(db).values()} == {"done"}
     assert numbers(db) == reference

@@ -37,7 +37,7 @@ from normlab.data.locate import load
 from normlab.data.prepare import prepare
 from normlab.experiments import reproduce as procedures
 from normlab.experiments.config import first_error
-from normlab.experiments.costs import RAY_START_SECONDS, Estimate, estimate
+from normlab.experiments.costs import STARTUP_SECONDS, Estimate, estimate
 from normlab.experiments.driver import Driver
 from normlab.experiments.errors import InputError, open_store
 from normlab.experiments.executors import EXECUTORS, Executor, make_executor
@@ -113,8 +113,9 @@ def run_study(
 
     Finished runs (from any study in the database) are reused; the rest train in stacks
     (``experiments.plan``) on ``executor``: ``"local"`` (this process, on ``device`` with
-    ``threads`` CPU threads), ``"ray"`` (Ray tasks of ``threads`` threads each, on a
-    local Ray instance or the cluster at ``address``) or an ``Executor``. Each unit's
+    ``threads`` CPU threads), ``"pool"`` (worker processes here, ``threads`` each, 1 by
+    default), ``"ray"`` (Ray tasks of ``threads`` threads each, on a local Ray instance
+    or the cluster at ``address``) or an ``Executor``. Each unit's
     results are saved as it finishes, so an interrupted study resumes where it stopped.
     Other processes may run the same study on the same database at the same time: each
     unit is leased to one of them for ``lease_seconds`` at a time, renewed while it
@@ -285,13 +286,13 @@ def plan_study(
     """The units ``study`` trains in on ``device``, which of its runs ``db`` holds
     finished already and, if ``measure``, the time the rest would take on ``executor``
     (``costs.estimate``: each kind of unit timed for a few steps, with ``threads``
-    threads; on Ray, a Ray instance on this machine). A dry run: nothing is recorded,
+    threads; the pool and Ray on this machine's cores). A dry run: nothing is recorded,
     and a missing database stays missing."""
     study = as_study(study)
     if executor not in EXECUTORS:
         raise InputError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}", "executor")
-    on_ray = executor == "ray"
-    dev = _device(device, threads or 1 if on_ray else threads)
+    parallel = executor != "local"  # the pool and Ray: 1 thread per unit by default
+    dev = _device(device, threads or 1 if parallel else threads)
     result = StudyPlan(plan(study.configs, max_stack, dev.type), set(), executor)
     if Path(db).exists():
         with open_store(db) as store:
@@ -299,9 +300,9 @@ def plan_study(
         result.done = {run for run, status in statuses.items() if status in FINISHED}
     if measure and result.pending:
         log = (observer or Observer()).message
-        slots = max(1, (os.cpu_count() or 1) // (threads or 1)) if on_ray else 1
+        slots = max(1, (os.cpu_count() or 1) // (threads or 1)) if parallel else 1
         try:
-            startup = RAY_START_SECONDS if on_ray else 0.0
+            startup = STARTUP_SECONDS[executor]
             data = DataCache(data_dir, dev, log)
             result.estimate = estimate(result.pending, data, slots, log, startup)
         except _INPUT_ERRORS as err:

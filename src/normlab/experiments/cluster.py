@@ -26,7 +26,7 @@ from normlab import runtime
 from normlab.data.locate import data_root
 from normlab.data.prepare import Splits
 from normlab.experiments.config import RunConfig
-from normlab.experiments.executors import UNIT_ERRORS, UnitOutcome
+from normlab.experiments.executors import UNIT_ERRORS, UnitOutcome, in_flight
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, train_unit
 from normlab.types import RunResult
@@ -128,25 +128,22 @@ class RayExecutor:
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[UnitOutcome]:
         steps = _Steps.remote()
-        waiting, flying = list(units), {}
-        room, device = self.capacity(), self.device.type
+        device = self.device.type
+
+        def submit(unit: Unit) -> ray.ObjectRef:
+            return self.task.remote(unit, self.data_dir, device, self.threads, steps)
+
+        def landed(refs: list[ray.ObjectRef]) -> list[ray.ObjectRef]:
+            done, _ = ray.wait(refs, num_returns=1, timeout=_WAIT_SECONDS)
+            if progress is not None:
+                progress(ray.get(steps.take.remote()))
+            return done
+
         try:
-            while waiting or flying:
-                while waiting and len(flying) < room:
-                    unit = waiting.pop(0)
-                    if claim(unit):
-                        ref = self.task.remote(unit, self.data_dir, device, self.threads, steps)
-                        flying[ref] = unit
-                if not flying:
-                    break
-                done, _ = ray.wait(list(flying), num_returns=1, timeout=_WAIT_SECONDS)
-                if progress is not None:
-                    progress(ray.get(steps.take.remote()))
-                for ref in done:
-                    yield self._outcome(flying.pop(ref), ref)
-        finally:  # the driver stopped early (its database failed): nobody will save these
-            for ref in flying:
-                ray.cancel(ref, force=True)
+            for unit, ref in in_flight(units, claim, self.capacity(), submit, landed,
+                                       lambda ref: ray.cancel(ref, force=True)):  # fmt: skip
+                yield self._outcome(unit, ref)
+        finally:
             ray.kill(steps)
 
     def _outcome(self, unit: Unit, ref: ray.ObjectRef) -> UnitOutcome:

@@ -27,7 +27,9 @@ from normlab.train.loop import Schedule, train_stack
 _WARM, _SHORT, _LONG = 2, 3, 9  # batches per timed training (the long one grows, below)
 _EXTRA_SECONDS = 0.25  # what the long training's extra steps must take at least
 _EVAL_ROWS = 1024  # rows of the validation and of the test split evaluated when timing
-RAY_START_SECONDS = 10.0  # a local Ray instance and its workers' imports (seen here: 5-15 s)
+# An executor's own start: worker processes importing torch and reading data (the pool),
+# a local Ray instance besides (seen here: 5-15 s)
+STARTUP_SECONDS = {"local": 0.0, "pool": 3.0, "ray": 10.0}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 
@@ -24,6 +24,8 @@ from normlab.experiments.config import RunConfig
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, train_unit
 from normlab.types import RunResult
+
+H = TypeVar("H")  # an executor's handle on a unit in flight (a future, an object ref)
 
 # What a unit's failure can be: its data cannot be read, or its training raised.
 UNIT_ERRORS = (ValueError, RuntimeError, OSError, DownloadError, IdxError)
@@ -55,6 +57,34 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Give back what the executor started (a Ray instance); it is not used again."""
+
+
+def in_flight(
+    units: Sequence[Unit],
+    claim: Callable[[Unit], bool],
+    room: int,
+    submit: Callable[[Unit], H],
+    landed: Callable[[list[H]], list[H]],
+    cancel: Callable[[H], None],
+) -> Iterator[tuple[Unit, H]]:
+    """Keep up to ``room`` claimed units in flight (``submit`` starts one and returns its
+    handle; ``landed`` waits a little and returns the handles done); yield each unit with
+    its handle as it lands. Units still in flight when the caller stops are cancelled:
+    nobody would save them. What the pool and the Ray executors share."""
+    waiting, flying = list(units), {}
+    try:
+        while waiting or flying:
+            while waiting and len(flying) < room:
+                unit = waiting.pop(0)
+                if claim(unit):
+                    flying[submit(unit)] = unit
+            if not flying:
+                break
+            for handle in landed(list(flying)):
+                yield flying.pop(handle), handle
+    finally:
+        for handle in flying:
+            cancel(handle)
 
 
 class LocalExecutor:
@@ -95,7 +125,7 @@ class LocalExecutor:
         pass
 
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "pool", "ray")
 
 
 def make_executor(
@@ -106,15 +136,20 @@ def make_executor(
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Executor:
-    """The executor called ``name``: ``local`` (this process) or ``ray`` (a Ray
-    instance started here, or the cluster at ``address``; ``threads`` per unit, 1 by
-    default). ValueError names a bad choice or a missing Ray."""
+    """The executor called ``name``: ``local`` (this process), ``pool`` (worker
+    processes on this machine, as many as its cores over ``threads``) or ``ray`` (a Ray
+    instance started here, or the cluster at ``address``); ``threads`` per unit, 1 by
+    default for the pool and Ray. ValueError names a bad choice or a missing Ray."""
     if name not in EXECUTORS:
         raise ValueError(f"executor {name!r} is not one of {', '.join(EXECUTORS)}")
+    if name != "ray" and address is not None:
+        raise ValueError(f"address {address!r} needs the ray executor")
     if name == "local":
-        if address is not None:
-            raise ValueError(f"address {address!r} needs the ray executor")
         return LocalExecutor(device, data_dir, log=log)
+    if name == "pool":
+        from normlab.experiments.pool import PoolExecutor
+
+        return PoolExecutor(device, data_dir, threads or 1, log=log)
     try:
         from normlab.experiments.cluster import RayExecutor
     except ImportError:

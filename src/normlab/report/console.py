@@ -139,7 +139,8 @@ def plan_report(study: str, runs: int, plan: StudyPlan) -> list:
     lines: list = [plan_table(study, runs, plan.units, plan.done)]
     e = plan.estimate
     if e is not None:
-        where = "this process" if plan.executor == "local" else f"Ray, {e.slots} units at once"
+        where = ("this process" if plan.executor == "local"
+                 else f"{plan.executor}, {e.slots} units at once")  # fmt: skip
         lines.append(Text(
             f"estimated time for the {sum(len(u.configs) for u in plan.pending)} unfinished "
             f"runs on {where}: ~{duration(e.seconds)} (measured: {e.kinds} kinds of unit "
