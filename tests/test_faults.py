@@ -9,6 +9,8 @@ import os
 import resource
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -70,6 +72,10 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_trained_twice(
 def test_two_processes_split_a_study_and_train_each_run_once(study, tmp_path, reference):
     db = tmp_path / "shared.db"
     first, second = start(study, db), start(study, db)
+    wait_for(db, "status = 'done'")  # while they write, a reader gets what is saved so far
+    shown = subprocess.run([sys.executable, "-m", "normlab", "show", "--db", str(db)],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert shown.returncode == 0 and "quick-check" in shown.stdout, shown.stderr
     outputs = [p.communicate(timeout=120) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outputs
     assert set(runs(db).values()) == {("done", 1)}  # every run trained exactly once

@@ -1,9 +1,10 @@
 """One SQLite file holds a collection of studies and every run they need.
 
-Runs are keyed by their configuration's digest and shared between studies. A run's
+Runs are keyed by their configuration's digest and shared between studies. A unit's
 results are written in one transaction when its training finishes; a run left
-``queued``, ``running`` or ``failed`` is redone the next time a study needs it, which
-is what makes an interrupted study resumable.
+``queued``, ``failed`` or ``running`` without a live lease (``store.leases``) is redone
+the next time a study needs it, which is what makes an interrupted study resumable.
+The tables and their upgrades are in ``store.schema``.
 """
 
 from __future__ import annotations
