@@ -229,7 +229,9 @@ def test_member_alone_equals_member_in_stack_of_8_on_real_mnist(mnist_small):
     losses = [torch.tensor([loss for _, loss in r.step_losses]) for r in (stacked, alone)]
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-4, atol=1e-5)
     assert stacked.epochs[0].val_loss == pytest.approx(alone.epochs[0].val_loss, rel=1e-3)
-    assert stacked.epochs[0].val_acc == pytest.approx(alone.epochs[0].val_acc, abs=4e-3)
+    # A grouped convolution rounds unlike a single one, and 40 steps carry that into a
+    # few of the 500 validation images (2 on an AMD EPYC, none on an Intel Xeon).
+    assert stacked.epochs[0].val_acc == pytest.approx(alone.epochs[0].val_acc, abs=1e-2)
     assert alone.epochs[0].val_acc > 0.4  # it learns real digits in 40 steps (chance: 0.1)
     assert runs[0][4].step_losses != stacked.step_losses
 

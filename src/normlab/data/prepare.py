@@ -71,9 +71,10 @@ def prepare(
     if inputs not in INPUTS:
         raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
     train_idx, val_idx = validation_indices(len(raw.y_train), val_size, data_seed)
-    x_all = raw.x_train.reshape(len(raw.x_train), -1).astype(np.float32)
+    # Split the bytes, then convert: the copies move a quarter of the float32 data.
+    pixels = raw.x_train.reshape(len(raw.x_train), -1)
+    x_train, x_val = (pixels[idx].astype(np.float32) for idx in (train_idx, val_idx))
     x_test = raw.x_test.reshape(len(raw.x_test), -1).astype(np.float32)
-    x_train, x_val = x_all[train_idx], x_all[val_idx]
     if inputs == "scaled":
         x_train, x_val, x_test = (a / np.float32(255.0) for a in (x_train, x_val, x_test))
     elif inputs == "symmetric":

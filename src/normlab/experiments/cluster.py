@@ -26,7 +26,7 @@ from normlab import runtime
 from normlab.data.locate import data_root
 from normlab.data.prepare import Splits
 from normlab.experiments.config import RunConfig
-from normlab.experiments.executors import UNIT_ERRORS, UnitOutcome, in_flight
+from normlab.experiments.executors import UNIT_ERRORS, Progress, UnitOutcome, in_flight
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, train_unit
 from normlab.types import RunResult
@@ -37,16 +37,17 @@ _WAIT_SECONDS = 0.5  # how often the driver collects progress while units train
 
 @ray.remote(num_cpus=0)
 class _Steps:
-    """Counts optimizer steps the workers report, for the driver's progress bar."""
+    """Counts the optimizer steps the workers report per unit (by its first run's id),
+    for the driver's progress bar."""
 
     def __init__(self) -> None:
-        self.steps = 0
+        self.steps: dict[str, int] = {}
 
-    def add(self, steps: int) -> None:
-        self.steps += steps
+    def add(self, key: str, steps: int) -> None:
+        self.steps[key] = self.steps.get(key, 0) + steps
 
-    def take(self) -> int:
-        steps, self.steps = self.steps, 0
+    def take(self) -> dict[str, int]:
+        steps, self.steps = self.steps, {}
         return steps
 
 
@@ -61,8 +62,9 @@ def _train(
     key = (data_dir, device)
     if key not in _CACHES:
         _CACHES[key] = DataCache(data_dir, torch.device(device))
+    first = unit.run_ids[0]
     try:
-        return train_unit(unit, _CACHES[key], steps.add.remote), None
+        return train_unit(unit, _CACHES[key], lambda n: steps.add.remote(first, n)), None
     except UNIT_ERRORS as err:
         return None, f"{type(err).__name__}: {err}"
 
@@ -125,10 +127,11 @@ class RayExecutor:
         self,
         units: Sequence[Unit],
         claim: Callable[[Unit], bool],
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> Iterator[UnitOutcome]:
         steps = _Steps.remote()
         device = self.device.type
+        by_key = {unit.run_ids[0]: unit for unit in units}
 
         def submit(unit: Unit) -> ray.ObjectRef:
             return self.task.remote(unit, self.data_dir, device, self.threads, steps)
@@ -136,7 +139,8 @@ class RayExecutor:
         def landed(refs: list[ray.ObjectRef]) -> list[ray.ObjectRef]:
             done, _ = ray.wait(refs, num_returns=1, timeout=_WAIT_SECONDS)
             if progress is not None:
-                progress(ray.get(steps.take.remote()))
+                for key, n in ray.get(steps.take.remote()).items():
+                    progress(by_key[key], n)
             return done
 
         try:

@@ -69,7 +69,7 @@ class Driver:
         waiting = False
         while units:
             claimed = 0
-            for outcome in self.executor.run(units, claim, self.observer.advanced):
+            for outcome in self.executor.run(units, claim, self._progress):
                 self._record(outcome)
             left = [u for u in self.pending() if _key(u) not in self._tried]
             self._others_finished(units, left)
@@ -81,6 +81,9 @@ class Driver:
             units = left
         return self.tally
 
+    def _progress(self, unit: Unit, steps: int) -> None:
+        self.observer.advanced(steps, unit.work * steps / max(unit.steps, 1))
+
     def _others_finished(self, before: Sequence[Unit], after: Sequence[Unit]) -> None:
         """Count, and show as progress, the units other drivers finished."""
         still = {rid for u in after for rid in u.run_ids}
@@ -88,7 +91,7 @@ class Driver:
         if gone:
             runs = sum(len(u.configs) for u in gone)
             self.tally.by_others += runs
-            self.observer.advanced(sum(u.steps for u in gone))
+            self.observer.advanced(sum(u.steps for u in gone), sum(u.work for u in gone))
             self.observer.message(f"runs finished by another process: {runs}")
 
     def _record(self, outcome: UnitOutcome) -> None:

@@ -3,12 +3,14 @@ units and records what comes back; an executor never writes to the database.
 
 ``LocalExecutor`` trains the units one after another in this process. Another executor
 (a pool, a cluster) implements the same ``run``: ask ``claim`` for each unit just before
-it starts (and skip it when the answer is no: another process holds it), yield each
-started unit's outcome as it ends, in any order.
+it starts (and skip it when the answer is no: another process holds it), report each
+unit's steps to ``progress`` as they are taken, yield each started unit's outcome as it
+ends, in any order.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from normlab.experiments.runner import DataCache, train_unit
 from normlab.types import RunResult
 
 H = TypeVar("H")  # an executor's handle on a unit in flight (a future, an object ref)
+Progress = Callable[[Unit, int], None]  # a unit took this many more optimizer steps
 
 # What a unit's failure can be: its data cannot be read, or its training raised.
 UNIT_ERRORS = (ValueError, RuntimeError, OSError, DownloadError, IdxError)
@@ -52,7 +55,7 @@ class Executor(Protocol):
         self,
         units: Sequence[Unit],
         claim: Callable[[Unit], bool],
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> Iterator[UnitOutcome]: ...
 
     def close(self) -> None:
@@ -67,11 +70,13 @@ def in_flight(
     landed: Callable[[list[H]], list[H]],
     cancel: Callable[[H], None],
 ) -> Iterator[tuple[Unit, H]]:
-    """Keep up to ``room`` claimed units in flight (``submit`` starts one and returns its
-    handle; ``landed`` waits a little and returns the handles done); yield each unit with
-    its handle as it lands. Units still in flight when the caller stops are cancelled:
-    nobody would save them. What the pool and the Ray executors share."""
-    waiting, flying = list(units), {}
+    """Keep up to ``room`` claimed units in flight, the costliest first (``Unit.work``:
+    the last to start are short, so the slots finish together); ``submit`` starts one
+    and returns its handle, ``landed`` waits a little and returns the handles done.
+    Yield each unit with its handle as it lands. Units still in flight when the caller
+    stops are cancelled: nobody would save them. What the pool and the Ray executors
+    share."""
+    waiting, flying = sorted(units, key=lambda u: -u.work), {}
     try:
         while waiting or flying:
             while waiting and len(flying) < room:
@@ -109,13 +114,14 @@ class LocalExecutor:
         self,
         units: Sequence[Unit],
         claim: Callable[[Unit], bool],
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> Iterator[UnitOutcome]:
         for unit in units:
             if not claim(unit):
                 continue
+            steps = None if progress is None else functools.partial(progress, unit)
             try:
-                results = train_unit(unit, self.data, progress)
+                results = train_unit(unit, self.data, steps)
             except UNIT_ERRORS as err:
                 yield UnitOutcome(unit, error=f"{type(err).__name__}: {err}")
                 continue

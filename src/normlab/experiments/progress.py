@@ -15,8 +15,9 @@ class Observer:
     def planned(self, study: str, runs: int, finished: int, units: Sequence[Unit]) -> None:
         """Before training: the study's size, what is done, the units to train."""
 
-    def advanced(self, steps: int) -> None:
-        """``steps`` more optimizer steps were taken."""
+    def advanced(self, steps: int, work: float) -> None:
+        """``steps`` more optimizer steps were taken, worth ``work`` of the planned
+        units' ``Unit.work`` (what an ETA should count: units' steps differ in cost)."""
 
     def message(self, text: str) -> None:
         """Something worth telling (a download, a failed unit)."""

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -40,7 +39,9 @@ if TYPE_CHECKING:  # training's report; rendering it must not load torch
 
 
 class ProgressObserver(Observer):
-    """A study's plan, then a progress bar over its optimizer steps, on ``console``."""
+    """A study's plan, then a progress bar on ``console``: the bar and its ETA follow
+    the units' estimated work (``Unit.work``: a step of a small batch costs less than
+    one of a large batch, but not in proportion), the count beside it the steps."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -57,20 +58,21 @@ class ProgressObserver(Observer):
         self.bar = Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
+            TextColumn("{task.fields[steps]}/{task.fields[total_steps]} steps"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=self.console,
             disable=not units,
         )
-        self.task = self.bar.add_task("training", total=sum(u.steps for u in units))
+        self.task = self.bar.add_task("training", total=sum(u.work for u in units), steps=0,
+                                      total_steps=sum(u.steps for u in units))  # fmt: skip
         self.bar.start()
 
-    def advanced(self, steps: int) -> None:
+    def advanced(self, steps: int, work: float) -> None:
         if self.bar is not None:
-            self.bar.advance(self.task, steps)
+            done = self.bar.tasks[0].fields["steps"] + steps
+            self.bar.update(self.task, advance=work, steps=done)
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False)
