@@ -135,7 +135,8 @@ class PoolExecutor:
             steps[key] = steps.get(key, 0) + n
         if progress is not None:
             for key, n in steps.items():
-                progress(units[key], n)
+                if key in units:  # not a unit an earlier, interrupted run left behind
+                    progress(units[key], n)
 
     def _outcome(self, unit: Unit, future: Future) -> UnitOutcome:
         try:

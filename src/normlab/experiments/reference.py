@@ -11,14 +11,19 @@ tool, not an experiment: the seed's Keras momentum leaves running statistics tha
 for thousands of steps. It is cached in the data directory (``reference/``) beside a
 JSON file holding its configuration, test accuracy and the SHA-256 of its weights; a
 missing, altered or outdated file is trained again, and a classifier below
-``MIN_ACCURACY`` is an error, never a silent judge.
+``MIN_ACCURACY`` is an error, never a silent judge. Processes that need it at once
+(pool or Ray workers, several ``normlab`` processes) take turns on a lock file: one
+trains it, the others then read what it cached.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,11 +78,33 @@ def reference_classifier(
     path = data_root(data_dir) / "reference" / name
     model = REFERENCE.family.build(REFERENCE.model_spec(), list(SEEDS))
     cached = _read(path)
-    if cached is not None:
-        weights, test_acc = cached
-        model.load_state_dict(weights)
-        return Reference(model.to(device).eval(), test_acc, path, trained=False)
-    test = _train(model, data_dir, torch.device(device))
+    if cached is None:
+        with _turn(path.with_suffix(".lock")):
+            cached = _read(path)  # cached meanwhile by the process whose turn it was
+            if cached is None:
+                return _trained(model, path, data_dir, torch.device(device))
+    weights, test_acc = cached
+    model.load_state_dict(weights)
+    return Reference(model.to(device).eval(), test_acc, path, trained=False)
+
+
+@contextlib.contextmanager
+def _turn(lock: Path) -> Iterator[None]:
+    """Hold ``lock`` (an exclusive ``flock``, waiting for it) while the block runs."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _trained(
+    model: StackedModel, path: Path, data_dir: Path | str | None, device: torch.device
+) -> Reference:
+    """Train ``model`` as the reference, check it and cache it at ``path``."""
+    test = _train(model, data_dir, device)
     test_acc = (classify(model.eval(), test.x) == test.y).double().mean().item()
     if test_acc < MIN_ACCURACY:
         raise RuntimeError(
@@ -124,11 +151,11 @@ def _write(path: Path, model: StackedModel, test_acc: float) -> None:
     """Cache the weights, then the JSON that vouches for them (each written whole and
     moved into place, so that a crash leaves no half file that passes the check)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".pt.tmp")
+    tmp = path.with_suffix(f".pt.{os.getpid()}.tmp")
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
     os.replace(tmp, path)
     meta = {"run_id": REFERENCE.run_id, "seeds": list(SEEDS), "test_acc": test_acc,
             "config": REFERENCE.model_dump(mode="json"), "sha256": _digest(path)}  # fmt: skip
-    tmp_meta = path.with_suffix(".json.tmp")
+    tmp_meta = path.with_suffix(f".json.{os.getpid()}.tmp")
     tmp_meta.write_text(json.dumps(meta, indent=1))
     os.replace(tmp_meta, path.with_suffix(".json"))
