@@ -5,6 +5,7 @@ and one that dies more often than the retries allow fails its unit alone."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -39,19 +40,25 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A Ray head node with 2 CPUs on 127.0.0.1; its address. Ray's token authentication
-    (on by default for local clusters since Ray 2.59) is used, as a user's would be."""
+    """A Ray head node with 2 CPUs on 127.0.0.1, protected by Ray's token authentication
+    as `ray get-auth-token --generate` then `ray start --head` would set it up; its
+    address. The drivers the tests start find the token but are not told the mode:
+    normlab must connect with the token by itself."""
+    temp = tmp_path_factory.mktemp("ray")
+    token = temp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)  # ~/.ray/auth_token, kept out of $HOME
     port = _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     ray = [sys.executable, "-m", "ray.scripts.scripts"]
-    temp = tmp_path_factory.mktemp("ray")
-    subprocess.run([*ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                    f"--temp-dir={temp}"], env=env, check=True, capture_output=True)  # fmt: skip
-    os.environ["RAY_AUTH_MODE"] = "token"  # the drivers the tests start connect with it
+    started = subprocess.run([*ray, "start", "--head", "--node-ip-address=127.0.0.1",
+                              f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                              "--disable-usage-stats", f"--temp-dir={temp}"],
+                             env=env, capture_output=True, text=True)  # fmt: skip
+    assert started.returncode == 0, started.stderr[-2000:]
     yield f"127.0.0.1:{port}"
     subprocess.run([*ray, "stop", "--force"], env=env, capture_output=True)
-    del os.environ["RAY_AUTH_MODE"]
+    del os.environ["RAY_AUTH_TOKEN_PATH"]
 
 
 @pytest.fixture(scope="module")

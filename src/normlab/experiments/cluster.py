@@ -75,6 +75,22 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def _token_auth() -> None:
+    """Connect with Ray's token authentication when a token is at hand ($RAY_AUTH_TOKEN,
+    $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and $RAY_AUTH_MODE does not say otherwise:
+    ``ray start`` protects a cluster whenever it finds a token, and ``ray.init`` looks for
+    one when it starts Ray itself, but not when given HOST:PORT. A token sent to a cluster
+    without authentication is ignored, so this never stops a connection that would work.
+    Ray's own function does it, as it refreshes the configuration Ray read at import."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available as enable,
+        )
+    except ImportError:  # a Ray from before token authentication
+        return
+    enable(warn_if_disabled=False)
+
+
 class RayExecutor:
     """Trains units as Ray tasks on the cluster at ``address`` ("auto" or HOST:PORT:
     one started with ``ray start --head``), or on a Ray instance it starts on this
@@ -95,6 +111,7 @@ class RayExecutor:
         self.local = DataCache(data_dir, device, log=log)
         self.started = not ray.is_initialized()
         if self.started:
+            _token_auth()
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.WARNING)  # fmt: skip
