@@ -1,185 +1,40 @@
 """The figure that shows each claim's evidence, built from its study's stored runs.
 
 ``EVIDENCE`` maps a claim's number to its builder: a new claim adds one function and one
-line here. A builder shows every run of the claim's study (the verdict may use a subset,
+line here, or only a line when its figure has one of the common shapes
+(``claim_figures``). A builder shows every run of the claim's study (the verdict may use a subset,
 e.g. the deep networks only; the comparisons table says which).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 
 from normlab.analysis.records import RunRecord, accuracy_curve
 from normlab.claims import measures
-from normlab.claims.judge import factor_value
 from normlab.claims.stored import StoredClaim
-from normlab.experiments.config import RunConfig
 from normlab.report import plots
+from normlab.report.claim_figures import (
+    FactorFigure,
+    by_factor,
+    final,
+    grouped,
+    over_training,
+    target_accuracies,
+    varied_fields,
+)
 from normlab.report.style import Colors, arm_name
 from normlab.report.views import Axis, FigureView, Mark, Panel, Trace
 
 Builder = Callable[[StoredClaim, Colors], list[FigureView]]
-Measure = tuple[str, Callable[[RunRecord], float]]  # (what it is, measure of one run)
-
-
-def _split(runs: list[RunRecord], fields: Sequence[str]) -> dict[str, list[RunRecord]]:
-    """Runs by their values of ``fields`` as a label ("" when none), in the order first
-    seen: a figure's panels."""
-    out: dict[str, list[RunRecord]] = {}
-    for run in runs:
-        key = ", ".join(f"{f}={factor_value(getattr(run.config, f))}" for f in fields)
-        out.setdefault(key, []).append(run)
-    return out
-
-
-def _arms(runs: list[RunRecord], arm_of: Callable[[RunConfig], str]) -> dict[str, list[RunRecord]]:
-    """Runs by their arm (``arm_of`` a run's configuration), in the order first seen: a
-    panel's series."""
-    out: dict[str, list[RunRecord]] = {}
-    for run in runs:
-        out.setdefault(arm_of(run.config), []).append(run)
-    return out
-
-
-def _claim_arms(sc: StoredClaim, runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
-    """``runs`` by the claim's arm (all under "" when the claim has no factor)."""
-    return _arms(runs, sc.claim.arm_of if sc.claim.factor else lambda _: "")
-
-
-def _factors(sc: StoredClaim) -> list[str]:
-    """The fields that vary in the claim's study (seed aside): what a tooltip names."""
-    runs = sc.runs
-    names = [f for f in type(runs[0].config).model_fields if f != "seed"] if runs else []
-    return [f for f in names if len({repr(getattr(r.config, f)) for r in runs}) > 1]
-
-
-def by_factor(
-    sc: StoredClaim,
-    colors: Colors,
-    title: str,
-    x: str,
-    values: Sequence[Measure],
-    *,
-    panels: Sequence[str] = (),
-    log_x: bool = False,
-    x_title: str | None = None,
-    marks: Callable[[list[RunRecord]], list[Mark]] | None = None,
-    series: str | None = None,
-    series_names: dict[str, str] | None = None,
-) -> FigureView:
-    """Each measure against the factor ``x``, one panel per measure and value of
-    ``panels``, one series per arm (value of the claim's factor) or per value of the
-    field ``series`` (named as ``series_names`` says, else as arms are)."""
-    factors = _factors(sc)
-    numeric = not isinstance(factor_value(getattr(sc.runs[0].config, x)), str)
-
-    def x_of(run: RunRecord) -> float | str:
-        v = factor_value(getattr(run.config, x))
-        return v if numeric else str(v)
-
-    order = plots.axis_values(x_of(r) for r in sc.runs)
-    axis = Axis(
-        x_title or x,
-        log=log_x,
-        categories=None if numeric else [str(v) for v in order],
-        ticks=order if numeric else None,
-    )
-    mode = "lines+markers" if numeric else "markers"
-    out = []
-    for (where, runs), (what, value) in itertools.product(_split(sc.runs, panels).items(), values):
-        traces = []
-        arms = (
-            _claim_arms(sc, runs)
-            if series is None
-            else _arms(runs, lambda c: str(getattr(c, series)))
-        )
-        for arm, members in arms.items():
-            name = (series_names or {}).get(arm) or (arm_name(arm) if arm else "all runs")
-            traces += plots.factor_traces(
-                name, colors(arm), members, x_of, value, factors, what, order, mode
-            )
-        heading = where if where and len(values) == 1 else ", ".join(t for t in (what, where) if t)
-        out.append(Panel(heading, axis, Axis(what), traces, marks(runs) if marks else []))
-    return FigureView(
-        f"c{sc.claim.id}",
-        title,
-        out,
-        columns=min(3, len(out)),
-        caption="mean over seeds with its 95% interval (Student t); points are "
-        "single runs (hover for the run)",
-    )
-
-
-def over_training(
-    sc: StoredClaim,
-    colors: Colors,
-    title: str,
-    curve: plots.Curve,
-    what: str,
-    *,
-    panels: Sequence[str] = (),
-    marks: Sequence[Mark] = (),
-    x_title: str = "optimizer step",
-) -> FigureView:
-    """A curve over training (``x_title``: what its keys count), one panel per value of
-    ``panels``, one series per arm: the mean over seeds with a band from the lowest to
-    the highest seed."""
-    factors = _factors(sc)
-    out = []
-    for where, runs in _split(sc.runs, panels).items():
-        traces = []
-        for arm, members in _claim_arms(sc, runs).items():
-            traces += plots.curve_traces(arm_name(arm), colors(arm), members, curve, factors, what)
-        out.append(Panel(where or what, Axis(x_title), Axis(what), traces, list(marks)))
-    return FigureView(
-        f"c{sc.claim.id}",
-        title,
-        out,
-        columns=min(3, len(out)),
-        caption="mean over seeds with a band from the lowest to the highest "
-        "seed; faint lines are single runs",
-    )
-
-
-@dataclass(frozen=True)
-class FactorFigure:
-    """A claim's evidence that is measures against one factor (``by_factor``)."""
-
-    title: str
-    x: str
-    values: Sequence[Measure]
-    panels: Sequence[str] = ()
-    log_x: bool = False
-    x_title: str | None = None
-    series: str | None = None
-    series_names: dict[str, str] | None = None
-
-    def __call__(self, sc: StoredClaim, colors: Colors) -> list[FigureView]:
-        return [by_factor(sc, colors, self.title, self.x, self.values, panels=self.panels,
-                          log_x=self.log_x, x_title=self.x_title, series=self.series,
-                          series_names=self.series_names)]  # fmt: skip
-
-
-def _final(metric: str) -> Measure:
-    what = metric.replace("_acc", " accuracy").replace("_loss", " loss")
-    return f"final {what}", plots.final(metric)
-
-
-def _targets(sc: StoredClaim) -> list[float]:
-    """The target accuracies of a claim whose measures are "target=0.93", ..., on the
-    dataset of its runs."""
-    dataset = sc.runs[0].config.dataset if sc.runs else "mnist"
-    return sorted(float(n.split("=")[1]) for n in sc.claim.measures_on(dataset))
 
 
 def _convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    targets = _targets(sc)
+    targets = target_accuracies(sc)
     marks = [Mark("y", t, f"target {t:g}") for t in targets]
     return [
         over_training(
@@ -199,8 +54,8 @@ def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
 
     def marks(runs: list[RunRecord]) -> list[Mark]:
         out = []
-        for arm, members in _arms(runs, lambda c: c.norm).items():
-            logs = [usable(seed) for seed in _arms(members, lambda c: str(c.seed)).values()]
+        for arm, members in grouped(runs, lambda c: c.norm).items():
+            logs = [usable(seed) for seed in grouped(members, lambda c: str(c.seed)).values()]
             logs = [v for v in logs if math.isfinite(v)]
             if logs:
                 at = 10 ** float(np.mean(logs))
@@ -213,7 +68,7 @@ def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
             colors,
             "Final validation accuracy against learning rate",
             "lr",
-            [_final("val_acc")],
+            [final("val_acc")],
             panels=("optimizer",),
             log_x=True,
             x_title="learning rate",
@@ -223,7 +78,7 @@ def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
 
 
 def _latency(sc: StoredClaim, colors: Colors) -> list[FigureView]:
-    factors = _factors(sc)
+    factors = varied_fields(sc)
     names = {str(r["name"]) for run in sc.runs for r in run.probes}
     panels = []
     for batch in sorted(n.removeprefix("latency_bn_b") for n in names if "latency_bn_b" in n):
@@ -351,7 +206,7 @@ def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
 def _convergence_by_batch(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     """Validation accuracy against optimizer steps (top row) and against epochs (bottom
     row), a panel per norm, a series per batch size."""
-    targets = _targets(sc)
+    targets = target_accuracies(sc)
     marks = [Mark("y", t, f"target {t:g}") for t in targets]
 
     def per_epoch(run: RunRecord) -> dict[float, float]:
@@ -383,7 +238,7 @@ NOISE = FactorFigure(
 GAMMA = FactorFigure(
     "Final test accuracy against BN's initial γ, learned or frozen",
     "norm_gain",
-    [_final("test_acc")],
+    [final("test_acc")],
     log_x=True,
     x_title="initial γ (β starts at 0)",
     series="norm_affine",
@@ -405,13 +260,13 @@ EVIDENCE: dict[int, Builder] = {
     ),
     4: FactorFigure(
         "Train − test gap against batch size",
-        values=[("train − test accuracy", measures.train_test_gap), _final("test_acc")],
+        values=[("train − test accuracy", measures.train_test_gap), final("test_acc")],
         **BATCH_SIZE,
     ),
     5: FactorFigure(
         "Final test accuracy against the init scale",
         "init_scale",
-        [_final("test_acc")],
+        [final("test_acc")],
         panels=("init",),
         log_x=True,
         x_title="init scale (× the scheme's)",
@@ -419,7 +274,7 @@ EVIDENCE: dict[int, Builder] = {
     6: FactorFigure(
         "Accuracy against batch size per norm",
         values=[
-            _final("test_acc"),
+            final("test_acc"),
             (
                 "running − batch statistics accuracy",
                 measures.bn_probe_difference("running_acc", "batch_acc"),
@@ -429,7 +284,7 @@ EVIDENCE: dict[int, Builder] = {
     ),
     7: _latency,
     8: _covariate_shift,
-    9: FactorFigure("Final test accuracy by input preprocessing", "inputs", [_final("test_acc")]),
+    9: FactorFigure("Final test accuracy by input preprocessing", "inputs", [final("test_acc")]),
     10: _ioffe_szegedy,
     11: FactorFigure(
         "Gradient ratio at the first step against depth",
@@ -439,7 +294,7 @@ EVIDENCE: dict[int, Builder] = {
     12: FactorFigure(
         "Dropout before BN vs at the block's end",
         values=[
-            _final("test_acc"),
+            final("test_acc"),
             (
                 "running − precise BN accuracy",
                 measures.bn_probe_difference("running_acc", "precise_acc"),
@@ -455,7 +310,7 @@ EVIDENCE: dict[int, Builder] = {
     16: NOISE,
     19: FactorFigure(
         "Final accuracy, small vs large batch (Keskar et al.'s protocol)",
-        values=[_final("test_acc"), _final("train_acc")],
+        values=[final("test_acc"), final("train_acc")],
         series="norm",
         **BATCH_SIZE,
     ),
@@ -475,7 +330,7 @@ EVIDENCE: dict[int, Builder] = {
     21: _convergence_by_batch,
     17: FactorFigure(
         "Final validation and test accuracy against batch size",
-        values=[_final("val_acc"), _final("test_acc")],
+        values=[final("val_acc"), final("test_acc")],
         panels=("inputs",),
         **BATCH_SIZE,
     ),
