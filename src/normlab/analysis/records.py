@@ -33,7 +33,7 @@ class RunRecord:
 
     @property
     def steps_per_epoch(self) -> int:
-        return (self.config.source.train_size - self.config.val_size) // self.config.batch_size
+        return self.config.steps_per_epoch
 
     def final(self, metric: str) -> float:
         """The last epoch's ``metric`` (e.g. test_acc); NaN unless the run finished."""

@@ -206,6 +206,11 @@ class RunConfig(BaseModel):
         return self.family.spec(self, self.source)
 
     @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch (the last partial batch is dropped)."""
+        return (self.source.train_size - self.val_size) // self.batch_size
+
+    @property
     def run_id(self) -> str:
         """Stable identity: 16 hex digits of the SHA-256 of the canonical JSON."""
         return _digest(self._identity())

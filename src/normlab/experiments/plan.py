@@ -8,6 +8,7 @@ costs (parameters, memory, arithmetic) comes from its model family.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -39,12 +40,16 @@ class Unit:
         return [c.run_id for c in self.configs]
 
     @property
-    def steps(self) -> int:
-        """Optimizer steps the unit takes (the progress bar's unit)."""
-        legs = self.configs if self.chain else self.configs[:1]
-        return sum(c.epochs * (_n_train(c) // c.batch_size) for c in legs)
+    def _legs(self) -> tuple[RunConfig, ...]:
+        """What is trained one after another: a chain's legs, or a stack's shared shape."""
+        return self.configs if self.chain else self.configs[:1]
 
     @property
+    def steps(self) -> int:
+        """Optimizer steps the unit takes (the progress bar's unit)."""
+        return sum(c.epochs * c.steps_per_epoch for c in self._legs)
+
+    @functools.cached_property
     def work(self) -> float:
         """What the unit costs, roughly, in floating-point operations: its steps'
         forward and backward passes, passes over the parameters and fixed work, and its
@@ -52,19 +57,14 @@ class Unit:
         first, so that no long unit is left to run alone at the end; the progress bar
         counts it, so that its ETA holds across units of different costs."""
         members = 1 if self.chain else len(self.configs)
-        legs = self.configs if self.chain else self.configs[:1]
         total = 0.0
-        for c in legs:
+        for c in self._legs:
             spec = c.model_spec()
             flops, params = c.family.forward_flops(spec), c.family.member_parameters(spec)
             step = members * (3 * c.batch_size * flops + PARAMETER_FLOPS * params)
             held_out = members * (c.val_size + c.source.test_size) * flops
-            total += c.epochs * ((_n_train(c) // c.batch_size) * (step + STEP_FLOPS) + held_out)
+            total += c.epochs * (c.steps_per_epoch * (step + STEP_FLOPS) + held_out)
         return total
-
-
-def _n_train(c: RunConfig) -> int:
-    return c.source.train_size - c.val_size
 
 
 def choose_stack_size(

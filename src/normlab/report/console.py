@@ -47,6 +47,7 @@ class ProgressObserver(Observer):
         self.console = console
         self.bar: Progress | None = None
         self.task = None
+        self.steps = 0
 
     def planned(self, study: str, runs: int, finished: int, units: Sequence[Unit]) -> None:
         todo = sum(len(u.configs) for u in units)
@@ -65,14 +66,15 @@ class ProgressObserver(Observer):
             console=self.console,
             disable=not units,
         )
+        self.steps = 0  # an observer may follow several studies in turn
         self.task = self.bar.add_task("training", total=sum(u.work for u in units), steps=0,
                                       total_steps=sum(u.steps for u in units))  # fmt: skip
         self.bar.start()
 
     def advanced(self, steps: int, work: float) -> None:
         if self.bar is not None:
-            done = self.bar.tasks[0].fields["steps"] + steps
-            self.bar.update(self.task, advance=work, steps=done)
+            self.steps += steps
+            self.bar.update(self.task, advance=work, steps=self.steps)
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False)
