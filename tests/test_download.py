@@ -31,8 +31,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(tmp_path, data_root):
-    real = (data_root / "mnist" / f"{NAME}.gz").read_bytes()
+def server(tmp_path, mnist_dir):
+    real = (mnist_dir / f"{NAME}.gz").read_bytes()
     for folder, content in {
         "good": real,
         "corrupt": gzip.compress(gzip.decompress(real)[:-10] + b"\x01" * 10),
@@ -87,16 +87,17 @@ def test_bad_mirror_falls_through_to_good_one(server, tmp_path, bad):
 def test_all_mirrors_bad_leaves_no_file(server, tmp_path, bad, reason):
     with pytest.raises(DownloadError, match=reason) as info:
         _fetch(server, tmp_path, bad)
-    assert str(info.value).count(f"/{bad}/") == 2  # both tries are reported
+    assert str(info.value).count(f"/{bad}/") == 1  # the mirror, named once
+    assert "(2 attempts)" in str(info.value)  # both tries are counted
     assert list((tmp_path / "cache").iterdir()) == []  # no partial or corrupt file kept
 
 
-def test_load_downloads_into_cache_then_reuses_it(server, tmp_path, data_root, monkeypatch):
+def test_load_downloads_into_cache_then_reuses_it(server, tmp_path, mnist_dir, monkeypatch):
     """A whole dataset fetched through load(): served files, cached, verified on reuse."""
     for role in MNIST.files:
         name = MNIST.files[role][0]
         (tmp_path / "www" / "good" / f"{name}.gz").write_bytes(
-            (data_root / "mnist" / f"{name}.gz").read_bytes()
+            (mnist_dir / f"{name}.gz").read_bytes()
         )
     source = DatasetSource("mnist", MNIST.files, mirrors=(f"{server}/missing/", f"{server}/good/"))
     raw = load(source, tmp_path / "root", retries=1, backoff_s=0.0)
@@ -104,5 +105,7 @@ def test_load_downloads_into_cache_then_reuses_it(server, tmp_path, data_root, m
     offline = DatasetSource("mnist", MNIST.files, mirrors=())
     again = load(offline, tmp_path / "root", download=False)
     assert (again.y_test == raw.y_test).all()
-    monkeypatch.setenv("NORMLAB_MIRRORS", f"{server}/good/")
-    assert load("mnist", tmp_path / "env-root", retries=1).x_test.shape == (10000, 28, 28)
+    monkeypatch.setenv("NORMLAB_MIRRORS", f"{server}/good/")  # in place of the source's
+    closed = DatasetSource("mnist", MNIST.files, mirrors=("http://127.0.0.1:9/",))
+    assert load(closed, tmp_path / "env-root", retries=1).x_test.shape == (10000, 28, 28)
+    assert len(list((tmp_path / "env-root" / "mnist").glob("*.gz"))) == 4

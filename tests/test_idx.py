@@ -75,8 +75,10 @@ def test_count_mismatch_between_images_and_labels(tmp_path):
 
 
 def test_missing_file_without_download(tmp_path):
-    with pytest.raises(FileNotFoundError, match="downloading is off"):
-        load("mnist", tmp_path, download=False)
+    source = synthetic_source(tmp_path, 2, 2)
+    (tmp_path / "synthetic" / "test_labels").unlink()
+    with pytest.raises(FileNotFoundError, match=r"test_labels.*downloading is off"):
+        load(source, tmp_path, download=False)
 
 
 def test_real_mnist_digests_shapes_and_labels(mnist_raw):

@@ -61,7 +61,6 @@ def test_a_process_that_needs_it_while_another_trains_it_waits_and_reads_it(tmp_
     it again. Here this process plays the first: it holds the turn until the other is
     seen waiting on the lock (in /proc/locks), then caches the classifier."""
     source = reference_classifier(data_root)
-    (tmp_path / "mnist").symlink_to(data_root / "mnist")  # so that a wrong turn trains
     cache = tmp_path / "reference" / source.path.name
     with _turn(cache.with_suffix(".lock")):
         other = subprocess.Popen([sys.executable, "-c", _OTHER, str(tmp_path)],

@@ -41,6 +41,7 @@ def download_file(
     failures: list[str] = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + f"/{file_name}.gz"
+        problems: list[str] = []
         for attempt in range(retries):
             if attempt:
                 time.sleep(backoff_s * 2 ** (attempt - 1))
@@ -49,10 +50,18 @@ def download_file(
             problem = _fetch_verified(url, expected_sha256, final, timeout_s)
             if problem is None:
                 return final
-            failures.append(f"{url}: {problem}")
+            problems.append(problem)
+        failures.append(_summary(url, problems))
     raise DownloadError(
         f"could not download {file_name}: " + "; ".join(failures or ["no mirrors configured"])
     )
+
+
+def _summary(url: str, problems: list[str]) -> str:
+    """One mirror's failed attempts in a few words: the same reason is said once."""
+    distinct = list(dict.fromkeys(problems))
+    times = f" ({len(problems)} attempts)" if len(problems) > 1 else ""
+    return f"{url}: {', then '.join(distinct)}{times}"
 
 
 def _fetch_verified(url: str, expected_sha256: str, final: Path, timeout_s: float) -> str | None:

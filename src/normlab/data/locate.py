@@ -2,8 +2,9 @@
 
 Search order for each file: the data root (``data_dir``, else ``$NORMLAB_DATA``, else
 the user cache dir) under a folder named after the dataset, then the dataset's
-system folders (Debian's package for Fashion-MNIST); if none has it, it is
-downloaded into the data root.
+system folders (Debian's package for Fashion-MNIST, the copy shipped inside normlab
+for MNIST); if none has it, it is downloaded into the data root. Every copy, wherever
+found, is checked against its SHA-256 as it is read.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import platformdirs
 
 from normlab.data import idx
-from normlab.data.download import download_file
+from normlab.data.download import DownloadError, download_file
 from normlab.data.sources import ROLES, DatasetSource, get_source
 from normlab.data.stacked import stack_digits
 
@@ -88,14 +89,15 @@ def load(
                     f"{name}: {file_name}(.gz) not found in {root / source.name} and "
                     "downloading is off"
                 )
-            path = download_file(
-                file_name,
-                digest,
-                root / source.name,
-                _mirrors(source),
-                log=log,
-                **download_options,
-            )
+            try:
+                path = download_file(file_name, digest, root / source.name, _mirrors(source),
+                                     log=log, **download_options)  # fmt: skip
+            except DownloadError as err:
+                raise DownloadError(
+                    f"{name}: {err}. Without a network, copy the four files into "
+                    f"{root / source.name} (or point --data-dir / ${ENV_DATA} at a folder "
+                    f"holding {source.name}/)"
+                ) from None
         arrays[role] = idx.read(path, expected_sha256=digest)
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]

@@ -3,6 +3,9 @@
 Digests are SHA-256 of the *decompressed* IDX content, so a gzip file and its raw
 counterpart verify alike. Everything that depends on a dataset's size or shape (input
 width, classes, steps per epoch, stack sizes) reads it from here.
+
+MNIST itself ships inside normlab (``EMBEDDED``, 11 MB; CC BY-SA 3.0, see the NOTICE
+there), so that the main job runs offline on a fresh machine.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from pathlib import Path
 from normlab.registry import Registry
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+EMBEDDED = Path(__file__).parent / "mnist"  # the MNIST files normlab ships
 
 
 @dataclass(frozen=True)
 class DatasetSource:
     """One dataset: its facts (image shape as channels × height × width, classes, train
-    and test sizes), its four IDX files with digests, download mirrors and system
-    folders; or, for a dataset ``stacked_from`` another (stacked MNIST), none of its own:
-    each of its images stacks ``image_shape[0]`` of the other's as channels."""
+    and test sizes), its four IDX files with digests, download mirrors and the folders
+    searched after the user's data root (``system_dirs``: a system package's, or the
+    copy inside normlab); or, for a dataset ``stacked_from`` another (stacked MNIST),
+    none of its own: each of its images stacks ``image_shape[0]`` of the other's as
+    channels."""
 
     name: str
     files: dict[str, tuple[str, str]]  # role -> (IDX file name without .gz, sha256)
@@ -63,6 +69,8 @@ MNIST = DatasetSource(
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
     ),
+    # after the user's own copies ($NORMLAB_DATA, --data-dir, the cache): normlab's
+    system_dirs=(EMBEDDED,),
 )
 
 FASHION_MNIST = DatasetSource(
