@@ -11,7 +11,7 @@ from normlab.claims.definitions import CLAIMS
 from normlab.experiments.spec import StudySpec
 
 
-def test_a_notebook_runs_a_study_and_judges_a_claim(tmp_path, data_root):
+def test_a_notebook_runs_a_study(tmp_path, data_root):
     spec = StudySpec(
         name="notebook",
         seeds=2,
@@ -27,8 +27,14 @@ def test_a_notebook_runs_a_study_and_judges_a_claim(tmp_path, data_root):
     again = normlab.run_study(spec, db=db, data_dir=data_root)
     assert (again.finished_before, again.trained) == (4, 0)  # resumed: nothing to train
 
-    (nine,) = normlab.judge_claims([9], budget="quick", db=db, data_dir=data_root)
+
+@pytest.mark.slow
+def test_a_notebook_judges_a_claim(claims_db):
+    db, printed = claims_db  # claim 9's quick study, trained once by `normlab claims`
+    (nine,) = normlab.judge_claims([9], budget="quick", db=db)  # all there: trains nothing
     assert nine.id == 9 and nine.runs == 12 and nine.failures == []
+    (cli,) = [v for v in printed if v["id"] == 9]  # what the command printed of it
+    assert (cli["verdict"], cli["effect"], cli["runs"]) == (nine.verdict, nine.effect, 12)
     assert math.isfinite(nine.effect) and nine.ci_low <= nine.effect <= nine.ci_high
     # the verdict is the rule applied to the comparisons it reports
     comparisons, corrected = [c for _, c, _ in nine.comparisons], [p for *_, p in nine.comparisons]

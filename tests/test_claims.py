@@ -1,9 +1,12 @@
 """Claim definitions, budgets and the `normlab claims` verdicts on real MNIST."""
 
+import csv
 import json
 import math
 import sqlite3
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import judge_values
 from normlab.claims.measures import (
     bn_probe_difference,
+    chance,
     covariate_shift,
     epochs_to,
     gradient_imbalance,
@@ -29,10 +33,15 @@ from normlab.claims.measures import (
     train_test_gap,
     variance_shift,
 )
-from normlab.claims.settings import SETTINGS
+from normlab.claims.settings import SETTINGS, Setting
+from normlab.claims.stored import stored_claims
 from normlab.cli import app
 from normlab.experiments.config import RunConfig
 from normlab.experiments.spec import StudyError
+from normlab.store.db import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_recompute import recompute
 
 
 def test_every_claim_study_expands_at_every_budget():
@@ -105,6 +114,8 @@ def test_measures_that_span_a_seeds_runs_or_read_probes():
         np.std([0.95, 0.955, 0.948, 0.1], ddof=1)
     )
     assert math.isnan(spread_of_final_accuracy([*runs[:3], final(0.1, 1.0, "failed")]))
+    # chance is one over the dataset's classes: stacked MNIST has 1,000
+    assert chance(_run([], [], model="gan", dataset="stacked-mnist")) == 0.001
     ics = [_probe("ics", 0, "cosine", 1.0), _probe("ics", 1, "cosine", 0.9),
            _probe("ics", 2, "cosine", 0.7), _probe("ics", 2, "cosine", None, step=100)]  # fmt: skip
     assert covariate_shift(_run([], [{}], probes=ics)) == pytest.approx(0.2)  # layer 0 aside
@@ -259,14 +270,11 @@ def test_only_brings_a_claims_parts_after_it():
         selected([23])
 
 
-def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkeypatch):
-    monkeypatch.setenv("NORMLAB_DATA", str(data_root))
+@pytest.mark.slow
+def test_claims_command_gives_verdicts_on_real_mnist(claims_db):
+    db, verdicts = claims_db  # `normlab claims --only 4,9 --json`, run once per session
     runner = CliRunner()
-    db = str(tmp_path / "c.db")
-    result = runner.invoke(app, ["claims", "--only", "4", "--json", "--db", db])
-    assert result.exit_code == 0, result.output
-    verdicts = json.loads(result.output[result.output.index("[") :])
-    assert [v["id"] for v in verdicts] == [4, 12]  # 12 is claim 4's second part
+    assert [v["id"] for v in verdicts] == [4, 12, 9]  # 12 is claim 4's second part
     keys = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "p_corrected", "runs",
             "detectable_effect", "seeds_needed", "regime", "setting"}  # fmt: skip
     four = verdicts[0]
@@ -279,7 +287,7 @@ def test_claims_command_gives_verdicts_on_real_mnist(tmp_path, data_root, monkey
     lead = Comparison(four["effect"], four["ci_low"], four["ci_high"], 0.0, "", 3, 3, True)
     assert four["verdict"] == verdict([lead], [four["p_corrected"]], CLAIMS[4].rule)
     # resumes: no training
-    again = runner.invoke(app, ["claims", "--only", "4", "--db", db])
+    again = runner.invoke(app, ["claims", "--only", "4", "--db", str(db)])
     assert again.exit_code == 0 and "6 already finished, 0 to train" in again.output
     assert verdicts[0]["verdict"] in again.output
     # divergence is an outcome, shown for claim 4 and its part 12
@@ -338,11 +346,25 @@ def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(tmp_path, data_root, mo
     assert nine["setting"] == ten["setting"] == "CNN/Fashion" and nine["runs"] == 12
     assert nine["regime"]["models"] == ["CNN 8-16 + 1×512"]
     assert nine["regime"]["datasets"] == ["fashion-mnist"]
-    assert nine["verdict"] in ("supported", "refuted", "inconclusive")
     assert ten["verdict"] == "not applicable" and "MLP on MNIST" in ten["reason"]
     with sqlite3.connect(db) as conn:
         (name,) = conn.execute("SELECT DISTINCT name FROM studies").fetchone()
     assert name == "claim-09-normalization-conflicts-quick-cnn-fashion-mnist"
+    # the verdict is the rule applied to the comparisons judged from the stored runs...
+    with Store(db) as store:
+        (stored,) = stored_claims(store, "quick", [9], Setting("cnn", "fashion-mnist"))
+    judged = stored.result
+    assert [label for label, _, _ in judged.comparisons] == ["inputs=scaled", "inputs=standardized"]
+    rule = verdict([c for _, c, _ in judged.comparisons], [p for *_, p in judged.comparisons],
+                   CLAIMS[9].rule)  # fmt: skip
+    assert nine["verdict"] == judged.verdict == rule and nine["effect"] == judged.effect
+    # ...whose p-values scipy recomputes from the exported values of this study
+    rows = tmp_path / "measures.csv"
+    export = ["export", "--table", "measures", "--db", db, "--study", name, "--out", str(rows)]
+    assert CliRunner().invoke(app, export).exit_code == 0
+    with rows.open() as f:
+        again = recompute(list(csv.DictReader(f)))[9]
+    assert any(math.isclose(p, nine["p_corrected"], rel_tol=1e-9) for p in again), again
     page = tmp_path / "c.html"
     report = ["report", "--claims", "--db", db, "--out", str(page), *args[3:]]
     assert CliRunner().invoke(app, report).exit_code == 0

@@ -4,7 +4,7 @@ whole study and scheduled over the executor's slots, on real MNIST."""
 from __future__ import annotations
 
 from normlab.experiments.config import RunConfig
-from normlab.experiments.costs import estimate, leg_seconds, makespan
+from normlab.experiments.costs import estimate, leg_timing, makespan
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache
 
@@ -22,7 +22,10 @@ def test_each_kind_of_unit_is_timed_once_and_scaled_to_its_epochs(data_root):
     data = DataCache(data_root, torch.device("cpu"))
     one = RunConfig(hidden=(32,), epochs=1, batch_size=500, inputs="scaled")
     two = one.model_copy(update={"epochs": 2})
-    assert leg_seconds(two, 1, data) > leg_seconds(one, 1, data) > 0
+    timing = leg_timing(one, 1, data)  # measured once, then scaled to any length
+    assert timing.per_step > 0  # 110 steps: the long training outlasts the short one
+    assert timing.seconds(one) == 110 * timing.per_step + timing.epoch_end
+    assert timing.seconds(two) == 2 * timing.seconds(one)
     seeds = [one.model_copy(update={"seed": s}) for s in range(4)]
     units = [Unit((c,)) for c in seeds] + [Unit(tuple(seeds[:2]))]
     timed = estimate(units, data, slots=2, startup=1.5)

@@ -12,10 +12,15 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
+from normlab.claims.claim import claim_study
 from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import judge_values
+from normlab.claims.settings import SETTINGS
 from normlab.claims.values import COLUMNS, rows_of
 from normlab.cli import app
+from normlab.store.db import FINISHED, Store
+from normlab.store.leases import Owner
+from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunResult
 
 
 def _p(a: np.ndarray, b: np.ndarray, kind: str) -> float:
@@ -115,3 +120,49 @@ def test_exported_measures_recompute_the_verdicts_of_real_claims(claims_db, tmp_
     assert sorted(again) == sorted(v["id"] for v in verdicts) == [4, 9, 12]
     for v in verdicts:  # the verdict's p is one of its claim's, recomputed
         assert any(math.isclose(p, v["p_corrected"], rel_tol=1e-9) for p in again[v["id"]])
+
+
+def _made_up(config, rng) -> RunResult:
+    """A finished run's numbers in the form training writes them (accuracies drawn at
+    random; a GAN's judged modes too), for tests of what reads them back."""
+    acc = float(rng.uniform(0.85, 0.99))
+    epochs = [EpochMetrics(e, 0.3, acc, 0.3, acc, 0.3, acc, 1.0, 0.1)
+              for e in range(1, config.epochs + 1)]  # fmt: skip
+    evals = [EvalPoint(s, s / config.steps_per_epoch, 1.0, 0.4, acc) for s in (20, 40)]
+    probes = []
+    if config.model == "gan":
+        modes = {"modes": 9.0, "kl": acc, "batch_correlation": acc - 0.9}
+        probes = [ProbeRow(9, "modes", -1, n, v) for n, v in modes.items()]
+    return RunResult(epochs=epochs, evals=evals, probes=probes, seconds=1.0)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # made-up ties: inf − inf medians
+def test_measures_export_from_every_claims_study_in_every_setting(tmp_path):
+    """`normlab export --table measures` on each claims study of each setting (quick
+    budget), from a real database of made-up finished runs: every claim judged on the
+    study has its arm's rows, and its baselines' where it has baselines."""
+    rng = np.random.default_rng(0)
+    db, owner, judged = tmp_path / "made-up.db", Owner.this_process(), defaultdict(set)
+    with Store(db) as store:
+        for setting in SETTINGS:
+            for claim in (c for c in CLAIMS.values() if not c.not_applicable(setting)):
+                study = claim_study(claim, "quick", setting).study()
+                judged[study.name].add(claim.id)
+                store.register_study(study.name, study.spec, study.configs)
+                done = store.statuses(c.run_id for c in study.configs)  # runs are shared
+                todo = [c for c in study.configs if done[c.run_id] not in FINISHED]
+                if todo:
+                    assert store.claim([c.run_id for c in todo], owner, 60.0, {})
+                    assert store.save_results(owner, [(c.run_id, _made_up(c, rng)) for c in todo])
+    assert len(judged) == 17 + 12 + 14 + 12  # MLP/MNIST, CNN/MNIST, MLP/Fashion, CNN/Fashion
+    for name, claims in judged.items():
+        out = tmp_path / f"{name}.csv"
+        done = CliRunner().invoke(app, ["export", "--table", "measures", "--study", name,
+                                        "--db", str(db), "--out", str(out)])  # fmt: skip
+        assert done.exit_code == 0, (name, done.output)
+        with out.open() as f:
+            rows = list(csv.DictReader(f))
+        assert {int(r["claim"]) for r in rows} == claims, name
+        for n in claims:
+            roles = {r["role"] for r in rows if int(r["claim"]) == n}
+            assert roles == ({"arm", "baseline"} if CLAIMS[n].baselines else {"arm"}), (name, n)

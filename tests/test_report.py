@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pytest
@@ -106,10 +107,24 @@ def test_study_report_from_real_runs(study_db, tmp_path):
 
     spec = StudySpec(**tomllib.loads(unquote(text)))
     assert [c.run_id for c in spec.runs()] == ids
-    for key in figures:  # static copies for papers, each something drawn
-        image = matplotlib.image.imread(tmp_path / "assets" / f"{key}.png")
-        assert image[..., :3].std() > 0.05
-        assert (tmp_path / "assets" / f"{key}.svg").read_text().startswith("<?xml")
+    for view in study_report(study_db).figures:  # static copies for papers
+        _assert_drawn(view, tmp_path / "assets")
+
+
+def _assert_drawn(view, folder: Path) -> None:
+    """The PNG of ``view`` has its grid of panels and shows every opaque series in its
+    own colour (a line's inner pixels are drawn in it exactly); its SVG strokes each."""
+    image = matplotlib.image.imread(folder / f"{view.key}.png")[..., :3]
+    cols = min(view.columns, len(view.panels))
+    rows = -(-len(view.panels) // cols)
+    assert image.shape[:2] == (round((3.4 * rows + 0.9) * 130), round(4.6 * cols * 130))
+    svg = (folder / f"{view.key}.svg").read_text()
+    colors = {t.color for p in view.panels for t in p.traces if t.opacity == 1 and t.y}
+    assert colors, view.key
+    for color in colors:
+        near = np.abs(image - np.array(matplotlib.colors.to_rgb(color))).max(-1) < 0.02
+        assert near.sum() >= 20, (view.key, color, near.sum())
+        assert f"stroke: {color.lower()}" in svg.lower() or f"fill: {color.lower()}" in svg.lower()
 
 
 def test_an_unfinished_study_reports_what_is_missing(study_db, tmp_path):

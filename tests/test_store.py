@@ -41,7 +41,8 @@ def test_register_save_and_resume(tmp_path):
         assert sorted(statuses.values()) == ["diverged", "done", "running", "running"]
         e = store.epochs("s")
         assert len(e) == 2 and e[0]["test_loss"] is None and e[0]["test_acc"] == 0.84
-        assert store.step_losses(first.run_ids[0]) == [(1, 2.3), (2, float("inf"))]
+        kept = [(r["step"], r["loss"]) for r in store.steps("s") if r["run_id"] == first.run_ids[0]]
+        assert kept == [(1, 2.3), (2, float("inf"))]
 
 
 def test_runs_are_shared_between_studies_and_restarted_cleanly(tmp_path):
@@ -55,8 +56,7 @@ def test_runs_are_shared_between_studies_and_restarted_cleanly(tmp_path):
         assert not store.claim([config.run_id], ME, 60, {})  # finished: not trained twice
         legs = [config.run_id, RunConfig(seed=4).run_id]
         assert store.claim(legs, ME, 60, {}, chain=True)  # a chain half done is redone whole
-        assert store.epochs("one") == [] and store.step_losses(config.run_id) == []
-        assert store.epochs("one") == [] and store.step_losses(config.run_id) == []
+        assert store.epochs("one") == [] and store.steps("one") == []  # the old attempt's
         assert store.study_names() == ["one", "two"]
         assert store.resolve_study(None) == "two"
         with pytest.raises(StoreError, match="no study named 'three'"):

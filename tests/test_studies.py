@@ -1,7 +1,15 @@
+import math
+
 import pytest
 
 from normlab.experiments.config import RunConfig
-from normlab.experiments.plan import choose_stack_size, plan, stack_size
+from normlab.experiments.plan import (
+    MEMORY_BUDGET,
+    choose_stack_size,
+    physical_memory,
+    plan,
+    stack_size,
+)
 from normlab.experiments.reproduce import corrected, faithful
 from normlab.experiments.spec import StudyError, load_study
 
@@ -128,5 +136,18 @@ def test_stack_size_is_capped_by_stacking_and_memory_and_evened_out():
     # on a GPU stacking paid at every width measured: only max_stack and memory limit it
     assert _size((2048,), 40, device_type="cuda") == 14
     assert len(plan([RunConfig(seed=s) for s in range(10)], device_type="cuda")) == 1
+
+
+def test_the_memory_budget_where_the_system_does_not_say_how_much_it_has(monkeypatch):
+    """os.sysconf is POSIX only: without it (Windows) the budget is the 2 GiB default."""
+    assert physical_memory() > 0  # this machine says
+    wide = RunConfig(hidden=(4096, 4096))
+    spec, family = wide.model_spec(), wide.family
+    member = family.member_bytes(spec, 32)
+    fits = MEMORY_BUDGET // member
+    monkeypatch.delattr("os.sysconf")
+    assert physical_memory() is None
+    size = choose_stack_size(family.member_parameters(spec), member, 40, device_type="cuda")
+    assert size == math.ceil(40 / math.ceil(40 / fits)) and size < 16
     sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(10)])]
     assert sizes == [5, 5]

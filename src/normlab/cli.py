@@ -223,11 +223,10 @@ def fold(
     widths, (out, err) = tuple(_ints(hidden, "--hidden")), _consoles()
     with _bad_input():
         from normlab.experiments import api
-        from normlab.report.console import fold_lines, latency_table
+        from normlab.report.console import ProgressObserver, fold_lines, latency_table
 
-        err.print(f"training a BN network {widths} for {epochs} epoch(s) on MNIST ({inputs})")
         r = api.fold(hidden=widths, epochs=epochs, inputs=inputs, seed=seed, data_dir=data_dir,
-                     device=device, threads=threads)  # fmt: skip
+                     device=device, threads=threads, observer=ProgressObserver(err))  # fmt: skip
     out.print(*fold_lines(r), latency_table(r), sep="\n", highlight=False)
     if not r.identical:
         raise typer.Exit(1)

@@ -116,14 +116,24 @@ class Claim:
 def claim_study(claim: Claim, budget: str, setting: Setting = SEED) -> StudySpec:
     """The built-in study of ``claim`` at ``budget`` (quick, standard or full) in
     ``setting``, checked against the claim; ClaimError where it does not apply."""
+    spec, path = _declared(claim, budget, setting)
+    try:
+        claim.check(spec.runs(path), f"study {spec.name}")
+    except StudyError as err:
+        raise ClaimError(f"claim {claim.id}: {err}") from None
+    return spec
+
+
+def study_name(claim: Claim, budget: str, setting: Setting = SEED) -> str:
+    """The name of ``claim_study``'s study, without expanding its runs."""
+    return _declared(claim, budget, setting)[0].name
+
+
+def _declared(claim: Claim, budget: str, setting: Setting) -> tuple[StudySpec, str]:
+    """The claim's study file at ``budget`` in ``setting``, and where it was read."""
     reason = claim.not_applicable(setting)
     if reason:
         raise ClaimError(reason)
     source = resources.files("normlab.claims.studies") / f"{claim.study}.toml"
     with resources.as_file(source) as path:
-        spec = setting.apply(load_study(path).with_budget(budget), budget)
-        try:
-            claim.check(spec.runs(str(path)), f"study {spec.name}")
-        except StudyError as err:
-            raise ClaimError(f"claim {claim.id}: {err}") from None
-    return spec
+        return setting.apply(load_study(path).with_budget(budget), budget), str(path)

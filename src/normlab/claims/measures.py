@@ -15,7 +15,10 @@ import numpy as np
 from normlab.analysis.records import RunRecord, accuracy_curve
 from normlab.models.registry import FOLD_TOLERANCE
 
-CHANCE = 0.1  # the accuracy of guessing among MNIST's ten classes
+
+def chance(run: RunRecord) -> float:
+    """The accuracy of guessing uniformly among the classes of ``run``'s dataset."""
+    return 1.0 / run.config.source.classes
 
 
 def final_test_accuracy(run: RunRecord) -> float:
@@ -53,11 +56,12 @@ def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
 
 def spread_of_final_accuracy(runs: list[RunRecord]) -> float:
     """Standard deviation of final test accuracy over the runs. A diverged run counts
-    as chance level (not converging is the worst dependence on the init); a run without
-    an outcome (failed, or not trained yet) leaves the seed without a value."""
+    as chance level, one over its dataset's classes (not converging is the worst
+    dependence on the init); a run without an outcome (failed, or not trained yet)
+    leaves the seed without a value."""
     if any(r.status not in ("done", "diverged") for r in runs):
         return math.nan
-    accs = [final_test_accuracy(r) if r.status == "done" else CHANCE for r in runs]
+    accs = [final_test_accuracy(r) if r.status == "done" else chance(r) for r in runs]
     return float(np.std(accs, ddof=1)) if len(accs) > 1 else math.nan
 
 

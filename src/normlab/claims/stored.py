@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from normlab.analysis.records import RunRecord, StudyRecord, study_record
-from normlab.claims.claim import Claim, claim_study
+from normlab.claims.claim import Claim, study_name
 from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import ClaimResult, judge_runs, not_applicable
 from normlab.claims.settings import SEED, Setting
@@ -49,7 +49,7 @@ def stored_claims(
         if claim.not_applicable(setting):
             out.append(StoredClaim(claim, budget, "", None, not_applicable(claim, setting)))
             continue
-        name = claim_study(claim, budget, setting).name
+        name = study_name(claim, budget, setting)
         if name not in studies:
             studies[name] = study_record(store, name) if name in names else None
         study = studies[name]

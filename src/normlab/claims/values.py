@@ -4,10 +4,13 @@ each verdict's tests and Holm correction with scipy alone (docs/STATISTICS.md)."
 
 from __future__ import annotations
 
+import functools
+
 from normlab.analysis.records import records
-from normlab.claims.claim import Claim, claim_study
+from normlab.claims.claim import Claim, study_name
 from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import ClaimResult, judge_runs
+from normlab.claims.settings import SETTINGS
 from normlab.experiments.spec import BUDGETS, StudyError
 from normlab.store.db import Store
 
@@ -15,8 +18,19 @@ COLUMNS = ["claim", "group", "arm", "role", "seed", "value", "kind", "min_effect
 
 
 def claims_of(study: str) -> list[int]:
-    """The claims judged on the built-in study named ``study`` (at any budget)."""
-    return [c.id for c in CLAIMS.values() if any(claim_study(c, b).name == study for b in BUDGETS)]
+    """The claims judged on the built-in study named ``study`` (at any budget, in any
+    setting)."""
+    return _claims_by_study().get(study, [])
+
+
+@functools.cache
+def _claims_by_study() -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for c in CLAIMS.values():
+        for setting in (s for s in SETTINGS if not c.not_applicable(s)):
+            for budget in BUDGETS:
+                out.setdefault(study_name(c, budget, setting), []).append(c.id)
+    return out
 
 
 def rows_of(claim: Claim, result: ClaimResult) -> list[dict[str, object]]:

@@ -319,6 +319,7 @@ def fold(
     data_dir: Path | str | None = None,
     device: str = "cpu",
     threads: int | None = None,
+    observer: Observer | None = None,
 ) -> FoldReport:
     """Train the seed network with BN on MNIST, fold BN into the dense layer before it,
     compare the outputs on all test images and time inference (``normlab fold``)."""
@@ -327,6 +328,9 @@ def fold(
     except ValidationError as err:
         raise _invalid(err) from None
     dev = _device(device, threads)
+    (observer or Observer()).message(
+        f"training a BN network {tuple(hidden)} for {epochs} epoch(s) on MNIST ({inputs})"
+    )
     try:
         splits = prepare(load(config.dataset, data_dir), config.inputs, device=dev)
     except _INPUT_ERRORS as err:

@@ -66,13 +66,26 @@ def _timed(config: RunConfig, k: int, splits: Splits, batches: int, data: DataCa
     return time.perf_counter() - start
 
 
-def leg_seconds(config: RunConfig, k: int, data: DataCache) -> float:
-    """Measured seconds to train ``k`` members like ``config`` for its epochs."""
+@dataclass(frozen=True)
+class LegTiming:
+    """A kind of unit as measured: seconds per optimizer step and per epoch's end (its
+    evaluation of the held-out splits, at their full size)."""
+
+    per_step: float
+    epoch_end: float
+
+    def seconds(self, config: RunConfig) -> float:
+        """The time of ``config``'s epochs (the measured kind at its length)."""
+        return config.epochs * (config.steps_per_epoch * self.per_step + self.epoch_end)
+
+
+def leg_timing(config: RunConfig, k: int, data: DataCache) -> LegTiming:
+    """Measure ``k`` members like ``config``: a step and an epoch's end."""
     splits = data.splits(config)
     steps = len(splits.train) // config.batch_size
-    if steps < _LONG:  # too little data to time apart: train it whole, once
+    if steps < _LONG:  # too little data to time apart: an epoch whole, as its steps
         _timed(config, k, splits, steps, data)
-        return config.epochs * _timed(config, k, splits, steps, data)
+        return LegTiming(_timed(config, k, splits, steps, data) / steps, 0.0)
     _timed(config, k, splits, _WARM, data)
     short, n = _timed(config, k, splits, _SHORT, data), _LONG
     while True:  # lengthen the long training until the steps it adds outweigh the noise
@@ -84,7 +97,7 @@ def leg_seconds(config: RunConfig, k: int, data: DataCache) -> float:
     held_out = len(splits.val) + len(splits.test)
     sliced = min(len(splits.val), _EVAL_ROWS) + min(len(splits.test), _EVAL_ROWS)
     epoch_end = max(short - _SHORT * per_step, 0.0) * held_out / max(sliced, 1)
-    return config.epochs * (steps * per_step + epoch_end)
+    return LegTiming(per_step, epoch_end)
 
 
 def _kind(config: RunConfig, k: int) -> str:
@@ -120,7 +133,7 @@ def estimate(
                 if log:
                     log(f"timing unit kind {len(measured) + 1}: {k} × {config.model} "
                         f"batch {config.batch_size}")  # fmt: skip
-                measured[_kind(config, k)] = leg_seconds(config, k, data)
+                measured[_kind(config, k)] = leg_timing(config, k, data).seconds(config)
         costs.append(sum(measured[_kind(c, k)] for c, k in legs))
     return Estimate(startup + makespan(costs, slots) + loading, max(1, slots), loading,
                     len(measured), time.perf_counter() - begun)  # fmt: skip

@@ -81,17 +81,26 @@ def choose_stack_size(
     As many as stacking pays for (on a CPU about ``cpu_stack_parameters`` parameters in
     the whole stack, the family's figure; at most ``max_stack`` everywhere) and memory
     allows (``memory_budget``, default the smaller of 2 GiB and a quarter of physical
-    memory), then evened out: 20 runs under a cap of 16 train as two stacks of 10, not
+    memory, 2 GiB where the system does not say how much it has), then evened out: 20 runs under a cap of 16 train as two stacks of 10, not
     16 and 4.
     """
     if memory_budget is None:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        memory_budget = min(MEMORY_BUDGET, physical // 4)
+        physical = physical_memory()
+        memory_budget = MEMORY_BUDGET if physical is None else min(MEMORY_BUDGET, physical // 4)
     fits = max(1, memory_budget // member_bytes)
     pays = cpu_stack_parameters // member_parameters if device_type == "cpu" else max_stack
     cap = max(1, min(max_stack, fits, pays, n_runs))
     stacks = math.ceil(n_runs / cap)
     return math.ceil(n_runs / stacks)
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the system does not say (os.sysconf
+    is POSIX only: Windows has none)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def stack_size(

@@ -290,12 +290,3 @@ class Store:
     def steps(self, study: str) -> list[sqlite3.Row]:
         """The kept per-step training losses (run_id, step, loss) of every run of ``study``."""
         return self._per_run("steps", study, "t.step")
-
-    def step_losses(self, run_id: str) -> list[tuple[int, float | None]]:
-        """The kept per-step training losses of one run."""
-        return [
-            (r[0], r[1])
-            for r in self.conn.execute(
-                "SELECT step, loss FROM steps WHERE run_id = ? ORDER BY step", (run_id,)
-            )
-        ]
