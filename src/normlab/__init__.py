@@ -6,6 +6,7 @@ The application layer is ``normlab.experiments.api``; its calls are here too::
     report = normlab.run_study("examples/bn-small-batches.toml", db="bn.db")
     verdicts = normlab.judge_claims([4], budget="quick", db="bn.db")
     normlab.write_report("bn.db", out="bn.html")  # one HTML page, opens offline
+    live = normlab.live_report("bn.db")            # served as the study runs: live.url
     normlab.export_study("bn.csv", db="bn.db")    # its rows, as ``normlab export``
 
 ``import normlab`` loads nothing heavy: the calls load torch when first used, and
@@ -15,7 +16,7 @@ The application layer is ``normlab.experiments.api``; its calls are here too::
 __version__ = "0.1.0"
 
 _API = ("run_study", "judge_claims", "plan_study", "reproduce_studies", "fold", "InputError")
-__all__ = ["__version__", *_API, "export_study", "write_report"]
+__all__ = ["__version__", *_API, "export_study", "write_report", "live_report"]
 
 
 def __getattr__(name: str):
@@ -31,6 +32,10 @@ def __getattr__(name: str):
         from normlab.report.build import write_report
 
         return write_report
+    if name == "live_report":
+        from normlab.report.live import live_report
+
+        return live_report
     if name in _API:
         from normlab.experiments import api
 

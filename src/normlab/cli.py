@@ -282,17 +282,32 @@ def report(
     out: Annotated[Path, Option("--out", help="HTML file to write.")] = Path("report.html"),
     assets: Annotated[Path | None, Option("--assets", help="Folder for SVG/PNG figures.")] = None,
     open_: Annotated[bool, Option("--open", help="Open the page in a browser.")] = False,
+    live: Annotated[bool, Option("--live", help="Serve it, following the study.")] = False,
+    host: Annotated[str, Option("--host", help="--live: address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, Option("--port", help="--live: port (0: any free).", min=0)] = 8765,
 ) -> None:
     """Write one self-contained HTML page (opens offline) of a study or of the claims.
 
-    Reads the database only: a study still running is reported as far as it went."""
+    Reads the database only: a study still running is reported as far as it went. With
+    --live, serves the page on http://HOST:PORT/ instead, rebuilt as the study runs (in
+    another process) and updated in the browser; Ctrl-C stops it."""
+    ids = _ints(only, "--only") if only else None
     with _bad_input():
+        if live:
+            from normlab.report.live import live_report
+
+            server = live_report(db, study=study, claims=claims, budget=budget, ids=ids,
+                                 model=model, dataset=dataset, host=host, port=port)  # fmt: skip
+            note = "" if server.local else ", open to anyone who reaches it"
+            _consoles()[0].print(f"live report of {db} at {server.url}{note} (Ctrl-C stops)",
+                                 highlight=False)  # fmt: skip
+            server.serve(typer.launch if open_ else None)
+            return _consoles()[0].print("stopped")
         from normlab.report.build import write_report
         from normlab.report.console import report_lines
 
         r = write_report(db, study=study, claims=claims, budget=budget, out=out, assets=assets,
-                         ids=_ints(only, "--only") if only else None, model=model,
-                         dataset=dataset)  # fmt: skip
+                         ids=ids, model=model, dataset=dataset)  # fmt: skip
     _consoles()[0].print("\n".join(report_lines(r)), highlight=False)
     if open_:
         typer.launch(r.path.resolve().as_uri())

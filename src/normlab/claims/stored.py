@@ -12,6 +12,8 @@ from normlab.claims.judge import ClaimResult, judge_runs, not_applicable
 from normlab.claims.settings import SEED, Setting
 from normlab.store.db import FINISHED, Store
 
+WAITING = ("queued", "running")  # runs that will still get an outcome
+
 
 @dataclass(frozen=True)
 class StoredClaim:
@@ -35,12 +37,19 @@ class StoredClaim:
 
 
 def stored_claims(
-    store: Store, budget: str, ids: list[int] | None = None, setting: Setting = SEED
+    store: Store,
+    budget: str,
+    ids: list[int] | None = None,
+    setting: Setting = SEED,
+    *,
+    settled: bool = False,
 ) -> list[StoredClaim]:
     """Each claim of ``ids`` (default: all, parts after their claim) judged from
     ``store``'s runs of its built-in study at ``budget`` in ``setting``; a study shared
     by two claims is read once. A claim that does not apply to the setting has no study
-    and a "not applicable" result saying why."""
+    and a "not applicable" result saying why. With ``settled``, a claim whose study still
+    has runs queued or running is not judged yet (no result; what a live view shows
+    rather than a verdict that moves as runs land)."""
     studies: dict[str, StudyRecord | None] = {}
     names = set(store.study_names())
     out = []
@@ -53,6 +62,7 @@ def stored_claims(
         if name not in studies:
             studies[name] = study_record(store, name) if name in names else None
         study = studies[name]
-        result = judge_runs(claim, study.runs) if study else None
+        waiting = study is not None and any(r.status in WAITING for r in study.runs)
+        result = judge_runs(claim, study.runs) if study and not (settled and waiting) else None
         out.append(StoredClaim(claim, budget, name, study, result))
     return out

@@ -10,6 +10,8 @@ finished, or failed under itself (a failure is retried by the next call, not thi
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from normlab.store.db import Store
 from normlab.store.leases import Owner
 
 POLL_SECONDS = 1.0  # how often units held by other drivers are looked at again
+PROGRESS_SECONDS = 2.0  # how often a unit's steps so far are recorded (a live report's)
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Driver:
     observer: Observer
     tally: Tally = field(default_factory=Tally)
     _tried: set[tuple[str, ...]] = field(default_factory=set)
+    _steps: dict[tuple[str, ...], int] = field(default_factory=dict)  # taken, per unit
+    _noted: dict[tuple[str, ...], float] = field(default_factory=dict)  # when recorded
 
     def run(self, units: Sequence[Unit]) -> Tally:
         """Train ``units`` (and whatever other drivers leave behind) to the end."""
@@ -83,6 +88,16 @@ class Driver:
 
     def _progress(self, unit: Unit, steps: int) -> None:
         self.observer.advanced(steps, unit.work * steps / max(unit.steps, 1))
+        key = _key(unit)
+        done = self._steps[key] = self._steps.get(key, 0) + steps
+        now = time.monotonic()
+        if now - self._noted.get(key, -PROGRESS_SECONDS) < PROGRESS_SECONDS:
+            return
+        self._noted[key] = now
+        # for whoever watches (normlab report --live); a locked or full database is
+        # left to the heartbeat and the saving of results to report
+        with contextlib.suppress(sqlite3.Error):
+            self.store.record_progress(self.owner, unit.run_steps(done))
 
     def _others_finished(self, before: Sequence[Unit], after: Sequence[Unit]) -> None:
         """Count, and show as progress, the units other drivers finished."""

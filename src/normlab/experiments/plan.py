@@ -49,6 +49,18 @@ class Unit:
         """Optimizer steps the unit takes (the progress bar's unit)."""
         return sum(c.epochs * c.steps_per_epoch for c in self._legs)
 
+    def run_steps(self, steps: int) -> dict[str, int]:
+        """The steps each run has taken when the unit has taken ``steps``: a stack's
+        members all of them, a chain's legs one after another."""
+        if not self.chain:
+            return dict.fromkeys(self.run_ids, steps)
+        out, before = {}, 0
+        for c in self.configs:
+            leg = c.epochs * c.steps_per_epoch
+            out[c.run_id] = min(max(steps - before, 0), leg)
+            before += leg
+        return out
+
     @functools.cached_property
     def work(self) -> float:
         """What the unit costs, roughly, in floating-point operations: its steps'
@@ -81,8 +93,8 @@ def choose_stack_size(
     As many as stacking pays for (on a CPU about ``cpu_stack_parameters`` parameters in
     the whole stack, the family's figure; at most ``max_stack`` everywhere) and memory
     allows (``memory_budget``, default the smaller of 2 GiB and a quarter of physical
-    memory, 2 GiB where the system does not say how much it has), then evened out: 20 runs under a cap of 16 train as two stacks of 10, not
-    16 and 4.
+    memory, 2 GiB where the system does not say how much it has), then evened out: 20
+    runs under a cap of 16 train as two stacks of 10, not 16 and 4.
     """
     if memory_budget is None:
         physical = physical_memory()

@@ -45,27 +45,37 @@ def study_report(db: Path | str, study: str | None = None) -> Page:
     return study_page(record, summary, losses, Path(db).name)
 
 
+def claims_scope(
+    budget: str = "quick", ids: list[int] | None = None, model: str = "mlp", dataset: str = "mnist"
+) -> tuple[list[int] | None, Setting]:
+    """The claims ``ids`` (with their parts; None: all) and the setting of ``model`` on
+    ``dataset``, checked: InputError names a bad budget, claim or setting."""
+    if budget not in BUDGETS:
+        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)}", "budget")
+    try:
+        return (selected(ids) if ids is not None else None), Setting(model, dataset)
+    except ValueError as err:
+        option = "only" if "claim" in str(err) else "model" if "model" in str(err) else "dataset"
+        raise InputError(str(err), option) from None
+
+
 def claims_report(
     db: Path | str,
     budget: str = "quick",
     ids: list[int] | None = None,
     model: str = "mlp",
     dataset: str = "mnist",
+    *,
+    settled: bool = False,
 ) -> Page:
     """The claims page of ``db`` at ``budget`` (default all claims): verdicts judged
     from the runs there, nothing trained; each claim's evidence in the setting of
-    ``model`` and ``dataset``, and the verdict grid over every setting."""
-    if budget not in BUDGETS:
-        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)}", "budget")
-    try:
-        wanted = selected(ids) if ids is not None else None
-        setting = Setting(model, dataset)
-    except ValueError as err:
-        option = "only" if "claim" in str(err) else "model" if "model" in str(err) else "dataset"
-        raise InputError(str(err), option) from None
+    ``model`` and ``dataset``, and the verdict grid over every setting. With
+    ``settled``, a claim whose study still runs shows that instead of a verdict."""
+    wanted, setting = claims_scope(budget, ids, model, dataset)
     with open_store(db) as store:
         try:
-            grid = {s: stored_claims(store, budget, wanted, s) for s in SETTINGS}
+            grid = {s: stored_claims(store, budget, wanted, s, settled=settled) for s in SETTINGS}
         except ClaimError as err:
             raise InputError(str(err)) from None
     stored = grid[setting]

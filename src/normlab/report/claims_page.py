@@ -102,6 +102,12 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
     """One claim's section (or what to run when its study is not in the database)."""
     c, r = sc.claim, sc.result
     title, label = f"{c.id}. {c.claim}", f"{c.id}. {c.title}"
+    if r is None and sc.study is not None:  # a live view: its study is still running
+        done = len(sc.runs) - len(sc.unfinished)
+        return Section(f"claim-{c.id}", title, [
+            f"Its study is running: {done} of {len(sc.runs)} runs finished. The verdict "
+            "appears when every run has its outcome."], badge=("running", "running"),
+            label=label)  # fmt: skip
     if r is None:
         return Section(
             f"claim-{c.id}",
@@ -180,11 +186,14 @@ def claims_page(
     by_verdict = {
         v: sum(r.verdict == v for r in judged) for v in ("supported", "refuted", "inconclusive")
     }
-    missing = [sc.claim.id for sc in stored if sc.result is None]
+    missing = [sc.claim.id for sc in stored if sc.result is None and sc.study is None]
+    running = [sc.claim.id for sc in stored if sc.result is None and sc.study is not None]
     apart = [sc.claim.id for sc in stored if sc.result and sc.result.verdict == NOT_APPLICABLE]
     lead = [
         ", ".join(f"{n} {v}" for v, n in by_verdict.items()) + f" of {len(judged)} claims judged."
     ]
+    if running:
+        lead.append(f"Running: claim(s) {', '.join(map(str, running))}.")
     if missing:
         lead.append(f"Not run yet: claim(s) {', '.join(map(str, missing))}.")
     if apart:

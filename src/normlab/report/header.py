@@ -33,9 +33,10 @@ def run_facts(runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
     """Runs (by outcome), device, software and compute time of ``runs``."""
     status = Counter(r.status for r in runs)
     unfinished = sum(n for s, n in status.items() if s not in FINISHED)
-    outcome = ", ".join(f"{status[s]} {s}" for s in ("done", "diverged", "failed") if status[s])
+    parts = [f"{status[s]} {s}" for s in ("done", "diverged", "failed") if status[s]]
     if unfinished - status["failed"]:
-        outcome += f", {unfinished - status['failed']} not trained yet"
+        parts.append(f"{unfinished - status['failed']} not trained yet")
+    outcome = ", ".join(parts)
 
     def device(r: RunRecord) -> str:
         e = r.environment

@@ -100,12 +100,12 @@ def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
 
 def grid_table(grid: dict[Setting, list[StoredClaim]]) -> TableView:
     """One row per claim, one column per setting: the verdict there (with its leading
-    effect), "not run" or "n/a"."""
+    effect), "running" (a live view, before its study ends), "not run" or "n/a"."""
 
     def cell(sc: StoredClaim) -> Cell:
         r = sc.result
         if r is None:
-            return Cell("not run")
+            return Cell("running" if sc.study else "not run")
         if r.verdict == NOT_APPLICABLE:
             return Cell("n/a")
         return Cell(r.verdict, style=r.verdict, sort=r.effect)

@@ -122,16 +122,7 @@ class Store:
 
     def statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
         """Status of each of ``run_ids`` that the database knows."""
-        ids = list(run_ids)
-        out: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT id, status FROM runs WHERE id IN ({marks})", chunk
-            ):
-                out[row["id"]] = row["status"]
-        return out
+        return {run_id: row["status"] for run_id, row in self.run_states(run_ids).items()}
 
     def claim(
         self,
@@ -162,7 +153,7 @@ class Store:
             self.conn.executemany(
                 "UPDATE runs SET status='running', started_at=?, finished_at=NULL, seconds=NULL, "
                 "diverged_step=NULL, error=NULL, stack_size=?, environment=?, owner=?, "
-                "lease_until=?, attempts=attempts+1 WHERE id=?",
+                "lease_until=?, attempts=attempts+1, progress=0 WHERE id=?",
                 [(_now(), len(run_ids), json.dumps(environment), str(owner), now + seconds, r)
                  for r in run_ids],
             )  # fmt: skip
@@ -181,6 +172,15 @@ class Store:
                 "UPDATE runs SET lease_until=? WHERE owner=? AND status='running'",
                 (time.time() + seconds, str(owner)),
             ).rowcount
+
+    def record_progress(self, owner: Owner, steps: dict[str, int]) -> None:
+        """Note the optimizer steps each run of ``steps`` has taken in ``owner``'s attempt
+        (what a live report shows); runs ``owner`` no longer holds are left alone."""
+        with self.conn:
+            self.conn.executemany(
+                "UPDATE runs SET progress=? WHERE id=? AND owner=? AND status='running'",
+                [(n, run_id, str(owner)) for run_id, n in steps.items()],
+            )
 
     def release(self, owner: Owner) -> None:
         """End ``owner``'s leases on runs it did not finish (they are redone by whoever
@@ -217,7 +217,7 @@ class Store:
             self.conn.executemany(_insert(table), [(run_id, *map(_value, r)) for r in records])
         self.conn.execute(
             "UPDATE runs SET status=?, finished_at=?, seconds=?, diverged_step=?, owner=NULL, "
-            "lease_until=NULL WHERE id=?",
+            "lease_until=NULL, progress=NULL WHERE id=?",
             ("diverged" if result.diverged else "done", _now(), result.seconds,
              result.diverged_step, run_id),
         )  # fmt: skip
@@ -228,11 +228,21 @@ class Store:
         with self.conn:
             self.conn.executemany(
                 "UPDATE runs SET status='failed', finished_at=?, error=?, owner=NULL, "
-                "lease_until=NULL WHERE id=?",
+                "lease_until=NULL, progress=NULL WHERE id=?",
                 [(_now(), error, r) for r in run_ids],
             )
 
     # -- reading ------------------------------------------------------------------
+
+    def run_states(self, run_ids: Iterable[str]) -> dict[str, sqlite3.Row]:
+        """Where each of ``run_ids`` the database knows stands: its ``status``,
+        ``progress`` (steps of a running attempt), ``lease_until`` and ``stack_size``."""
+        ids, out = list(run_ids), {}
+        for start in range(0, len(ids), 500):
+            for row in self._rows(ids[start : start + 500],
+                                  "status, progress, lease_until, stack_size"):  # fmt: skip
+                out[row["id"]] = row
+        return out
 
     def study_names(self) -> list[str]:
         """Names of all studies, most recently updated last."""

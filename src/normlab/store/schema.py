@@ -18,7 +18,7 @@ class StoreError(RuntimeError):
     cannot be written)."""
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 STATUSES = ("queued", "running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")
 
@@ -114,7 +114,12 @@ ALTER TABLE runs ADD COLUMN lease_until REAL;
 ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_owner ON runs (owner);
 """
-_SCRIPTS = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
+# Version 5 added a running run's progress: the optimizer steps its attempt has taken,
+# written by the driver every few seconds, read by the live report.
+_SCHEMA_V5 = """
+ALTER TABLE runs ADD COLUMN progress INTEGER;
+"""
+_SCRIPTS = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
