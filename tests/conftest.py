@@ -69,6 +69,22 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def debian_fashion() -> Path:
+    """Debian's Fashion-MNIST folder (apt-get install dataset-fashion-mnist). Without it
+    the tests that read it skip, saying why; under CI ($CI set, as .ci/run does, which
+    installs the package) they fail instead."""
+    from normlab.data.sources import FASHION_MNIST
+
+    folder = FASHION_MNIST.system_dirs[0]
+    if not folder.is_dir():
+        message = f"Fashion-MNIST not in {folder}: apt-get install dataset-fashion-mnist"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def mnist_raw(data_root):
     from normlab.data.locate import load
 

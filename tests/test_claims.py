@@ -333,7 +333,8 @@ def test_inference_claim_is_stored_and_judged_from_its_runs(tmp_path, data_root,
 
 
 @pytest.mark.slow
-def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(tmp_path, data_root, monkeypatch):
+def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(tmp_path, data_root, monkeypatch,
+                                                        debian_fashion):
     """Claim 9 on the small CNN with Fashion-MNIST (real files), claim 10 saying it does
     not apply there, and the report's grid setting the verdict beside the other
     settings'."""

@@ -304,7 +304,7 @@ def test_a_failing_unit_is_recorded_and_the_others_saved(env):
     assert error.startswith("IdxError:")
 
 
-def test_cnn_studies_train_on_mnist_and_fashion_mnist(env):
+def test_cnn_studies_train_on_mnist_and_fashion_mnist(env, debian_fashion):
     (env / "cnn.toml").write_text(
         'name = "cnn"\nseeds = 1\n[fixed]\nmodel = "cnn"\nchannels = [4, 8]\nhidden = []\n'
         'inputs = "scaled"\nepochs = 1\nbatch_size = 100\nval_size = 50000\nnorm = "batch"\n'

@@ -5,7 +5,7 @@ import pytest
 
 from normlab.data import idx
 from normlab.data.locate import load
-from normlab.data.sources import FASHION_MNIST, MNIST, DatasetSource
+from normlab.data.sources import MNIST, DatasetSource
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -89,9 +89,7 @@ def test_real_mnist_digests_shapes_and_labels(mnist_raw):
     assert len(MNIST.files) == 4
 
 
-def test_real_fashion_mnist_from_debian_path(tmp_path):
-    if not FASHION_MNIST.system_dirs[0].is_dir():
-        pytest.fail("Fashion-MNIST missing: apt-get install dataset-fashion-mnist (.ci/run does)")
+def test_real_fashion_mnist_from_debian_path(tmp_path, debian_fashion):
     raw = load("fashion-mnist", tmp_path, download=False)  # empty root: found at Debian's path
     assert raw.x_train.shape == (60000, 28, 28)
     assert raw.y_test.shape == (10000,)

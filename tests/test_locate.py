@@ -3,6 +3,10 @@ folders and the MNIST normlab ships, then a download; every copy checked on load
 
 import gzip
 import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from normlab.data import idx
 from normlab.data.locate import data_root, find_file, load
 from normlab.data.sources import EMBEDDED, MNIST, ROLES
 
+REPO = Path(__file__).resolve().parents[1]
 CLOSED = "http://127.0.0.1:9/"  # the discard port: nothing listens, a download fails
 
 
@@ -53,3 +58,20 @@ def test_a_users_own_copy_comes_first_and_is_checked_like_any_other(fresh_machin
     (mine / "mnist" / f"{name}.gz").write_bytes(gzip.compress(content[:-1] + b"\x07"))
     with pytest.raises(idx.IdxError, match=rf"{mine / 'mnist' / name}\.gz.*SHA-256"):
         load("mnist")
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_mnist_and_its_notice(tmp_path):
+    """A wheel built from this checkout holds the four MNIST files and the NOTICE, byte
+    for byte, and stays near their size (README states it)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                           str(tmp_path), str(REPO)], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("normlab-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = {Path(n).name: n for n in z.namelist() if n.startswith("normlab/data/mnist/")}
+        assert set(names) == {"NOTICE", *(f"{MNIST.files[r][0]}.gz" for r in ROLES)}
+        for name, member in names.items():
+            assert z.read(member) == (EMBEDDED / name).read_bytes(), name
+    shipped = sum(f.stat().st_size for f in EMBEDDED.iterdir())
+    assert shipped < wheel.stat().st_size < shipped + 2_000_000
