@@ -111,7 +111,8 @@ def test_probe_and_eval_rows_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("version", "dropped"), [(1, "probes, evals, samples"), (2, "samples"), (3, "")]
+    ("version", "dropped"),
+    [(1, "probes, evals, samples"), (2, "samples"), (3, ""), (4, "")],
 )
 def test_an_older_database_gains_the_later_tables(tmp_path, version, dropped):
     path = tmp_path / "old.db"
@@ -119,19 +120,21 @@ def test_an_older_database_gains_the_later_tables(tmp_path, version, dropped):
         store.register_study("s", {}, [RunConfig()])
     conn = sqlite3.connect(path)
     conn.executescript("".join(f"DROP TABLE {t};" for t in dropped.split(", ") if t))
-    conn.executescript(  # what version 4 added: leases
-        "DROP INDEX runs_owner; ALTER TABLE runs DROP COLUMN owner; "
-        "ALTER TABLE runs DROP COLUMN lease_until; ALTER TABLE runs DROP COLUMN attempts;"
-    )
+    conn.execute("ALTER TABLE runs DROP COLUMN progress")  # what version 5 added
+    if version < 4:
+        conn.executescript(  # what version 4 added: leases
+            "DROP INDEX runs_owner; ALTER TABLE runs DROP COLUMN owner; "
+            "ALTER TABLE runs DROP COLUMN lease_until; ALTER TABLE runs DROP COLUMN attempts;"
+        )
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     conn.commit()
     conn.close()
     with Store(path) as store:
         assert store.probes("s") == store.samples("s") == [] and store.study_names() == ["s"]
         assert store.claim([RunConfig().run_id], ME, 60, {})
-        assert store.runs("s")[0]["attempts"] == 1
+        assert store.runs("s")[0]["attempts"] == 1 and store.runs("s")[0]["progress"] == 0
     version = sqlite3.connect(path).execute("SELECT value FROM meta").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 4
+    assert int(version) == SCHEMA_VERSION == 5
 
 
 def test_a_lease_is_held_renewed_lost_and_taken_over(tmp_path):
