@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import json
+import signal
 import sqlite3
 import threading
 import time
@@ -132,16 +133,24 @@ class LiveReport:
         return self
 
     def serve(self, open_url: Callable[[str], object] | None = None) -> None:
-        """Serve until Ctrl-C (or ``close`` from another thread), then stop cleanly;
-        ``open_url`` (a browser launcher) is given the page's address first."""
+        """Serve until Ctrl-C or ``kill`` (SIGINT, SIGTERM; or ``close`` from another
+        thread), then stop cleanly; ``open_url`` (a browser launcher) is given the page's
+        address first. Called from the main thread, it answers both signals even where
+        they were ignored when the process began (a command started in the background by
+        a script ignores SIGINT)."""
         if open_url is not None:
             open_url(self.url)
+        main = threading.current_thread() is threading.main_thread()
+        stops = (signal.SIGINT, signal.SIGTERM) if main else ()
+        before = {s: signal.signal(s, _interrupt) for s in stops}
         try:
             while not self._stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass
         finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
             self.close()
 
     def close(self) -> None:
@@ -236,6 +245,10 @@ class LiveReport:
     def content(self) -> dict:
         shown = self.shown
         return {"version": shown.version, "main": shown.main, "figures": shown.figures}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class _Handler(BaseHTTPRequestHandler):
