@@ -36,6 +36,11 @@ class Standing:
     outcomes: int = 0  # changes whenever a run's status does (what a page shows moved)
 
     @property
+    def ended(self) -> bool:
+        """Whether every run has an outcome (finished, diverged or failed)."""
+        return self.finished + self.failed == self.runs
+
+    @property
     def fraction(self) -> float:
         """The share of the work done, 0 to 1."""
         return self.work_done / self.work_total if self.work_total else 1.0

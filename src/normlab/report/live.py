@@ -82,7 +82,7 @@ def standing_text(s: Standing, seconds_left: float | None) -> str:
              + (f" ({s.diverged} diverged)" if s.diverged else "")]  # fmt: skip
     parts += [f"{n} {what}" for n, what in ((s.running, "running"), (s.queued, "queued"),
                                             (s.failed, "failed")) if n]  # fmt: skip
-    if s.finished + s.failed == s.runs:
+    if s.ended:
         parts.append("complete" if not s.failed else "ended")
     elif not s.running:
         parts.append("no process is training it now")
@@ -202,7 +202,9 @@ class LiveReport:
         now = time.monotonic()
         self._pace.observe(now, standing.work_done)
         shown = self.shown
-        if key != self._key and now - self._built >= REBUILD_SECONDS:
+        # rebuilt at most every few seconds, but at once when the last run lands: the
+        # state that says "complete" comes with the page of every run
+        if key != self._key and (standing.ended or now - self._built >= REBUILD_SECONDS):
             page = (claims_report(w.db, w.budget, w.ids, w.model, w.dataset, settled=True)
                     if w.claims else study_report(w.db, name))  # fmt: skip
             main, figures = page_html.content(page)
@@ -226,8 +228,7 @@ class LiveReport:
 
     @staticmethod
     def _state(shown: Shown, s: Standing, left: float | None) -> dict:
-        state = ("complete" if s.finished + s.failed == s.runs else
-                 "running" if s.running else "idle")  # fmt: skip
+        state = "complete" if s.ended else "running" if s.running else "idle"
         text = standing_text(s, left)
         return {"version": shown.version, "state": state, "text": text, "finished": s.finished,
                 "runs": s.runs, "running": s.running, "queued": s.queued, "failed": s.failed,
