@@ -25,7 +25,7 @@ from normlab.experiments.config import RunConfig
 from normlab.experiments.errors import InputError
 from normlab.experiments.plan import Unit
 from normlab.report.claims_page import claims_page
-from normlab.report.live import live_report
+from normlab.report.live import LiveReport, Watched, live_report
 from normlab.store.db import Store
 from normlab.store.leases import Owner
 
@@ -141,6 +141,9 @@ def test_live_report_bad_input_is_one_line(tmp_path):
         with pytest.raises(InputError, match=f"cannot serve on 127.0.0.1:{port}") as info:
             live_report(tmp_path / "x.db", port=port)
         assert info.value.option == "port"
+    LiveReport(Watched(tmp_path / "x.db"), port=port).close()  # never started: frees it
+    with live_report(tmp_path / "x.db", port=port) as server:  # the port is free again
+        assert server.url.endswith(f":{port}/")
     with pytest.raises(InputError, match="'huge' is not one of") as info:
         live_report(tmp_path / "x.db", claims=True, budget="huge", port=0)
     assert info.value.option == "budget"

@@ -154,11 +154,14 @@ class LiveReport:
             self.close()
 
     def close(self) -> None:
+        """Stop both threads and free the port (a report never started just frees it)."""
         self._stop.set()
-        self.server.shutdown()
+        if self._threads[1].is_alive():  # shutdown() waits for a serving loop to end
+            self.server.shutdown()
         self.server.server_close()
         for thread in self._threads:
-            thread.join(timeout=10)
+            if thread.is_alive():
+                thread.join(timeout=10)
 
     def __enter__(self) -> LiveReport:
         return self.start()
