@@ -382,83 +382,24 @@ draw(FIGURES);
 wire(document);
 """
 
-# The live page (``report.live``) asks its server where the study stands every second,
-# and when the runs have moved, fetches the rebuilt page and puts it in place: no reload,
-# the reader's scroll position kept. The bar says when the server has gone.
-_LIVE_JS = """
-const bar = document.getElementById("live");
-let shown = LIVE.version;
-function standing(s) {
-  bar.querySelector(".text").textContent = s.text;
-  bar.querySelector(".fill").style.width = (100 * s.fraction).toFixed(1) + "%";
-  Object.assign(bar.dataset, {state: s.state, finished: s.finished, runs: s.runs});
-  document.title = s.title;
-}
-async function poll() {
-  try {
-    const s = await (await fetch("state", {cache: "no-store"})).json();
-    standing(s);
-    if (s.version !== shown) {
-      const c = await (await fetch("content", {cache: "no-store"})).json();
-      const main = document.querySelector("main"), y = window.scrollY;
-      main.querySelectorAll(".plot").forEach(div => Plotly.purge(div));
-      main.innerHTML = c.main;
-      shown = c.version;
-      wire(main);
-      await draw(c.figures);
-      window.scrollTo(0, y);
-    }
-  } catch (err) {
-    bar.dataset.state = "stopped";
-    bar.querySelector(".text").textContent =
-      "disconnected: the live server stopped; the page shows what it last saw";
-  }
-  setTimeout(poll, LIVE.every);
-}
-setTimeout(poll, LIVE.every);
-"""
-
-_LIVE_CSS = """
-#live{position:sticky;top:0;z-index:10;background:#0b3d91;color:#fff;font-size:13.5px;
-padding:6px 24px 8px}
-#live .text:before{content:"● live · ";color:#7ee787}
-#live[data-state=complete] .text:before{content:"✓ done · ";color:#7ee787}
-#live[data-state=idle] .text:before,#live[data-state=waiting] .text:before{content:"○ ";
-color:#d0d7de}
-#live[data-state=stopped]{background:#6e7781}
-#live[data-state=stopped] .text:before{content:"✕ ";color:#fff}
-#live .track{height:4px;background:rgba(255,255,255,.25);border-radius:2px;margin-top:4px}
-#live .fill{height:4px;background:#7ee787;border-radius:2px;width:0}
-"""
-
-
 def content(page: Page) -> tuple[str, dict]:
     """What the page shows (the inside of ``<main>``) and its figures' plotly JSON."""
     figures = {fig.key: figure_json(fig) for fig in page.figures}
     return _header(page) + "".join(_section(s) for s in page.sections), figures
 
 
-def document(title: str, main: str, figures: dict, live: dict | None = None) -> str:
-    """One HTML document of ``main`` and its ``figures``. With ``live`` (the state a live
-    server gives: its ``version``, ``every`` milliseconds between looks), the page
-    follows the server (``_LIVE_JS``)."""
+def document(title: str, main: str, figures: dict, *, css: str = "", top: str = "",
+             script: str = "") -> str:
+    """One HTML document of ``main`` and its ``figures``; ``css``, ``top`` (markup
+    before ``<main>``) and ``script`` add to the page (the live page's bar and script)."""
     data = json.dumps(figures, separators=(",", ":")).replace("</", "<\\/")
-    css, bar, script = _CSS, "", _JS
-    if live is not None:
-        css += _LIVE_CSS
-        bar = (f'<div id="live" data-state="{html.escape(live["state"])}" data-finished='
-               f'"{live["finished"]}" data-runs="{live["runs"]}"><div class="text">'
-               f'{html.escape(live["text"])}</div><div class="track"><div class="fill" '
-               f'style="width:{100 * live["fraction"]:.1f}%"></div></div></div>')  # fmt: skip
-        state = json.dumps({"version": live["version"], "every": live["every"]})
-        script += f"const LIVE={state};\n{_LIVE_JS}"
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
         f'content="width=device-width,initial-scale=1"><title>{html.escape(title)}'
-        f"</title><style>{css}</style><script>{_plotly_js()}</script></head><body>{bar}<main>"
-        f"{main}</main><script>const FIGURES={data};\n{script}</script>"
+        f"</title><style>{_CSS}{css}</style><script>{_plotly_js()}</script></head><body>{top}"
+        f"<main>{main}</main><script>const FIGURES={data};\n{_JS}{script}</script>"
         "</body></html>"
-    )
+    )  # fmt: skip
 
 
 def render(page: Page) -> str:

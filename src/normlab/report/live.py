@@ -42,6 +42,55 @@ from normlab.store.db import Store, StoreError
 LOOK_SECONDS = 1.0  # how often the database is read
 REBUILD_SECONDS = 2.0  # the least time between two builds of the page
 
+# The page asks its server where the study stands every second,
+# and when the runs have moved, fetches the rebuilt page and puts it in place: no reload,
+# the reader's scroll position kept. The bar says when the server has gone.
+_LIVE_JS = """
+const bar = document.getElementById("live");
+let shown = LIVE.version;
+function standing(s) {
+  bar.querySelector(".text").textContent = s.text;
+  bar.querySelector(".fill").style.width = (100 * s.fraction).toFixed(1) + "%";
+  Object.assign(bar.dataset, {state: s.state, finished: s.finished, runs: s.runs});
+  document.title = s.title;
+}
+async function poll() {
+  try {
+    const s = await (await fetch("state", {cache: "no-store"})).json();
+    standing(s);
+    if (s.version !== shown) {
+      const c = await (await fetch("content", {cache: "no-store"})).json();
+      const main = document.querySelector("main"), y = window.scrollY;
+      main.querySelectorAll(".plot").forEach(div => Plotly.purge(div));
+      main.innerHTML = c.main;
+      shown = c.version;
+      wire(main);
+      await draw(c.figures);
+      window.scrollTo(0, y);
+    }
+  } catch (err) {
+    bar.dataset.state = "stopped";
+    bar.querySelector(".text").textContent =
+      "disconnected: the live server stopped; the page shows what it last saw";
+  }
+  setTimeout(poll, LIVE.every);
+}
+setTimeout(poll, LIVE.every);
+"""
+
+_LIVE_CSS = """
+#live{position:sticky;top:0;z-index:10;background:#0b3d91;color:#fff;font-size:13.5px;
+padding:6px 24px 8px}
+#live .text:before{content:"● live · ";color:#7ee787}
+#live[data-state=complete] .text:before{content:"✓ done · ";color:#7ee787}
+#live[data-state=idle] .text:before,#live[data-state=waiting] .text:before{content:"○ ";
+color:#d0d7de}
+#live[data-state=stopped]{background:#6e7781}
+#live[data-state=stopped] .text:before{content:"✕ ";color:#fff}
+#live .track{height:4px;background:rgba(255,255,255,.25);border-radius:2px;margin-top:4px}
+#live .fill{height:4px;background:#7ee787;border-radius:2px;width:0}
+"""
+
 
 @dataclass(frozen=True)
 class Watched:
@@ -242,9 +291,16 @@ class LiveReport:
     # -- what the server answers -----------------------------------------------------
 
     def page(self) -> str:
-        shown = self.shown
-        live = {**shown.state, "every": int(LOOK_SECONDS * 1000)}
-        return page_html.document(shown.title, shown.main, shown.figures, live)
+        """The whole page as last built, with the bar and the script that follow the
+        server from then on."""
+        shown, state = self.shown, self.shown.state
+        bar = (f'<div id="live" data-state="{html.escape(state["state"])}" data-finished='
+               f'"{state["finished"]}" data-runs="{state["runs"]}"><div class="text">'
+               f'{html.escape(state["text"])}</div><div class="track"><div class="fill" '
+               f'style="width:{100 * state["fraction"]:.1f}%"></div></div></div>')  # fmt: skip
+        start = json.dumps({"version": shown.version, "every": int(LOOK_SECONDS * 1000)})
+        return page_html.document(shown.title, shown.main, shown.figures, css=_LIVE_CSS,
+                                  top=bar, script=f"const LIVE={start};\n{_LIVE_JS}")  # fmt: skip
 
     def content(self) -> dict:
         shown = self.shown
