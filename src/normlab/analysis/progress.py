@@ -10,6 +10,7 @@ the driver records every few seconds.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -59,7 +60,7 @@ def standing(
     statuses = []
     for config, status, steps, lease_until in runs:
         statuses.append((config.run_id, status))
-        work = Unit((config,)).work
+        work = _work(config)
         total += work
         counts["runs"] += 1
         if status in FINISHED:
@@ -70,10 +71,15 @@ def standing(
             counts["failed"] += 1
         elif status == "running" and (lease_until or 0) > now:
             counts["running"] += 1
-            done += work * min((steps or 0) / max(config.epochs * config.steps_per_epoch, 1), 1)
+            done += work * min((steps or 0) / max(Unit((config,)).steps, 1), 1)
         else:
             counts["queued"] += 1
     return Standing(**counts, work_done=done, work_total=total, outcomes=hash(tuple(statuses)))
+
+
+@functools.lru_cache(maxsize=65536)  # a live report weighs the same runs every second
+def _work(config: RunConfig) -> float:
+    return Unit((config,)).work
 
 
 def study_standing(store: Store, study: str, now: float | None = None) -> Standing:

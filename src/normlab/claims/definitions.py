@@ -14,7 +14,7 @@ factors equal; the arms share seeds, so the comparison is paired by seed.
 from __future__ import annotations
 
 from normlab.analysis.verdict import Rule
-from normlab.claims.claim import Claim
+from normlab.claims.claim import Claim, claim_study
 from normlab.claims.measures import (
     bn_probe_difference,
     collapse_note,
@@ -36,6 +36,8 @@ from normlab.claims.measures import (
     train_test_gap,
     variance_shift,
 )
+from normlab.claims.settings import SEED, Setting
+from normlab.experiments.spec import StudySpec
 
 # Target validation accuracies per dataset: claim 1's (reached within quick's single
 # epoch by BN), and claims 20 and 21's (within the first epoch at every batch size).
@@ -388,3 +390,12 @@ def selected(numbers: list[int]) -> list[int]:
             raise ValueError(f"no claim {n} (claims: {', '.join(map(str, sorted(CLAIMS)))})")
     chosen = [c for c in CLAIMS.values() if c.id in numbers or c.part_of in numbers]
     return [c.id for c in sorted(chosen, key=lambda c: (c.part_of or c.id, c.id))]
+
+
+def claim_studies(
+    numbers: list[int], budget: str, setting: Setting = SEED
+) -> dict[int, StudySpec]:
+    """The built-in study of each claim ``selected(numbers)`` names that applies to
+    ``setting``, at ``budget`` (two claims may share one)."""
+    return {n: claim_study(CLAIMS[n], budget, setting) for n in selected(numbers)
+            if not CLAIMS[n].not_applicable(setting)}  # fmt: skip

@@ -27,8 +27,8 @@ from pydantic import ValidationError
 
 from normlab import runtime
 from normlab.analysis.summary import StudySummary, summarize
-from normlab.claims.claim import ClaimError, claim_study
-from normlab.claims.definitions import CLAIMS, selected
+from normlab.claims.claim import ClaimError
+from normlab.claims.definitions import CLAIMS, claim_studies, selected
 from normlab.claims.judge import ClaimResult, judge, not_applicable
 from normlab.claims.settings import Setting
 from normlab.data.download import DownloadError
@@ -223,8 +223,7 @@ def judge_claims(
         raise InputError(str(err), "ids") from None
     setting = _setting(model, dataset)
     try:
-        studies = {n: claim_study(CLAIMS[n], budget, setting).study() for n in wanted
-                   if not CLAIMS[n].not_applicable(setting)}  # fmt: skip
+        studies = {n: spec.study() for n, spec in claim_studies(wanted, budget, setting).items()}
     except (ClaimError, StudyError) as err:
         raise InputError(str(err)) from None
     reports: dict[str, StudyReport] = {}

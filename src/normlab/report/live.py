@@ -30,8 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from normlab.analysis.progress import Pace, Standing, configs_standing, study_standing
-from normlab.claims.claim import ClaimError, claim_study
-from normlab.claims.definitions import CLAIMS, selected
+from normlab.claims.claim import ClaimError
+from normlab.claims.definitions import CLAIMS, claim_studies
 from normlab.experiments.config import RunConfig
 from normlab.experiments.errors import InputError
 from normlab.report import html as page_html
@@ -270,11 +270,8 @@ class LiveReport:
         if self._configs is None:
             w = self.watched
             wanted, setting = claims_scope(w.budget, w.ids, w.model, w.dataset)
-            studies = {}
-            for n in selected(wanted if wanted is not None else list(CLAIMS)):
-                if not CLAIMS[n].not_applicable(setting):
-                    spec = claim_study(CLAIMS[n], w.budget, setting)
-                    studies.setdefault(spec.name, spec)
+            specs = claim_studies(wanted or list(CLAIMS), w.budget, setting).values()
+            studies = {spec.name: spec for spec in specs}  # a study two claims share, once
             self._configs = list({c.run_id: c for s in studies.values() for c in s.runs()}.values())
         return self._configs
 
