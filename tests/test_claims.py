@@ -123,13 +123,22 @@ def test_measures_that_span_a_seeds_runs_or_read_probes():
     assert gradient_imbalance(_run([], [{}], probes=grads)) == pytest.approx(2.0)  # 1e-3 vs 1e-1
 
 
-def test_gradient_noise_is_the_mean_log_after_initialization():
+def test_gradient_noise_is_the_ratio_of_mean_trace_to_mean_signal_after_initialization():
     epochs = [{"epoch": 1, "val_acc": 0.9, "train_acc": 0.9, "test_acc": 0.9}]
-    rows = [_probe("noise", -1, "noise", v, step) for v, step in
-            ((1000.0, 1), (10.0, 50), (100.0, 100), (None, 150), (-3.0, 200))]  # fmt: skip
-    assert gradient_noise(_run([], epochs, probes=rows)) == pytest.approx(1.5)
-    assert math.isnan(gradient_noise(_run([], epochs, probes=rows[:1])))  # init only
+    # (trace, signal, step): the init aside; a negative signal estimate is weighed, not
+    # dropped: mean trace 40, mean signal (6 + 1 - 3) / 3 = 4/3 -> log10(30)
+    rows = [_probe("noise", -1, name, v, step)
+            for t, g, step in ((1e6, 1.0, 1), (60.0, 6.0, 50), (20.0, 1.0, 100), (40.0, -3.0, 150))
+            for name, v in (("trace", t), ("signal", g))]  # fmt: skip
+    assert gradient_noise(_run([], epochs, probes=rows)) == pytest.approx(math.log10(30.0))
+    assert math.isnan(gradient_noise(_run([], epochs, probes=rows[:2])))  # init only
     assert math.isnan(gradient_noise(_run([], epochs, status="diverged", probes=rows)))
+    negative = [
+        *rows[:2],
+        _probe("noise", -1, "trace", 5.0, 50),
+        _probe("noise", -1, "signal", -1.0, 50),
+    ]
+    assert math.isnan(gradient_noise(_run([], epochs, probes=negative)))  # no signal at all
 
 
 def test_measures_at_initialization_and_at_the_last_measurement():
@@ -172,10 +181,12 @@ def test_several_baselines_and_context_comparisons():
     gap = {"batch_size=4": {n: {s: 0.0 for s in seeds} for n in ("batch", "group", "layer")}}
     gap["batch_size=4"]["batch"] = {s: -0.05 - 0.01 * s for s in seeds}
     result = judge_values(claim, arms, runs=24, context=gap)
-    labels = [label for label, _, _ in result.comparisons]
+    labels = [j.label for j in result.comparisons]
     assert labels == ["batch_size=4, vs group", "batch_size=4, vs layer"]
+    assert [(j.group, j.baseline) for j in result.comparisons] == [
+        ("batch_size=4", "group"), ("batch_size=4", "layer")]  # fmt: skip
     assert result.verdict == "supported" and result.effect < -0.04
-    context = {label: c.effect for label, c in result.context}
+    context = {j.label: j.comparison.effect for j in result.context}
     assert context["batch_size=4, vs none"] == pytest.approx(-0.0005)  # outside the verdict
     assert context["batch_size=4, vs group"] == pytest.approx(-0.075)  # the context measure
     assert len(context) == 2  # context measures against the first baseline only
@@ -205,15 +216,16 @@ def test_a_seed_without_a_value_is_dropped_and_said_so():
         "none": {0: -2.0, 1: -2.0, 2: -2.0, 3: -2.5},
     }}  # fmt: skip
     result = judge_values(claim, arms, runs=8)
-    ((_, comparison, _),) = result.comparisons
-    assert comparison.n_arm == comparison.n_baseline == 3
+    (judged,) = result.comparisons
+    comparison = judged.comparison
+    assert comparison.n_arm == comparison.n_baseline == 3 and result.dropped == 1
     assert comparison.effect == pytest.approx(1.0)
     from normlab.claims.judge import _missing
 
-    assert _missing(arms) == [
+    assert _missing(arms) == ([
         "optimizer=adam, batch: seed(s) 2 without a value (diverged, failed or not "
         "finished), left out of the comparison"
-    ]
+    ], 1)  # fmt: skip
 
 
 def test_an_inconclusive_verdict_says_whether_seeds_would_settle_it():
@@ -229,8 +241,9 @@ def test_an_inconclusive_verdict_says_whether_seeds_would_settle_it():
     assert few.seeds_needed is not None and few.seeds_needed > 3
     assert f"about {few.seeds_needed} seeds would" in few.power
     assert few.detectable["inputs=scaled"] > claim.rule.min_effect
-    # precise, an effect right at the size that matters: more seeds would not settle it
-    near = judged([0.9700, 0.9710, 0.9720, 0.9731], [0.9720, 0.9729, 0.9741, 0.9750])
+    # precise enough to detect the size that matters, an effect of half that size
+    # neither shown nor ruled out: more seeds would not settle it quickly
+    near = judged([0.9719, 0.9710, 0.9737, 0.9734], [0.9720, 0.9729, 0.9741, 0.9750])
     assert near.verdict == "inconclusive" and "near the size that matters" in near.power
     assert near.seeds_needed is None and near.as_json()["detectable_effect"] < 0.002
     # a clear result has no such sentence, and its seeds needed are few
@@ -333,8 +346,9 @@ def test_inference_claim_is_stored_and_judged_from_its_runs(tmp_path, data_root,
 
 
 @pytest.mark.slow
-def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(tmp_path, data_root, monkeypatch,
-                                                        debian_fashion):
+def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(
+    tmp_path, data_root, monkeypatch, debian_fashion
+):
     """Claim 9 on the small CNN with Fashion-MNIST (real files), claim 10 saying it does
     not apply there, and the report's grid setting the verdict beside the other
     settings'."""

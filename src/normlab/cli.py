@@ -33,7 +33,8 @@ Executor = Annotated[str, Option("--executor", help="local, pool (processes here
 Address = Annotated[str | None, Option("--address", help="Ray cluster: auto or HOST:PORT.")]
 StudyName = Annotated[str | None, Option("--study", help="Study name (default: the latest).")]
 Inputs = Annotated[str, Option("--inputs", help="raw (0-255), scaled (/255) or standardized.")]
-Budget = Annotated[str, Option("--budget", help="quick (minutes), standard or full (rigorous).")]
+Budget = Annotated[str, Option("--budget", help="quick (minutes), standard, full (rigorous), "
+                              "or auto: fresh seeds in rounds until decided (auto<N>: cap N).")]
 Only = Annotated[str | None, Option("--only", help="Claim numbers, e.g. 1,4 (4 brings 12).")]
 Model = Annotated[str, Option("--model", help="The claims' model family: mlp or cnn.")]
 Dataset = Annotated[str, Option("--dataset", help="The claims' dataset: mnist or fashion-mnist.")]
@@ -239,6 +240,7 @@ def claims(
     model: Model = "mlp",
     dataset: Dataset = "mnist",
     as_json: Annotated[bool, Option("--json", help="Print the verdicts as JSON.")] = False,
+    max_seeds: Annotated[int, Option(help="--budget auto: the most seeds per arm.")] = 20,
     db: Db = Path("normlab.db"),
     data_dir: DataDir = None,
     device: Device = "cpu",
@@ -261,7 +263,8 @@ def claims(
         results = judge_claims(numbers, budget, model=model, dataset=dataset, db=db,
                                data_dir=data_dir, device=device, threads=threads,
                                max_stack=max_stack, executor=executor, address=address,
-                               observer=console.ProgressObserver(err))  # fmt: skip
+                               observer=console.ProgressObserver(err),
+                               max_seeds=max_seeds)  # fmt: skip
     if as_json:
         out.print_json(json.dumps([r.as_json() for r in results]))
     else:

@@ -8,7 +8,21 @@ evaluations) are named tuples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import NamedTuple, Protocol
+
+
+class Status(StrEnum):
+    """A run's status in the store (equal to the string stored)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+
+FINISHED = (Status.DONE, Status.DIVERGED)  # statuses of a run that has its outcome
 
 
 @dataclass(frozen=True)

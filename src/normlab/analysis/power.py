@@ -14,18 +14,28 @@ study could detect with all its comparisons. The *seeds needed* for an effect Δ
 smallest n at which a study of n seeds with the same spread (the same standard
 deviation per seed) would reach 80% power at Δ. Rank tests (Wilcoxon, Mann-Whitney)
 need 1/0.955 times the seeds of the t-test for the same power on normal data (their
-asymptotic relative efficiency, 3/π), so for them ``se`` is widened by √(π/3).
-docs/STATISTICS.md states the same; a test checks it against simulated t-tests.
+asymptotic relative efficiency, 3/π), so for them ``se`` is widened by √(π/3); and
+being exact, they reject only at the levels their null distribution offers: the
+largest one within α is used, and none at all below their floor (2/2ⁿ for n pairs:
+6 pairs at α = 0.05, 8 at 0.0125). docs/STATISTICS.md states the same; tests check it
+against simulated t and Wilcoxon tests.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from scipy import optimize, stats
 
+from normlab.analysis import ranks
+
+if TYPE_CHECKING:
+    from normlab.analysis.stats import Comparison
+
 POWER = 0.8
 MAX_SEEDS = 10_000  # beyond this "seeds needed" is reported as out of reach
+EXACT_UP_TO = 60  # seeds beyond which a rank test's discrete levels no longer matter
 RANK_EFFICIENCY = 3 / math.pi  # Wilcoxon's asymptotic relative efficiency to t
 
 
@@ -71,3 +81,52 @@ def seeds_needed(sd: float, effect: float, alpha: float, target: float = POWER) 
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid + 1, high)
     return low
+
+
+def exact_level(n: int, alpha: float, m: int | None = None) -> float:
+    """The largest two-sided level within ``alpha`` at which the exact rank test of n
+    pairs (or of samples of n and m) can reject; 0 below its floor."""
+    cdf = ranks.signed_rank_cdf(n) if m is None else ranks.rank_sum_cdf(n, m)
+    levels = 2.0 * cdf[2.0 * cdf <= alpha + 1e-12]
+    return float(levels[-1]) if len(levels) else 0.0
+
+
+def _level(c: Comparison, n: int, alpha: float) -> float:
+    """The level the comparison's own test has at ``n`` seeds (``alpha`` for t)."""
+    if not c.rank_test:
+        return alpha
+    return exact_level(n, alpha, None if c.paired else n)
+
+
+def detectable_for(c: Comparison, alpha: float) -> float:
+    """The smallest effect ``c``'s own test detects with 80% power at ``alpha`` (rank
+    tests at their exact level; +inf below their floor, NaN without a spread)."""
+    level = _level(c, c.n_arm, alpha)
+    if level == 0.0:
+        return math.inf
+    return detectable_effect(c.se, c.df, level)
+
+
+def seeds_for(c: Comparison, effect: float, alpha: float, target: float = POWER) -> int | None:
+    """The fewest seeds per arm at which ``c``'s own test (its spread per seed, its
+    efficiency, its exact levels) detects ``effect`` with probability ``target``."""
+    sd = c.se * math.sqrt(c.n_arm)  # unpaired: the arms' pooled spread, as if equal sizes
+    if not c.rank_test:
+        return seeds_needed(sd, effect, alpha, target)
+    n = seeds_needed(sd, effect, alpha, target)
+    if n is None:
+        return None
+    for seeds in range(max(n, 2), EXACT_UP_TO + 1):
+        level = _level(c, seeds, alpha)
+        if level > 0 and power(effect, sd / math.sqrt(seeds), seeds - 1, level) >= target:
+            return seeds
+    return max(n, EXACT_UP_TO + 1)  # beyond, the exact levels are as good as alpha
+
+
+def rank_floor_seeds(alpha: float, paired: bool = True) -> int:
+    """The fewest seeds (pairs, or per arm) at which an exact rank test can reject at
+    ``alpha`` at all."""
+    n = 2
+    while ranks.floor_p(n, None if paired else n) > alpha:
+        n += 1
+    return n

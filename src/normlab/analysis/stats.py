@@ -1,22 +1,25 @@
-"""Comparing two arms over seeds: effect, bootstrap interval, test, Holm correction.
+"""Comparing two arms over seeds: effect, interval and test from one model of the data,
+and the Holm correction.
 
 An *arm* is the values of one outcome (final test accuracy, steps to a target, ...) over
 the seeds of one configuration; a comparison sets the arm of interest (usually with BN)
-against a baseline (usually without). The rules, which docs/STATISTICS.md states for
-users:
+against a baseline (usually without). When the arms share seeds (and so data order and
+the initial weights of the layers they share) they are *paired*: seed i of one is set
+against seed i of the other. The rules, which docs/STATISTICS.md states for users:
 
-- **Effect**: the difference of means, arm minus baseline, in the outcome's own units
-  (of medians for ranked outcomes, which may be infinite: a median run that never
-  reached a target). When the arms share seeds (and so data order and the initial
-  weights of the layers they share) they are *paired*: resampling and tests keep each
-  seed's two values together.
-- **Interval**: a 95% bootstrap interval of that effect (BCa, 9,999 resamples, fixed
-  random stream so that the same data give the same interval). Resampling is over seeds,
-  pairs kept together when paired. With fewer than 3 values per arm there is no interval.
-- **Test**: paired t-test or Welch's t-test for continuous outcomes; Wilcoxon signed-rank
-  or Mann-Whitney U for ranked outcomes (those with censored values, such as steps to a
-  target that a run never reached, recorded as +inf), and for continuous ones without
-  any spread, where t is undefined. Two-sided, exact where scipy computes it exactly.
+- **Continuous outcomes**: the effect is the difference of means (paired: the mean of
+  the per-seed differences); the interval is Student's t interval of it, and the test
+  the t-test it inverts (paired t, or Welch's t with Welch's degrees of freedom). The
+  p-value is below 1 - confidence exactly when the interval excludes 0.
+- **Ranked outcomes** (censored values such as steps to a target a run never reached,
+  stored as +inf), and continuous ones whose values do not vary at all (t is then
+  undefined): the Hodges-Lehmann estimate with the exact interval and p-value of the
+  Wilcoxon signed-rank test (paired) or the Mann-Whitney test (unpaired)
+  (``analysis.ranks``). With too few seeds for the exact test to reach the level
+  (fewer than 6 pairs at 95%) the interval is unbounded, which is what those seeds say.
+- **Exact quantities**: values are rounded to 10 significant digits of the largest of
+  them before anything is computed, so that accuracies that differ by the same number of test
+  images give equal differences however float rounding fell.
 - **Holm**: the p-values of one claim's comparisons are corrected together (Holm 1979),
   which controls the family-wise error rate without assuming independence.
 """
@@ -24,20 +27,18 @@ users:
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
+from normlab.analysis import ranks
 from normlab.analysis.power import RANK_EFFICIENCY
 
 CONFIDENCE = 0.95
-RESAMPLES = 9999
-MIN_FOR_INTERVAL = 3
 KINDS = ("continuous", "ranked")
-EXACT_UP_TO = 20  # values per arm up to which Mann-Whitney's p is exact
+DIGITS = 10  # significant digits (of the arms' largest value) that count (``exact``)
 
 
 @dataclass(frozen=True)
@@ -59,74 +60,50 @@ class Comparison:
     # tests: widened by their efficiency), for the power (``analysis.power``)
     se: float = math.nan
     df: float = math.nan
+    confidence: float = CONFIDENCE  # the interval's level (rank tests: the exact one)
+
+    @property
+    def rank_test(self) -> bool:
+        """Whether the test is a rank test (its p has an exact floor)."""
+        return self.test.startswith(("Wilcoxon", "Mann-Whitney"))
 
 
-def _finite_pairs(arm: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keep = ~(np.isnan(arm) | np.isnan(baseline))
-    return arm[keep], baseline[keep]
+def exact(values: np.ndarray, scale: float) -> np.ndarray:
+    """``values`` rounded to ``DIGITS`` significant decimal digits of ``scale``
+    (infinities kept), so that quantities equal in truth (counts of test images over
+    10,000) compare equal whatever rounding their floats went through."""
+    decimals = DIGITS - 1 - math.floor(math.log10(scale)) if scale > 0 else DIGITS
+    with np.errstate(invalid="ignore"):
+        rounded = np.round(values, decimals)
+    return np.where(np.isfinite(values), rounded, values)
 
 
-def _interval(
-    arm: np.ndarray,
-    baseline: np.ndarray,
-    paired: bool,
-    center: Callable[..., np.ndarray],
-    seed: int,
-) -> tuple[float, float]:
-    if min(len(arm), len(baseline)) < MIN_FOR_INTERVAL or not (
-        np.isfinite(arm).all() and np.isfinite(baseline).all()
-    ):
-        return math.nan, math.nan
-
-    def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        return center(a, axis=axis) - center(b, axis=axis)
-
-    spread = np.ptp(arm - baseline) if paired else max(np.ptp(arm), np.ptp(baseline))
-    if spread == 0:  # every resample gives the same effect
-        effect = float(statistic(arm, baseline))
-        return effect, effect
-
-    def bootstrap(method: str) -> tuple[float, float]:
-        with warnings.catch_warnings():  # a degenerate BCa is handled by the caller
-            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = stats.bootstrap(
-                (arm, baseline),
-                statistic,
-                paired=paired,
-                n_resamples=RESAMPLES,
-                confidence_level=CONFIDENCE,
-                method=method,
-                rng=np.random.default_rng(seed),
-            )
-        return result.confidence_interval
-
-    low, high = bootstrap("BCa")
-    if not (math.isfinite(low) and math.isfinite(high)):
-        # BCa's acceleration is undefined for some small, tied samples: use percentiles.
-        low, high = bootstrap("percentile")
-    return float(low), float(high)
+def _scale(*arrays: np.ndarray) -> float:
+    finite = np.concatenate([x[np.isfinite(x)] for x in arrays])
+    return float(np.max(np.abs(finite))) if len(finite) else 1.0
 
 
-def _test(arm: np.ndarray, baseline: np.ndarray, paired: bool, kind: str) -> tuple[float, str]:
-    if min(len(arm), len(baseline)) < 2:
-        return math.nan, "none (fewer than 2 values)"
-    if kind == "continuous":
-        # Without spread t is undefined; the rank test's exact p is then the honest one
-        # (n identical paired differences give 2/2^n, not 0).
-        if paired:
-            diff = arm - baseline
-            if np.ptp(diff) != 0:
-                return float(stats.ttest_rel(arm, baseline).pvalue), "paired t"
-        elif np.ptp(arm) != 0 or np.ptp(baseline) != 0:
-            return float(stats.ttest_ind(arm, baseline, equal_var=False).pvalue), "Welch t"
-    if paired:
-        if np.all(arm == baseline):
-            return 1.0, "Wilcoxon signed-rank"
-        return float(stats.wilcoxon(arm, baseline).pvalue), "Wilcoxon signed-rank"
-    # The normal approximation is anti-conservative for a few seeds: exact up to 20 each.
-    method = "exact" if max(len(arm), len(baseline)) <= EXACT_UP_TO else "asymptotic"
-    return float(stats.mannwhitneyu(arm, baseline, method=method).pvalue), "Mann-Whitney U"
+def _t(a: np.ndarray, b: np.ndarray, paired: bool, confidence: float) -> Comparison | None:
+    """The t comparison, or None where there is no spread to estimate (t undefined)."""
+    effect = float(np.mean(a - b) if paired else np.mean(a) - np.mean(b))
+    se, df = _standard_error(a, b, paired)
+    if not se > 0:
+        return None
+    t = effect / se
+    p = float(2.0 * stats.t.sf(abs(t), df))
+    half = float(stats.t.ppf(0.5 + confidence / 2.0, df)) * se
+    return Comparison(effect, effect - half, effect + half, p,
+                      "paired t" if paired else "Welch t", len(a), len(b), paired,
+                      float(np.mean(a)), float(np.mean(b)), se, df, confidence)  # fmt: skip
+
+
+def _ranked(a: np.ndarray, b: np.ndarray, paired: bool, confidence: float) -> Comparison:
+    r = (ranks.signed_rank if paired else ranks.rank_sum)(a, b, confidence)
+    se, df = _standard_error(a, b, paired)
+    return Comparison(r.estimate, r.low, r.high, r.p,
+                      "Wilcoxon signed-rank" if paired else "Mann-Whitney U", len(a), len(b),
+                      paired, float(np.median(a)), float(np.median(b)),
+                      se / math.sqrt(RANK_EFFICIENCY), df, r.confidence)  # fmt: skip
 
 
 def compare(
@@ -136,36 +113,40 @@ def compare(
     paired: bool,
     kind: str = "continuous",
     seed: int = 0,
+    confidence: float = CONFIDENCE,
 ) -> Comparison:
     """Compare ``arm`` with ``baseline`` (values over seeds; NaN = no value).
 
     ``paired`` arms are aligned by seed: position i of each is the same seed, and a seed
-    missing from either arm is dropped from both. ``kind`` "ranked" uses rank tests, so
-    +inf (e.g. a target never reached) is a valid, largest value; the effect is then
-    the difference of medians, and no interval is given while a value is infinite.
+    missing from either arm is dropped from both. ``kind`` "ranked" uses the exact rank
+    methods, so +inf (e.g. a target never reached) is a valid, largest value. The
+    interval has level ``confidence``. ``seed`` is accepted for scripts written against
+    the bootstrap this replaced; nothing here is random any more.
     """
+    del seed
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     a, b = np.asarray(arm, dtype=float), np.asarray(baseline, dtype=float)
     if paired:
         if len(a) != len(b):
             raise ValueError(f"paired arms need equal lengths, got {len(a)} and {len(b)}")
-        a, b = _finite_pairs(a, b)
+        keep = ~(np.isnan(a) | np.isnan(b))
+        a, b = a[keep], b[keep]
     else:
         a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     if kind == "continuous" and not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("continuous outcomes must be finite; use kind='ranked' for censored ones")
-    if len(a) == 0 or len(b) == 0:
-        return Comparison(math.nan, math.nan, math.nan, math.nan, "none", len(a), len(b), paired)
-    center = np.median if kind == "ranked" else np.mean
-    effect = float(center(a) - center(b))  # for means, also the mean paired difference
-    low, high = _interval(a, b, paired, center, seed)
-    p, test = _test(a, b, paired, kind)
-    se, df = _standard_error(a, b, paired)
-    if kind == "ranked":
-        se /= math.sqrt(RANK_EFFICIENCY)
-    return Comparison(effect, low, high, p, test, len(a), len(b), paired,
-                      float(center(a)), float(center(b)), se, df)  # fmt: skip
+    if min(len(a), len(b)) < 2:
+        nan = math.nan
+        return Comparison(nan, nan, nan, nan, "none (fewer than 2 values)", len(a), len(b),
+                          paired)  # fmt: skip
+    scale = _scale(a, b)
+    a, b = exact(a, scale), exact(b, scale)
+    if kind == "continuous":
+        t = _t(a, b, paired, confidence)
+        if t is not None:
+            return t
+    return _ranked(a, b, paired, confidence)
 
 
 def _standard_error(a: np.ndarray, b: np.ndarray, paired: bool) -> tuple[float, float]:
@@ -174,10 +155,13 @@ def _standard_error(a: np.ndarray, b: np.ndarray, paired: bool) -> tuple[float, 
     if min(len(a), len(b)) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return math.nan, math.nan
     if paired:
-        return float(np.std(a - b, ddof=1) / math.sqrt(len(a))), len(a) - 1.0
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    if va + vb == 0:
+        d = exact(a - b, _scale(a, b))
+        # equal values' mean is not always exact, so their std can come out 1e-19
+        sd = float(np.std(d, ddof=1)) if np.ptp(d) > 0 else 0.0
+        return sd / math.sqrt(len(a)), len(a) - 1.0
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
         return 0.0, float(len(a) + len(b) - 2)
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return float(math.sqrt(va + vb)), float(df)
 

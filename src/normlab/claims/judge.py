@@ -7,14 +7,62 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from normlab.analysis.power import detectable_effect, seeds_needed
+from normlab.analysis.power import detectable_for, seeds_for
 from normlab.analysis.records import RunRecord, records
 from normlab.analysis.regime import Regime, regime
 from normlab.analysis.stats import Comparison, compare, holm
-from normlab.analysis.verdict import Rule, aligned, counts, rules_out, verdict
+from normlab.analysis.verdict import (
+    Basis,
+    Reading,
+    Rule,
+    Verdict,
+    aligned,
+    decide,
+)
 from normlab.claims.claim import Claim, ClaimError
 from normlab.claims.settings import Setting
 from normlab.store.db import Store
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One comparison of a claim, labelled by data: its group (the factors' values and
+    the measure, "" for a claim without), the baseline the arm is set against, the
+    comparison, its Holm-corrected p and its reading (context comparisons: p
+    uncorrected, no reading)."""
+
+    group: str
+    baseline: str
+    comparison: Comparison
+    p_corrected: float = math.nan
+    reading: Reading | None = None
+    named: bool = False  # whether the label names the baseline (the claim has several)
+
+    @property
+    def label(self) -> str:
+        """The comparison as a table shows it: its group, and "vs baseline" when the
+        claim has several."""
+        vs = f"vs {self.baseline}" if self.named else ""
+        return ", ".join(t for t in (self.group, vs) if t)
+
+
+@dataclass(frozen=True)
+class Look:
+    """Where a sequential design's verdict stood at one look: the seeds per arm, the
+    level the look was judged at, and the verdict with its leading effect."""
+
+    seeds: int
+    level: float
+    verdict: Verdict
+    effect: float
+    ci_low: float
+    ci_high: float
+    p_corrected: float
+
+    def as_json(self) -> dict[str, object]:
+        """The look as ``claims --json`` lists it (NaN and infinities become null)."""
+        return {k: v if not isinstance(v, float) or math.isfinite(v) else None
+                for k, v in self.__dict__.items()}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -23,19 +71,19 @@ class ClaimResult:
 
     id: int
     claim: str
-    verdict: str
+    verdict: Verdict
     outcome: str
     effect: float
     ci_low: float
     ci_high: float
     p_corrected: float
     runs: int
-    # (label, comparison, Holm-corrected p) of every comparison the verdict rests on
-    comparisons: list[tuple[str, Comparison, float]]
+    # every comparison the verdict rests on, with its Holm-corrected p and reading
+    comparisons: list[Judged]
     # arm -> (runs that diverged, runs): divergence is an outcome, never dropped silently
     diverged: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # (label, comparison) shown beside the verdict, not part of it (p uncorrected)
-    context: list[tuple[str, Comparison]] = field(default_factory=list)
+    # comparisons shown beside the verdict, not part of it (p uncorrected)
+    context: list[Judged] = field(default_factory=list)
     # sentences about the runs: seeds without a value, the claim's own note
     notes: list[str] = field(default_factory=list)
     # units of the claim's study that failed to train (their runs are not judged)
@@ -54,6 +102,20 @@ class ClaimResult:
     # seed -> value (what ``normlab export --table measures`` writes)
     values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     setting: str = ""  # the model and dataset judged on, e.g. "MLP/MNIST"
+    # what the verdict rests on: an effect the claimed way, one the other way, or an
+    # effect shown smaller than the size that matters ("equivalence")
+    basis: Basis = Basis.NONE
+    dropped: int = 0  # values left out of the comparisons (seeds without a value)
+    # a sequential design's (``--budget auto``): the seeds per arm the verdict rests on,
+    # why it stopped ("decided" or "cap"), and the verdict at each look so far
+    seeds_used: int | None = None
+    stopped: str = ""
+    looks: list[Look] = field(default_factory=list)
+
+    @property
+    def leading(self) -> Judged | None:
+        """The comparison whose effect, interval and p the verdict shows."""
+        return next((j for j in self.comparisons if j.label == self.lead), None)
 
     def as_json(self) -> dict[str, object]:
         """The keys of ``normlab claims --json`` (NaN becomes null)."""
@@ -61,6 +123,7 @@ class ClaimResult:
             "id": self.id,
             "claim": self.claim,
             "verdict": self.verdict,
+            "basis": self.basis,
             "effect": self.effect,
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
@@ -70,19 +133,21 @@ class ClaimResult:
             "seeds_needed": self.seeds_needed,
             "regime": self.regime.as_json() if self.regime else None,
             "setting": self.setting,
+            "dropped": self.dropped,
         }
-        if self.verdict == NOT_APPLICABLE:
+        if self.verdict == Verdict.NOT_APPLICABLE:
             out["reason"] = self.notes[0]
-        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
-
-
-NOT_APPLICABLE = "not applicable"
+        if self.stopped:
+            out |= {"seeds_used": self.seeds_used, "stopped": self.stopped,
+                    "looks": [look.as_json() for look in self.looks]}  # fmt: skip
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in out.items()}  # fmt: skip
 
 
 def not_applicable(claim: Claim, setting: Setting) -> ClaimResult:
     """The result of a claim that does not apply to ``setting``, saying why."""
     nan = math.nan
-    return ClaimResult(claim.id, claim.claim, NOT_APPLICABLE, claim.outcome, nan, nan, nan,
+    return ClaimResult(claim.id, claim.claim, Verdict.NOT_APPLICABLE, claim.outcome, nan, nan, nan,
                        nan, 0, [], notes=[claim.not_applicable(setting)], title=claim.title,
                        setting=setting.label)  # fmt: skip
 
@@ -142,35 +207,36 @@ def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
     where = Setting.of(runs[0].config.model, runs[0].config.dataset).label if runs else ""
     result = replace(result, regime=regime(judged), setting=where)
     result.diverged.update({arm: (d, n) for arm, (d, n) in diverged.items()})
-    result.notes.extend(_missing(values))
     if claim.note is not None:
         result.notes.append(claim.note(runs))
     return result
 
 
-def _missing(arms: Arms) -> list[str]:
-    """A sentence for each comparison group with seeds that have no value."""
-    notes = []
+def _missing(arms: Arms) -> tuple[list[str], int]:
+    """A sentence for each comparison group with seeds that have no value, and how many
+    values that leaves out."""
+    notes, count = [], 0
     for label, by_arm in sorted(arms.items()):
         for arm, seeds in by_arm.items():
             none = sorted(s for s, v in seeds.items() if math.isnan(v))
+            count += len(none)
             if none:
                 where = f"{label}, " if label else ""
                 notes.append(
                     f"{where}{arm}: seed(s) {', '.join(map(str, none))} without a value "
                     "(diverged, failed or not finished), left out of the comparison"
                 )
-    return notes
+    return notes, count
 
 
-def _compare_all(claim: Claim, arms: Arms, baselines: tuple[str, ...]) -> list:
-    """(label, comparison) of the arm against each baseline it has runs beside."""
-    several = len(claim.baselines) + len(claim.context) > 1
+def _compare_all(claim: Claim, arms: Arms, baselines: tuple[str, ...]) -> list[Judged]:
+    """The arm against each baseline it has runs beside, in every group (unjudged)."""
+    named = len(claim.baselines) + len(claim.context) > 1
     out = []
-    for label in sorted(arms):
-        arm = arms[label].get(claim.arm, {})
+    for group in sorted(arms):
+        arm = arms[group].get(claim.arm, {})
         for baseline in baselines:
-            base = arms[label].get(baseline)
+            base = arms[group].get(baseline)
             if not base or not arm:
                 continue
             seeds = sorted(set(arm) | set(base))
@@ -179,51 +245,46 @@ def _compare_all(claim: Claim, arms: Arms, baselines: tuple[str, ...]) -> list:
                 [base.get(s, math.nan) for s in seeds],
                 paired=True,
                 kind=claim.kind,
+                confidence=1.0 - claim.rule.alpha,  # the interval the rule reads
             )
-            vs = f"vs {baseline}" if several else ""
-            out.append((", ".join(t for t in (label, vs) if t), comparison))
+            out.append(Judged(group, baseline, comparison, named=named))
     return out
 
 
 def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = None) -> ClaimResult:
-    """The verdict from values already measured (comparison label -> arm value -> seed ->
+    """The verdict from values already measured (comparison group -> arm value -> seed ->
     value); ``context`` holds the context measures' values, laid out the same way."""
-    labelled = _compare_all(claim, arms, claim.baselines)
-    corrected = holm([c.p for _, c in labelled])
-    comparisons = [(label, c, p) for (label, c), p in zip(labelled, corrected, strict=True)]
-    result = verdict([c for _, c, _ in comparisons], corrected, claim.rule)
-    # Report the comparison the verdict leans on most: the smallest corrected p (among
-    # equals, one with a finite effect, which says more than "never reached"); for a
-    # claim of absence, the one whose interval reaches furthest the way it rules out.
-    ranked = sorted(
-        comparisons,
-        key=lambda t: (
-            (-_reach(t[1], claim.rule),)
-            if claim.rule.absent
-            else (math.isnan(t[2]), t[2], not math.isfinite(t[1].effect))
-        ),
-    )
-    label, lead, p = ranked[0] if ranked else ("", None, math.nan)
+    unjudged = _compare_all(claim, arms, claim.baselines)
+    corrected = holm([j.comparison.p for j in unjudged])
+    decision = decide([j.comparison for j in unjudged], corrected, claim.rule)
+    comparisons = [
+        replace(j, p_corrected=p, reading=r)
+        for j, p, r in zip(unjudged, corrected, decision.readings, strict=True)
+    ]
+    lead = _lead(comparisons, claim.rule)
     # the level the smallest of the family's Holm-corrected p-values must beat
-    alpha = claim.rule.alpha / max(1, sum(not math.isnan(q) for _, _, q in comparisons))
-    detectable = {lb: detectable_effect(c.se, c.df, alpha) for lb, c, _ in comparisons}
+    alpha = claim.rule.alpha / max(1, sum(not math.isnan(j.p_corrected) for j in comparisons))
+    detectable = {j.label: detectable_for(j.comparison, alpha) for j in comparisons}
     power, seeds = "", None
-    if result == "inconclusive":
+    if decision.verdict == Verdict.INCONCLUSIVE:
         power, seeds = power_sentence(comparisons, detectable, claim.rule, alpha)
     elif lead:
-        seeds = seeds_needed(lead.se * math.sqrt(lead.n_arm), claim.rule.min_effect, alpha)
+        seeds = seeds_for(lead.comparison, claim.rule.min_effect, alpha)
+    c = lead.comparison if lead else None
+    missing, dropped = _missing(arms)
     return ClaimResult(
         id=claim.id,
         claim=claim.claim,
         title=claim.title,
-        verdict=result,
+        verdict=decision.verdict,
+        basis=decision.basis,
         outcome=claim.outcome,
-        effect=lead.effect if lead else math.nan,
-        ci_low=lead.ci_low if lead else math.nan,
-        ci_high=lead.ci_high if lead else math.nan,
-        p_corrected=p,
+        effect=c.effect if c else math.nan,
+        ci_low=c.ci_low if c else math.nan,
+        ci_high=c.ci_high if c else math.nan,
+        p_corrected=lead.p_corrected if lead else math.nan,
         runs=runs,
-        lead=label,
+        lead=lead.label if lead else "",
         detectable=detectable,
         seeds_needed=seeds,
         power=power,
@@ -233,47 +294,69 @@ def judge_values(claim: Claim, arms: Arms, runs: int, context: Arms | None = Non
         },
         context=_compare_all(claim, arms, claim.context)
         + _compare_all(claim, context or {}, claim.baselines[:1]),
+        notes=missing,
+        dropped=dropped,
+    )
+
+
+def _lead(comparisons: list[Judged], rule: Rule) -> Judged | None:
+    """The comparison the verdict leans on most: the smallest corrected p (among equals,
+    one with a finite effect, which says more than "never reached"); for a verdict of
+    equivalence or a claim of absence, the one whose interval reaches furthest the way
+    the claim looks (the one nearest to deciding otherwise)."""
+    if not comparisons:
+        return None
+    if rule.absent or all(j.reading in (Reading.NEGLIGIBLE, Reading.AGAINST)
+                          for j in comparisons):  # fmt: skip
+        return max(comparisons, key=lambda j: _reach(j.comparison, rule))
+    return min(
+        comparisons,
+        key=lambda j: (
+            math.isnan(j.p_corrected),
+            j.p_corrected,
+            not math.isfinite(j.comparison.effect),
+        ),
     )
 
 
 def _reach(c: Comparison, rule: Rule) -> float:
     """How far a comparison's interval reaches in the rule's direction (−∞ without one)."""
     end = max(aligned(c.ci_low, rule), aligned(c.ci_high, rule))
-    return end if math.isfinite(end) else -math.inf
+    return end if not math.isnan(end) else -math.inf
 
 
 def power_sentence(
-    comparisons: list[tuple[str, Comparison, float]],
+    comparisons: list[Judged],
     detectable: dict[str, float],
     rule: Rule,
     alpha: float,
 ) -> tuple[str, int | None]:
     """Why an inconclusive verdict is inconclusive, and the seeds that would settle it:
     comparisons that disagree; too few seeds for the comparisons left open (neither
-    counting nor ruling the effect out), with how many would detect ``min_effect`` at
-    80% power; or an effect that lies near the size that matters. ``detectable`` is each
-    comparison's detectable effect at ``alpha``, by label."""
-    counting = [aligned(c.effect, rule) for _, c, p in comparisons if counts(c, p, rule)]
-    if counting and not rule.absent:  # (absent: only counts against it leave it open)
-        agree = sum(e > 0 for e in counting)
+    showing an effect nor ruling one that matters out), with how many would detect
+    ``min_effect`` at 80% power; or an effect that lies near the size that matters.
+    ``detectable`` is each comparison's detectable effect at ``alpha``, by label."""
+    shown = [j.reading for j in comparisons if j.reading in (Reading.FOR, Reading.AGAINST)]
+    if Reading.FOR in shown and Reading.AGAINST in shown and not rule.absent:
+        agree = shown.count(Reading.FOR)
         return (
-            f"its comparisons disagree: {agree} count in the claimed direction and "
-            f"{len(counting) - agree} against it"
+            f"its comparisons disagree: {agree} show an effect the claimed way and "
+            f"{len(shown) - agree} the other way"
         ), None
     weak = [
-        c
-        for label, c, _ in comparisons
-        if not rules_out(c, rule) and detectable[label] > rule.min_effect
+        j.comparison
+        for j in comparisons
+        if j.reading == Reading.OPEN and not detectable[j.label] <= rule.min_effect
     ]
     if not weak:
         return (
             f"not for want of seeds (each open comparison detects {rule.min_effect:g} "
             "with 80% power): the effect lies near the size that matters"
         ), None
-    needed = [seeds_needed(c.se * math.sqrt(c.n_arm), rule.min_effect, alpha) for c in weak]
+    needed = [seeds_for(c, rule.min_effect, alpha) for c in weak]
     if None in needed:
         return "too few seeds, and no feasible number would detect the size that matters", None
-    n = max(needed)
+    n = max(n for n in needed if n is not None)
     return (
         f"too few seeds: {len(weak)} comparison(s) cannot detect {rule.min_effect:g} with "
         f"80% power; about {n} seeds would"

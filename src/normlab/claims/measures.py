@@ -146,16 +146,18 @@ def epochs_to(target: float) -> Callable[[RunRecord], float]:
 
 
 def gradient_noise(run: RunRecord) -> float:
-    """Mean over training of log10 of one step's gradient noise (probe ``noise``: tr Σ_B
-    over |G|² at the run's batch size), the measurement at initialization aside; NaN
-    for an unfinished run or one without a positive estimate."""
-    values = [
-        math.log10(r["value"])
-        for r in run.probes
-        if r["probe"] == "noise" and r["name"] == "noise" and r["step"] > 1
-        and r["value"] is not None and 0 < r["value"] < math.inf
-    ]  # fmt: skip
-    return float(np.mean(values)) if values and run.status == "done" else math.nan
+    """log10 of one step's gradient noise over training (probe ``noise``: tr Σ_B over
+    |G|² at the run's batch size), the measurement at initialization aside: the ratio of
+    the mean of tr Σ_B to the mean of |G|² over the measurements, so that a measurement
+    whose unbiased signal estimate came out negative (the noisiest ones) is weighed,
+    never dropped. NaN for an unfinished run, or one whose mean signal is not positive
+    (a seed without a value, counted under the verdict)."""
+    rows = [r for r in run.probes if r["probe"] == "noise" and r["step"] > 1]
+    trace = [r["value"] for r in rows if r["name"] == "trace" and r["value"] is not None]
+    signal = [r["value"] for r in rows if r["name"] == "signal" and r["value"] is not None]
+    if run.status != "done" or not trace or not signal or not np.mean(signal) > 0:
+        return math.nan
+    return math.log10(float(np.mean(trace)) / float(np.mean(signal)))
 
 
 def mode_kl(run: RunRecord) -> float:

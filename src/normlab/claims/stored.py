@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from normlab.analysis.records import RunRecord, StudyRecord, study_record
+from normlab.claims.auto import BASE, auto_study, design_of, judge_auto, sequential
 from normlab.claims.claim import Claim, study_name
 from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import ClaimResult, judge_runs, not_applicable
@@ -58,11 +59,18 @@ def stored_claims(
         if claim.not_applicable(setting):
             out.append(StoredClaim(claim, budget, "", None, not_applicable(claim, setting)))
             continue
-        name = study_name(claim, budget, setting)
+        design = design_of(budget) if sequential(claim) else None
+        fixed = BASE if design_of(budget) and not design else budget  # GAN claims under auto
+        name = (auto_study(claim, setting, design, 1).name if design
+                else study_name(claim, fixed, setting))  # fmt: skip
         if name not in studies:
             studies[name] = study_record(store, name) if name in names else None
         study = studies[name]
         waiting = study is not None and any(r.status in WAITING for r in study.runs)
-        result = judge_runs(claim, study.runs) if study and not (settled and waiting) else None
+        result = None
+        if study and not (settled and waiting):
+            result = (
+                judge_auto(claim, study.runs, design) if design else judge_runs(claim, study.runs)
+            )
         out.append(StoredClaim(claim, budget, name, study, result))
     return out

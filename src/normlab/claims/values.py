@@ -14,7 +14,8 @@ from normlab.claims.settings import SETTINGS
 from normlab.experiments.spec import BUDGETS, StudyError
 from normlab.store.db import Store
 
-COLUMNS = ["claim", "group", "arm", "role", "seed", "value", "kind", "min_effect", "direction"]
+COLUMNS = ["claim", "group", "arm", "role", "seed", "value", "kind", "min_effect", "direction",
+           "absent"]
 
 
 def claims_of(study: str) -> list[int]:
@@ -50,6 +51,7 @@ def rows_of(claim: Claim, result: ClaimResult) -> list[dict[str, object]]:
                 "kind": claim.kind,
                 "min_effect": claim.rule.min_effect,
                 "direction": claim.rule.direction,
+                "absent": claim.rule.absent,
             }
             out += [{**row, "seed": s, "value": v} for s, v in sorted(by_seed.items())]
     return out

@@ -16,9 +16,11 @@ others go on: ``StudyReport.failures`` lists them.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,18 @@ import torch
 from pydantic import ValidationError
 
 from normlab import runtime
+from normlab.analysis.records import records
+from normlab.analysis.sequential import Design
 from normlab.analysis.summary import StudySummary, summarize
+from normlab.claims.auto import (
+    BASE,
+    DEFAULT_CAP,
+    auto_study,
+    design_of,
+    judge_auto,
+    seeds_wanted,
+    sequential,
+)
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import CLAIMS, claim_studies, selected
 from normlab.claims.judge import ClaimResult, judge, not_applicable
@@ -209,19 +222,40 @@ def judge_claims(
     executor: Executor | str = "local",
     address: str | None = None,
     observer: Observer | None = None,
+    max_seeds: int = DEFAULT_CAP,
 ) -> list[ClaimResult]:
     """Run the built-in study of each claim in ``ids`` (default: all; a claim brings its
     parts) at ``budget`` with ``model`` on ``dataset``, then judge it from the database;
     one result per claim, in order (a claim that does not apply to the setting says
     so). Runs already in ``db`` are reused, so an interrupted call resumes. The studies
-    train as ``run_study`` trains them, on one ``executor``."""
-    if budget not in BUDGETS:
-        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)}", "budget")
+    train as ``run_study`` trains them, on one ``executor``.
+
+    ``budget="auto"`` runs a sequential design instead (``claims.auto``): rounds of
+    fresh seeds until each claim is decided or has ``max_seeds`` seeds per arm."""
+    try:
+        design = design_of(budget, max_seeds)
+    except ValueError as err:
+        raise InputError(str(err), "max_seeds") from None
+    if budget not in BUDGETS and design is None:
+        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)} or auto", "budget")
     try:
         wanted = selected(list(ids) if ids is not None else list(CLAIMS))
     except ValueError as err:
         raise InputError(str(err), "ids") from None
     setting = _setting(model, dataset)
+    if design is not None:
+        fixed = [n for n in wanted if not sequential(CLAIMS[n])]
+        with _executor(executor, _device(device, threads), data_dir, address, threads,
+                       observer or Observer()) as ex:  # fmt: skip
+            run = functools.partial(run_study, db=db, device=device, threads=threads,
+                                    max_stack=max_stack, observer=observer, executor=ex)
+            results = _auto_claims([n for n in wanted if n not in fixed], setting, design, db,
+                                   run, observer)  # fmt: skip
+            if fixed:  # GAN claims keep their quick design (claims.auto says why)
+                results += judge_claims(fixed, BASE, model=model, dataset=dataset, db=db,
+                                        device=device, threads=threads, max_stack=max_stack,
+                                        executor=ex, observer=observer)  # fmt: skip
+        return sorted(results, key=lambda r: wanted.index(r.id))
     try:
         studies = {n: spec.study() for n, spec in claim_studies(wanted, budget, setting).items()}
     except (ClaimError, StudyError) as err:
@@ -245,6 +279,56 @@ def judge_claims(
         result.failures.extend(reports[studies[n].name].failures)
         results.append(result)
     return results
+
+
+def _auto_claims(
+    wanted: list[int],
+    setting: Setting,
+    design: Design,
+    db: Path | str,
+    run: Callable[[Study], StudyReport],
+    observer: Observer | None,
+) -> list[ClaimResult]:
+    """``judge_claims`` at the auto budget: each round judges every claim from what the
+    database holds, then trains the next look's seeds of every claim still open at once
+    (one study of all their runs, so that stacks fill across claims)."""
+    claims = [CLAIMS[n] for n in wanted if not CLAIMS[n].not_applicable(setting)]
+    failures: list[str] = []
+    for round_ in itertools.count(1):
+        with open_store(db) as store:
+            names = {c.id: auto_study(c, setting, design, 1).name for c in claims}
+            known = set(store.study_names())
+            results = {c.id: judge_auto(c, records(store, names[c.id]), design)
+                       if names[c.id] in known else None for c in claims}  # fmt: skip
+        wants = {c.id: seeds_wanted(results[c.id], design) for c in claims}
+        studies: dict[str, Study] = {}
+        for c in (c for c in claims if wants[c.id]):
+            spec = auto_study(c, setting, design, wants[c.id])
+            if len(studies.get(spec.name, Study("", {}, [])).configs) < len(spec.runs()):
+                studies[spec.name] = spec.study()  # claims sharing a study: the most seeds
+        if not studies:
+            break
+        if observer:
+            observer.message(f"round {round_}: " + ", ".join(
+                f"claim {c.id} to {wants[c.id]} seeds" for c in claims if wants[c.id]))
+        with open_store(db) as store:
+            for study in studies.values():
+                store.register_study(study.name, study.spec, study.configs)
+        configs = list({c.run_id: c for s in studies.values() for c in s.configs}.values())
+        slug = setting.label.lower().replace("/", "-")
+        report = run(Study(f"claims-auto{design.cap}-{slug}", {"round": round_}, configs))
+        failures += report.failures
+        if report.failures:
+            break  # a failed run leaves its look incomplete: say so rather than loop
+    out = []
+    for n in wanted:
+        result = next((results[c.id] for c in claims if c.id == n), None)
+        if CLAIMS[n].not_applicable(setting):
+            out.append(not_applicable(CLAIMS[n], setting))
+        elif result is not None:
+            result.failures.extend(failures)
+            out.append(result)
+    return out
 
 
 def _setting(model: str, dataset: str) -> Setting:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from normlab.analysis.records import step_losses, study_record
 from normlab.analysis.summary import summarize
+from normlab.claims.auto import design_of
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import selected
 from normlab.claims.settings import SETTINGS, Setting
@@ -50,8 +51,12 @@ def claims_scope(
 ) -> tuple[list[int] | None, Setting]:
     """The claims ``ids`` (with their parts; None: all) and the setting of ``model`` on
     ``dataset``, checked: InputError names a bad budget, claim or setting."""
-    if budget not in BUDGETS:
-        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)}", "budget")
+    try:
+        auto = design_of(budget) is not None
+    except ValueError as err:
+        raise InputError(str(err), "budget") from None
+    if budget not in BUDGETS and not auto:
+        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)} or auto", "budget")
     try:
         return (selected(ids) if ids is not None else None), Setting(model, dataset)
     except ValueError as err:

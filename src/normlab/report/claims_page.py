@@ -4,9 +4,9 @@ say."""
 
 from __future__ import annotations
 
-from normlab.analysis.verdict import aligned, counts
+from normlab.analysis.verdict import Reading, Verdict
 from normlab.claims.claim import Claim
-from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
+from normlab.claims.judge import ClaimResult
 from normlab.claims.settings import SEED, Setting
 from normlab.claims.stored import StoredClaim
 from normlab.report.evidence import EVIDENCE
@@ -15,11 +15,15 @@ from normlab.report.header import run_facts
 from normlab.report.plots import number
 from normlab.report.style import Colors, arm_name
 from normlab.report.tables import (
+    READING_WORDS,
     comparisons_table,
     divergence,
     grid_table,
     interval,
+    looks_table,
+    sequential_sentence,
     verdict_table,
+    verdict_words,
 )
 from normlab.report.views import Header, Page, Section
 
@@ -40,21 +44,22 @@ def rule_sentence(sc: StoredClaim) -> str:
     if len(c.baselines) > 3:
         base = f"each of {len(c.baselines)} others (the comparisons below)"
     sign = {1: "above", -1: "below", 0: "apart from"}[rule.direction]
-    counting = (
-        f"a comparison counts when its Holm-corrected p < {rule.alpha:g} and its effect is "
-        f"at least {rule.min_effect:g}"
+    shown = (
+        f"a comparison shows an effect when its Holm-corrected p < {rule.alpha:g}, and "
+        f"rules out one that matters when its 95% interval stops short of "
+        f"{rule.min_effect:g} that way"
     )
     if rule.absent:
         return (
             f"Rule: the claim predicts {arm} not {sign} {base} by {rule.min_effect:g} or "
-            f"more in {c.outcome}; {counting}; supported when every interval excludes an "
-            "effect of that size that way, refuted when comparisons count and all lie "
-            "that way, else inconclusive."
+            f"more in {c.outcome}; {shown}; supported when every comparison rules such "
+            "an effect out, refuted when one shows it, else inconclusive."
         )
     return (
-        f"Rule: the claim predicts {arm} {sign} {base} in {c.outcome}; {counting}; "
-        "supported when all that count agree with the claim, refuted when all disagree "
-        "or every interval excludes an effect of that size in the claimed direction, else "
+        f"Rule: the claim predicts {arm} {sign} {base} by {rule.min_effect:g} or more in "
+        f"{c.outcome}; {shown}; supported when comparisons show the effect the claimed "
+        "way and none the other way, refuted when they show it the other way or every "
+        "one rules an effect that matters out (no effect that matters), else "
         "inconclusive."
     )
 
@@ -63,39 +68,35 @@ def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
     """What the numbers show: the comparison the verdict leans on, and how many counted."""
     if not r.comparisons:
         return ["No comparison could be made: the study has no finished runs in both arms."]
-    label, c, p = next(t for t in r.comparisons if t[0] == r.lead)
-    group = label.rsplit("vs ", 1)[0].rstrip(", ")  # the factors' values, without "vs"
-    where = f"At {group}, " if group else ""
+    lead = r.leading or r.comparisons[0]
+    c, p = lead.comparison, lead.p_corrected
+    where = f"At {lead.group}, " if lead.group else ""
     effect = (
         f"{interval(c.effect, c.ci_low, c.ci_high)} ({c.test}, Holm-corrected p {number(p, 2)})"
     )
     claim = sc.claim
     if claim.factor is None:  # a measure within each run, set against no effect
-        lead = (
+        first = (
             f"{where}the measure is {number(c.arm_center)} on average over {c.n_arm} "
             f"runs, where 0 would be no effect: {effect}."
         )
     else:
-        base = label.rsplit("vs ", 1)[1] if "vs " in label else claim.baselines[0]
-        lead = (
+        first = (
             f"{where}{_arm(claim, claim.arm)} {number(c.arm_center)} against "
-            f"{_arm(claim, base)} {number(c.baseline_center)}: a difference of {effect} over "
-            f"{c.n_arm} seeds."
+            f"{_arm(claim, lead.baseline)} {number(c.baseline_center)}: a difference of "
+            f"{effect} over {c.n_arm} seeds."
         )
-    rule = claim.rule
-    counting = [cc.effect for _, cc, pp in r.comparisons if counts(cc, pp, rule)]
-    agree = sum(aligned(e, rule) > 0 for e in counting)
-    tally = (
-        f"{len(counting)} of {len(r.comparisons)} comparisons count (p < {rule.alpha:g} "
-        f"and |effect| ≥ {rule.min_effect:g})"
+    tally = f"Of {len(r.comparisons)} comparisons, " + ", ".join(
+        f"{n} {READING_WORDS[reading]}"
+        for reading in Reading
+        if (n := sum(j.reading == reading for j in r.comparisons))
     )
-    if counting:
-        tally += f", {agree} in the claimed direction and {len(counting) - agree} against it"
     detectable = number(r.detectable.get(r.lead, float("nan")), 3)
     power = f"With its seeds the study detects an effect of {detectable} with 80% power" + (
         f"; {r.power}." if r.power else "."
     )
-    return [lead, f"{tally}: {r.verdict}.", power]
+    dropped = f" {r.dropped} value(s) had no outcome and were left out." if r.dropped else ""
+    return [first, f"{tally}: {verdict_words(r)}.{dropped}", power]
 
 
 def claim_section(sc: StoredClaim, colors: Colors) -> Section:
@@ -119,7 +120,7 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
             badge=("not run", "queued"),
             label=label,
         )
-    if r.verdict == NOT_APPLICABLE:
+    if r.verdict == Verdict.NOT_APPLICABLE:
         return Section(f"claim-{c.id}", title, [f"Not applicable: {r.notes[0]}."],
                        badge=("n/a", "queued"), label=label)  # fmt: skip
     sentences = evidence_sentences(r, sc)
@@ -138,12 +139,14 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
         figures, notes = [], [*notes, f"no figure: {err}"]
     figures = [f for f in figures if f.points]
     images = GALLERY[c.id](sc) if c.id in GALLERY and sc.runs else []
+    if r.looks:
+        sentences.append(sequential_sentence(r))
     return Section(
         f"claim-{c.id}",
         title,
         sentences,
         figures,
-        [comparisons_table(r)],
+        [comparisons_table(r), *([looks_table(r)] if r.looks else [])],
         notes,
         [v for v in images if v.tiles],
         badge=(r.verdict, r.verdict),
@@ -161,7 +164,8 @@ def claims_page(
 ) -> Page:
     """The report of the claims ``stored`` at ``budget`` in ``setting``, with the verdict
     ``grid`` of every setting (setting -> its stored claims) when given."""
-    judged = [sc.result for sc in stored if sc.result and sc.result.verdict != NOT_APPLICABLE]
+    na = Verdict.NOT_APPLICABLE
+    judged = [sc.result for sc in stored if sc.result and sc.result.verdict != na]
     runs = {r.run_id: r for sc in stored for r in sc.runs}
     studies = {sc.study_name: sc.study for sc in stored if sc.study_name}
     present = [s for s in studies.values() if s is not None]
@@ -188,7 +192,7 @@ def claims_page(
     }
     missing = [sc.claim.id for sc in stored if sc.result is None and sc.study is None]
     running = [sc.claim.id for sc in stored if sc.result is None and sc.study is not None]
-    apart = [sc.claim.id for sc in stored if sc.result and sc.result.verdict == NOT_APPLICABLE]
+    apart = [sc.claim.id for sc in stored if sc.result and sc.result.verdict == na]
     lead = [
         ", ".join(f"{n} {v}" for v, n in by_verdict.items()) + f" of {len(judged)} claims judged."
     ]

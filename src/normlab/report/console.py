@@ -21,7 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from normlab.analysis.summary import StudySummary
-from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
+from normlab.analysis.verdict import Verdict
+from normlab.claims.judge import ClaimResult
 from normlab.experiments.plan import Unit
 from normlab.experiments.progress import Observer
 from normlab.models.registry import FOLD_TOLERANCE
@@ -191,19 +192,31 @@ def claims_table(results: Sequence[ClaimResult], budget: str) -> Table:
 def claim_details(r: ClaimResult) -> list[str]:
     """The lines under the table for one claim: its outcome, diverged runs, every
     comparison, the context comparisons and the notes."""
-    if r.verdict == NOT_APPLICABLE:
+    if r.verdict == Verdict.NOT_APPLICABLE:
         return [f"{r.id}. {r.claim}", f"   not applicable: {r.notes[0]}"]
     lines = [f"{r.id}. {r.claim}", f"   effect: {r.outcome}"]
     if r.regime:
         lines.append(f"   regime: {r.regime.text()}")
     if r.diverged:
         lines.append(f"   diverged: {tables.divergence(r.diverged)}")
-    for label, c, p in r.comparisons:
+    lines.append(f"   verdict: {tables.verdict_words(r)}")
+    if r.looks:
+        lines.append(f"   {tables.sequential_sentence(r)}")
+        lines.append("   looks: " + "; ".join(
+            f"{look.seeds} seeds {look.verdict} (level {number(look.level, 2)})"
+            for look in r.looks))  # fmt: skip
+    for j in r.comparisons:
+        c = j.comparison
         effect = interval(c.effect, c.ci_low, c.ci_high)
-        lines.append(f"   {label}: {effect} ({c.test}, Holm p {number(p, 2)})")
-    for label, c in r.context:
+        lines.append(f"   {j.label}: {effect} ({c.test}, Holm p {number(j.p_corrected, 2)}, "
+                     f"{j.reading})")  # fmt: skip
+    for j in r.context:
+        c = j.comparison
         effect = interval(c.effect, c.ci_low, c.ci_high)
-        lines.append(f"   context, {label}: {effect} ({c.test}, p {number(c.p, 2)} uncorrected)")
+        lines.append(f"   context, {j.label}: {effect} ({c.test}, p {number(c.p, 2)} "
+                     "uncorrected)")  # fmt: skip
+    if r.dropped:
+        lines.append(f"   dropped: {r.dropped} value(s) without an outcome (see the notes)")
     detectable = r.detectable.get(r.lead, float("nan"))
     lines.append(f"   power: detects {number(detectable, 3)} with 80% power"
                  + (f"; {r.power}" if r.power else ""))  # fmt: skip

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from normlab.analysis.records import RunRecord, StudyRecord
 from normlab.claims.definitions import CLAIMS
 from normlab.experiments.spec import BUDGETS, StudySpec
-from normlab.store.db import FINISHED
+from normlab.types import FINISHED
 
 
 def duration(seconds: float) -> str:

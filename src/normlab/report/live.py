@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from normlab.analysis.progress import Pace, Standing, configs_standing, study_standing
+from normlab.claims.auto import auto_study, design_of, sequential
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import CLAIMS, claim_studies
 from normlab.experiments.config import RunConfig
@@ -246,7 +247,7 @@ class LiveReport:
         """Read where the runs stand; rebuild the page when their statuses moved."""
         w = self.watched
         if w.claims:
-            standing, name = configs_standing(store, self._claims_configs()), None
+            standing, name = configs_standing(store, self._claims_configs(store)), None
         else:
             name = store.resolve_study(w.study)
             standing = study_standing(store, name)
@@ -265,11 +266,20 @@ class LiveReport:
         left = self._pace.seconds_left(standing.work_total - standing.work_done)
         self.shown = replace(shown, state=self._state(shown, standing, left))
 
-    def _claims_configs(self) -> list[RunConfig]:
-        """Every run the watched claims' studies need, whether registered yet or not."""
+    def _claims_configs(self, store: Store) -> list[RunConfig]:
+        """Every run the watched claims' studies need, whether registered yet or not (a
+        sequential design's: the rounds registered so far, which grow)."""
+        w = self.watched
+        wanted, setting = claims_scope(w.budget, w.ids, w.model, w.dataset)
+        design = design_of(w.budget)
+        if design:
+            known = set(store.study_names())
+            names = {auto_study(CLAIMS[n], setting, design, 1).name
+                     for n in wanted or list(CLAIMS)
+                     if sequential(CLAIMS[n]) and not CLAIMS[n].not_applicable(setting)}
+            rows = [r for name in names & known for r in store.runs(name)]
+            return list({r["id"]: RunConfig.from_stored(r["config"]) for r in rows}.values())
         if self._configs is None:
-            w = self.watched
-            wanted, setting = claims_scope(w.budget, w.ids, w.model, w.dataset)
             specs = claim_studies(wanted or list(CLAIMS), w.budget, setting).values()
             studies = {spec.name: spec for spec in specs}  # a study two claims share, once
             self._configs = list({c.run_id: c for s in studies.values() for c in s.runs()}.values())

@@ -17,7 +17,7 @@ from normlab.report.plots import describe, number
 from normlab.report.style import Colors, arm_name, shade
 from normlab.report.tables import runs_table, summary_table
 from normlab.report.views import Axis, FigureView, Header, Page, Panel, Section, Trace
-from normlab.store.db import FINISHED
+from normlab.types import FINISHED
 
 SPLITS = ("train", "val", "test")
 LOG_FACTORS = ("batch_size", "lr", "init_scale", "ghost_batch_size", "momentum")

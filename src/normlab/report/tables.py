@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from normlab.analysis.records import RunRecord
 from normlab.analysis.summary import StudySummary
-from normlab.claims.judge import NOT_APPLICABLE, ClaimResult
+from normlab.analysis.verdict import Basis, Reading, Verdict
+from normlab.claims.judge import ClaimResult
 from normlab.claims.settings import Setting
 from normlab.claims.stored import StoredClaim
 from normlab.report.plots import number, value_text
@@ -32,10 +33,16 @@ def interval(effect: float, low: float, high: float) -> str:
         return "—"
     if math.isnan(low) or not math.isfinite(effect):
         return number(effect, 3)
-    width = abs(high - low) or abs(effect) or 1.0
+    finite = [v for v in (low, high) if math.isfinite(v)]
+    # an end resting on a censored value, or a test below its floor, is unbounded
+    width = (abs(high - low) if len(finite) == 2 else 0.0) or abs(effect) or 1.0
     decimals = min(6, max(0, 1 - math.floor(math.log10(width))))
+
+    def end(v: float) -> str:
+        return f"{v:.{decimals}f}" if math.isfinite(v) else ("∞" if v > 0 else "−∞")
+
     while True:
-        text = f"{effect:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+        text = f"{effect:.{decimals}f} [{end(low)}, {end(high)}]"
         if len(text) <= INTERVAL_WIDTH or decimals == 0:
             return text
         decimals -= 1
@@ -75,6 +82,22 @@ def summary_table(summary: StudySummary, title: str) -> TableView:
     )
 
 
+READING_WORDS = {
+    Reading.FOR: "show the effect the claimed way",
+    Reading.AGAINST: "show it the other way",
+    Reading.NEGLIGIBLE: "rule out an effect that matters",
+    Reading.OPEN: "are open",
+}
+
+
+def verdict_words(r: ClaimResult) -> str:
+    """A verdict as read: "refuted (no effect that matters)" when it rests on
+    equivalence, else the verdict itself."""
+    if r.basis == Basis.EQUIVALENCE:
+        return f"{r.verdict} (no effect that matters)"
+    return str(r.verdict)
+
+
 def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
     """One row per claim: its short title, verdict, leading effect with its interval,
     Holm-corrected p, runs, detectable effect and regime (the budget is the title's)."""
@@ -82,7 +105,7 @@ def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
         (
             Cell(str(r.id), sort=r.id),
             Cell(r.title or r.claim),
-            Cell(r.verdict, style=r.verdict),
+            Cell(verdict_words(r), style=r.verdict),
             Cell(interval(r.effect, r.ci_low, r.ci_high), sort=r.effect),
             _num(r.p_corrected, 2),
             Cell(str(r.runs), sort=r.runs),
@@ -106,7 +129,7 @@ def grid_table(grid: dict[Setting, list[StoredClaim]]) -> TableView:
         r = sc.result
         if r is None:
             return Cell("running" if sc.study else "not run")
-        if r.verdict == NOT_APPLICABLE:
+        if r.verdict == Verdict.NOT_APPLICABLE:
             return Cell("n/a")
         return Cell(r.verdict, style=r.verdict, sort=r.effect)
 
@@ -132,22 +155,24 @@ def comparisons_table(r: ClaimResult) -> TableView:
         "seeds",
         "p",
         "Holm p",
+        "reading",
         "detectable",
     )
     rows = []
-    judged = [(label, c, p, "") for label, c, p in r.comparisons]
-    for label, c, p, extra in [*judged, *((lb, c, math.nan, " (context)") for lb, c in r.context)]:
+    for j in [*r.comparisons, *r.context]:
+        c, extra = j.comparison, "" if j.reading else " (context)"
         rows.append(
             (
-                Cell((label or "all runs") + extra),
+                Cell((j.label or "all runs") + extra),
                 _num(c.arm_center),
                 _num(c.baseline_center),
                 Cell(interval(c.effect, c.ci_low, c.ci_high), sort=c.effect),
                 Cell(c.test),
                 Cell(str(c.n_arm), sort=c.n_arm),
                 _num(c.p, 2),
-                _num(p, 2),
-                _num(r.detectable.get(label, math.nan) if not extra else math.nan, 3),
+                _num(j.p_corrected, 2),
+                Cell(READING_WORDS[j.reading] if j.reading else ""),
+                _num(r.detectable.get(j.label, math.nan) if j.reading else math.nan, 3),
             )
         )
     return TableView(
@@ -157,6 +182,32 @@ def comparisons_table(r: ClaimResult) -> TableView:
         rows,
         frozenset(("arm", "baseline", "seeds", "p", "Holm p", "detectable")),
     )
+
+
+def looks_table(r: ClaimResult) -> TableView:
+    """A sequential design's looks, one row each: the seeds per arm, the level the look
+    was judged at, and the verdict with its leading effect there."""
+    rows = [
+        (
+            Cell(str(look.seeds), sort=look.seeds),
+            _num(look.level, 2),
+            Cell(str(look.verdict), style=look.verdict),
+            Cell(interval(look.effect, look.ci_low, look.ci_high), sort=look.effect),
+            _num(look.p_corrected, 2),
+        )
+        for look in r.looks
+    ]
+    columns = ("seeds per arm", "level", "verdict", "effect [CI at the level]", "Holm p")
+    return TableView(f"looks-{r.id}", "the evidence, look by look", columns, rows,
+                     frozenset(("seeds per arm", "level", "Holm p")))  # fmt: skip
+
+
+def sequential_sentence(r: ClaimResult) -> str:
+    """How a sequential design ended: at how many seeds, and why."""
+    why = {"decided": "every comparison was decided", "cap": "the cap was reached"}
+    because = why.get(r.stopped, "more seeds are needed")
+    return (f"Sequential design: at {r.seeds_used} seeds per arm after {len(r.looks)} "
+            f"look(s), {'stopped' if r.stopped else 'going on'}: {because}.")  # fmt: skip
 
 
 def runs_table(runs: Sequence[RunRecord], factors: Sequence[str], key: str = "runs") -> TableView:

@@ -20,14 +20,13 @@ from pathlib import Path
 from normlab.store.leases import Owner
 from normlab.store.schema import (
     COLUMNS,
-    FINISHED,
     RESULT_TABLES,
     SCHEMA_VERSION,
     STATUSES,
     StoreError,
     migrate,
 )
-from normlab.types import RunIdentity, RunResult
+from normlab.types import FINISHED, RunIdentity, RunResult
 
 __all__ = ["FINISHED", "SCHEMA_VERSION", "STATUSES", "Store", "StoreError"]
 

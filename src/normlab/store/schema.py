@@ -10,7 +10,14 @@ import sqlite3
 from dataclasses import fields
 from pathlib import Path
 
-from normlab.types import EpochMetrics, EvalPoint, ProbeRow, SampleImage, StepLoss
+from normlab.types import (
+    EpochMetrics,
+    EvalPoint,
+    ProbeRow,
+    SampleImage,
+    Status,
+    StepLoss,
+)
 
 
 class StoreError(RuntimeError):
@@ -19,8 +26,7 @@ class StoreError(RuntimeError):
 
 
 SCHEMA_VERSION = 5
-STATUSES = ("queued", "running", "done", "diverged", "failed")
-FINISHED = ("done", "diverged")
+STATUSES = tuple(s.value for s in Status)  # plain strings: the schema writes them
 
 _SCHEMA_V1 = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
