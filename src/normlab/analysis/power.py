@@ -121,12 +121,3 @@ def seeds_for(c: Comparison, effect: float, alpha: float, target: float = POWER)
         if level > 0 and power(effect, sd / math.sqrt(seeds), seeds - 1, level) >= target:
             return seeds
     return max(n, EXACT_UP_TO + 1)  # beyond, the exact levels are as good as alpha
-
-
-def rank_floor_seeds(alpha: float, paired: bool = True) -> int:
-    """The fewest seeds (pairs, or per arm) at which an exact rank test can reject at
-    ``alpha`` at all."""
-    n = 2
-    while ranks.floor_p(n, None if paired else n) > alpha:
-        n += 1
-    return n

@@ -71,7 +71,7 @@ def decided(reading: Reading | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Look(Generic[T]):
+class Replayed(Generic[T]):
     """One look of a replayed design: its seeds and level, what the judge made of them,
     and every comparison's reading so far (first decided readings stand)."""
 
@@ -84,11 +84,11 @@ class Look(Generic[T]):
 
 def replay(
     design: Design, judge_at: Callable[[int, float], tuple[T, dict[str, Reading]] | None]
-) -> list[Look[T]]:
+) -> list[Replayed[T]]:
     """The design's looks as far as the data go: ``judge_at(seeds, level)`` judges the
     first ``seeds`` seeds at ``level`` and gives what it made of them with each
     comparison's reading by label, or None when those seeds are not all there yet."""
-    looks: list[Look[T]] = []
+    looks: list[Replayed[T]] = []
     readings: dict[str, Reading] = {}
     for n, level in zip(design.seeds, design.levels, strict=True):
         got = judge_at(n, level)
@@ -97,7 +97,8 @@ def replay(
         judged, now = got
         readings = {k: readings[k] if decided(readings.get(k)) else r for k, r in now.items()}
         stop = "decided" if all(decided(r) for r in readings.values()) else ""
-        looks.append(Look(n, level, judged, readings, stop or ("cap" if n == design.cap else "")))
+        stop = stop or ("cap" if n == design.cap else "")
+        looks.append(Replayed(n, level, judged, readings, stop))
         if looks[-1].stopped:
             break
     return looks

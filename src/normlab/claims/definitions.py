@@ -83,7 +83,7 @@ CLAIMS: dict[int, Claim] = {
             1,
             "BN makes training converge faster",
             "01-faster-convergence",
-            "median steps to a validation accuracy, 93% and 95% (Fashion: 80% and 84%) "
+            "steps to a validation accuracy, 93% and 95% (Fashion: 80% and 84%) "
             "(BN − none; negative = BN faster)",
             {},
             Rule(direction=-1, min_effect=50),

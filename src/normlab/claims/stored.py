@@ -11,9 +11,10 @@ from normlab.claims.claim import Claim, study_name
 from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import ClaimResult, judge_runs, not_applicable
 from normlab.claims.settings import SEED, Setting
-from normlab.store.db import FINISHED, Store
+from normlab.store.db import Store
+from normlab.types import FINISHED, Status
 
-WAITING = ("queued", "running")  # runs that will still get an outcome
+WAITING = (Status.QUEUED, Status.RUNNING)  # runs that will still get an outcome
 
 
 @dataclass(frozen=True)

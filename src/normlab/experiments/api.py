@@ -42,7 +42,7 @@ from normlab.claims.auto import (
 )
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import CLAIMS, claim_studies, selected
-from normlab.claims.judge import ClaimResult, judge, not_applicable
+from normlab.claims.judge import ClaimResult, judge, judge_runs, not_applicable
 from normlab.claims.settings import Setting
 from normlab.data.download import DownloadError
 from normlab.data.idx import IdxError
@@ -306,7 +306,7 @@ def _auto_claims(
             spec = auto_study(c, setting, design, wants[c.id])
             if len(studies.get(spec.name, Study("", {}, [])).configs) < len(spec.runs()):
                 studies[spec.name] = spec.study()  # claims sharing a study: the most seeds
-        if not studies:
+        if not studies or failures:  # a failed run leaves its look incomplete: stop there
             break
         if observer:
             observer.message(f"round {round_}: " + ", ".join(
@@ -316,18 +316,16 @@ def _auto_claims(
                 store.register_study(study.name, study.spec, study.configs)
         configs = list({c.run_id: c for s in studies.values() for c in s.configs}.values())
         slug = setting.label.lower().replace("/", "-")
-        report = run(Study(f"claims-auto{design.cap}-{slug}", {"round": round_}, configs))
-        failures += report.failures
-        if report.failures:
-            break  # a failed run leaves its look incomplete: say so rather than loop
+        failures += run(Study(f"claims-auto{design.cap}-{slug}", {"round": round_},
+                              configs)).failures  # fmt: skip
     out = []
     for n in wanted:
-        result = next((results[c.id] for c in claims if c.id == n), None)
         if CLAIMS[n].not_applicable(setting):
             out.append(not_applicable(CLAIMS[n], setting))
-        elif result is not None:
-            result.failures.extend(failures)
-            out.append(result)
+            continue
+        result = results[n] or judge_runs(CLAIMS[n], [])  # its first look never completed
+        result.failures.extend(failures)
+        out.append(result)
     return out
 
 

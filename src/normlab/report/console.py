@@ -185,7 +185,7 @@ def faithful_table(notebook, rows: Sequence[Sequence[object]]) -> Table:
 def claims_table(results: Sequence[ClaimResult], budget: str) -> Table:
     """One row per claim, 80 columns wide: short title, verdict, the leading effect with
     its interval, p and runs (the budget is in the title; the claim itself below)."""
-    view = tables.verdict_table(results, budget)
+    view = tables.verdict_table(results, budget, short=True)
     return table(view, skip=("regime", "detectable"), compact=True)
 
 

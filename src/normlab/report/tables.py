@@ -90,22 +90,27 @@ READING_WORDS = {
 }
 
 
-def verdict_words(r: ClaimResult) -> str:
+def verdict_words(r: ClaimResult, short: bool = False) -> str:
     """A verdict as read: "refuted (no effect that matters)" when it rests on
-    equivalence, else the verdict itself."""
+    equivalence (``short``: "refuted ≈"), else the verdict itself."""
     if r.basis == Basis.EQUIVALENCE:
-        return f"{r.verdict} (no effect that matters)"
+        return f"{r.verdict} ≈" if short else f"{r.verdict} (no effect that matters)"
     return str(r.verdict)
 
 
-def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
+EQUIVALENCE_CAPTION = "≈: no effect that matters (an equivalence test; docs/STATISTICS.md)"
+
+
+def verdict_table(results: Sequence[ClaimResult], budget: str, short: bool = False) -> TableView:
     """One row per claim: its short title, verdict, leading effect with its interval,
-    Holm-corrected p, runs, detectable effect and regime (the budget is the title's)."""
+    Holm-corrected p, runs, detectable effect and regime (the budget is the title's).
+    ``short``: a verdict resting on equivalence marked "≈" and explained in the caption,
+    for a table that must fit 80 columns."""
     rows = [
         (
             Cell(str(r.id), sort=r.id),
             Cell(r.title or r.claim),
-            Cell(verdict_words(r), style=r.verdict),
+            Cell(verdict_words(r, short), style=r.verdict),
             Cell(interval(r.effect, r.ci_low, r.ci_high), sort=r.effect),
             _num(r.p_corrected, 2),
             Cell(str(r.runs), sort=r.runs),
@@ -114,11 +119,15 @@ def verdict_table(results: Sequence[ClaimResult], budget: str) -> TableView:
         )
         for r in results
     ]
-    columns = ("#", "claim", "verdict", "effect [95% CI]", "Holm p", "runs", "detectable", "regime")
+    # a sequential design's intervals have their look's level, wider than 95%
+    ci = "effect [CI at its look]" if any(r.looks for r in results) else "effect [95% CI]"
+    columns = ("#", "claim", "verdict", ci, "Holm p", "runs", "detectable", "regime")
     numeric = frozenset(("#", "Holm p", "runs", "detectable"))
     settings = sorted({r.setting for r in results if r.setting})
     title = ", ".join([f"claims, {budget} budget", *settings])
-    return TableView("verdicts", title, columns, rows, numeric)
+    marked = short and any(r.basis == Basis.EQUIVALENCE for r in results)
+    return TableView("verdicts", title, columns, rows, numeric,
+                     EQUIVALENCE_CAPTION if marked else "")  # fmt: skip
 
 
 def grid_table(grid: dict[Setting, list[StoredClaim]]) -> TableView:
@@ -150,7 +159,7 @@ def comparisons_table(r: ClaimResult) -> TableView:
         "comparison",
         "arm",
         "baseline",
-        "effect [95% CI]",
+        "effect [CI at its look]" if r.looks else "effect [95% CI]",
         "test",
         "seeds",
         "p",
