@@ -37,8 +37,9 @@ def test_a_notebook_judges_a_claim(claims_db):
     assert (cli["verdict"], cli["effect"], cli["runs"]) == (nine.verdict, nine.effect, 12)
     assert math.isfinite(nine.effect) and nine.ci_low <= nine.effect <= nine.ci_high
     # the verdict is the rule applied to the comparisons it reports
-    comparisons, corrected = [c for _, c, _ in nine.comparisons], [p for *_, p in nine.comparisons]
-    assert [label for label, _, _ in nine.comparisons] == ["inputs=scaled", "inputs=standardized"]
+    comparisons = [j.comparison for j in nine.comparisons]
+    corrected = [j.p_corrected for j in nine.comparisons]
+    assert [j.label for j in nine.comparisons] == ["inputs=scaled", "inputs=standardized"]
     assert nine.verdict == verdict(comparisons, corrected, CLAIMS[9].rule)
 
 

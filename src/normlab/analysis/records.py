@@ -13,6 +13,7 @@ import numpy as np
 
 from normlab.experiments.config import RunConfig
 from normlab.store.db import Store
+from normlab.types import Status
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class RunRecord:
     """What the analysis reads of one run."""
 
     config: RunConfig
-    status: str
+    status: Status
     epochs: list[dict[str, float]]
     evals: list[dict[str, float]]
     probes: list[dict[str, object]]
@@ -37,7 +38,7 @@ class RunRecord:
 
     def final(self, metric: str) -> float:
         """The last epoch's ``metric`` (e.g. test_acc); NaN unless the run finished."""
-        return self.epochs[-1][metric] if self.status == "done" and self.epochs else math.nan
+        return self.epochs[-1][metric] if self.status == Status.DONE and self.epochs else math.nan
 
     def probe(self, probe: str, name: str, step: int | None = None) -> dict[int, list[float]]:
         """One probe value's measurements by layer (NULLs left out), in step order; at
@@ -72,7 +73,7 @@ def records(store: Store, study: str) -> list[RunRecord]:
     return [
         RunRecord(
             RunConfig.from_stored(r["config"]),
-            r["status"],
+            Status(r["status"]),
             *(tables[t][r["id"]] for t in ("epochs", "evals", "probes")),
             samples=tables["samples"][r["id"]],
             run_id=r["id"],

@@ -75,9 +75,6 @@ class Reading(StrEnum):
     OPEN = "open"
 
 
-VERDICTS = (Verdict.SUPPORTED, Verdict.REFUTED, Verdict.INCONCLUSIVE)
-
-
 @dataclass(frozen=True)
 class Rule:
     """What a claim predicts and what size of effect matters."""
@@ -122,11 +119,6 @@ def read(c: Comparison, p_corrected: float, rule: Rule) -> Reading:
     if negligible(c, rule):
         return Reading.NEGLIGIBLE
     return Reading.FOR if shown else Reading.OPEN
-
-
-def counts(c: Comparison, p_corrected: float, rule: Rule) -> bool:
-    """Whether a comparison shows an effect either way (it reads *for* or *against*)."""
-    return read(c, p_corrected, rule) in (Reading.FOR, Reading.AGAINST)
 
 
 def aligned(effect: float, rule: Rule) -> float:

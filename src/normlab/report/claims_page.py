@@ -65,7 +65,8 @@ def rule_sentence(sc: StoredClaim) -> str:
 
 
 def evidence_sentences(r: ClaimResult, sc: StoredClaim) -> list[str]:
-    """What the numbers show: the comparison the verdict leans on, and how many counted."""
+    """What the numbers show: the comparison the verdict leans on, and what each of the
+    claim's comparisons says."""
     if not r.comparisons:
         return ["No comparison could be made: the study has no finished runs in both arms."]
     lead = r.leading or r.comparisons[0]
