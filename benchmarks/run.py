@@ -47,17 +47,17 @@ from torch.optim.adam import adam as adam_kernel
 
 from normlab import runtime
 from normlab.analysis.summary import summarize
+from normlab.app.api import plan_study, reproduce_studies
 from normlab.data.locate import load
 from normlab.data.prepare import Split, Splits, prepare
-from normlab.experiments.api import plan_study, reproduce_studies
-from normlab.experiments.config import RunConfig
-from normlab.experiments.optimizers import make_optimizer
 from normlab.experiments.plan import stack_size
 from normlab.models.mlp.spec import MLPSpec
 from normlab.models.mlp.stack import StackedMLP
+from normlab.spec.config import RunConfig
 from normlab.store.db import Store
 from normlab.train.loop import Schedule, train_stack
 from normlab.train.optim import Adam
+from normlab.train.optimizers import make_optimizer
 
 BATCHES = (32, 64, 128, 256)
 K = 16

@@ -8,7 +8,7 @@ import pytest
 import normlab
 from normlab.analysis.verdict import verdict
 from normlab.claims.definitions import CLAIMS
-from normlab.experiments.spec import StudySpec
+from normlab.spec.study import StudySpec
 
 
 def test_a_notebook_runs_a_study(tmp_path, data_root):

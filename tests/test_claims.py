@@ -33,11 +33,11 @@ from normlab.claims.measures import (
     train_test_gap,
     variance_shift,
 )
-from normlab.claims.settings import SETTINGS, Setting
 from normlab.claims.stored import stored_claims
 from normlab.cli import app
-from normlab.experiments.config import RunConfig
-from normlab.experiments.spec import StudyError
+from normlab.spec.config import RunConfig
+from normlab.spec.settings import SETTINGS, Setting
+from normlab.spec.study import StudyError
 from normlab.store.db import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.experiments.config import RunConfig
 from normlab.experiments.plan import stack_size
 from normlab.models.cnn.fused import BatchNormPoolRelu
 from normlab.models.cnn.spec import CNNSpec
@@ -17,6 +16,7 @@ from normlab.models.cnn.stack import StackedCNN
 from normlab.models.norms import make_norm
 from normlab.models.settings import NormSettings
 from normlab.probes.schedule import ProbeSet
+from normlab.spec.config import RunConfig
 from normlab.train.loop import Schedule, evaluate, train_stack
 from normlab.train.optim import Adam
 

@@ -3,10 +3,10 @@ whole study and scheduled over the executor's slots, on real MNIST."""
 
 from __future__ import annotations
 
-from normlab.experiments.config import RunConfig
 from normlab.experiments.costs import estimate, leg_timing, makespan
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache
+from normlab.spec.config import RunConfig
 
 
 def test_units_are_scheduled_longest_first_on_the_slot_that_frees_first():

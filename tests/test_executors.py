@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from normlab.experiments.api import run_study
-from normlab.experiments.config import RunConfig
+from normlab.app.api import run_study
 from normlab.experiments.executors import in_flight, make_executor
 from normlab.experiments.plan import Unit
 from normlab.experiments.progress import Observer
-from normlab.experiments.spec import StudySpec
+from normlab.spec.config import RunConfig
+from normlab.spec.study import StudySpec
 
 
 def _units(n: int) -> list[Unit]:

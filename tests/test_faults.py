@@ -18,7 +18,7 @@ import pytest
 from drills import RUNS, finish, numbers, runs, start, wait_for, write_study
 
 from normlab import runtime
-from normlab.experiments.api import run_study
+from normlab.app.api import run_study
 from normlab.store.leases import Owner
 
 pytestmark = pytest.mark.slow

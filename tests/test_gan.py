@@ -11,14 +11,14 @@ import torch
 
 from normlab.data.locate import RawDataset
 from normlab.data.prepare import prepare
-from normlab.experiments.config import RunConfig
-from normlab.experiments.modes import batch_correlation, coverage, judge, mode_counts
-from normlab.experiments.optimizers import make_optimizer
 from normlab.models.dropout import gaussian, key_bases
 from normlab.models.gan.vbn import VirtualBatchNorm
 from normlab.models.norms import BatchNorm
 from normlab.models.settings import NormSettings
+from normlab.probes.modes import batch_correlation, coverage, judge, mode_counts
+from normlab.spec.config import RunConfig
 from normlab.train.loop import Schedule, train_stack
+from normlab.train.optimizers import make_optimizer
 
 SMALL = {"hidden": (32, 64), "discriminator_hidden": (64, 32), "latent": 16}
 
@@ -144,8 +144,8 @@ def test_a_stack_of_gans_without_bn_covers_every_digit_on_real_mnist(data_root):
     """With BN in neither network, 8 epochs (6,872 steps at batch 64) of two GANs: each
     draws all ten digits, KL to uniform below 0.1 (four such GANs judged on 2,000 images
     each measured 0.06-0.09)."""
-    from normlab.experiments.reference import reference_classifier
     from normlab.experiments.runner import DataCache
+    from normlab.probes.reference import reference_classifier
 
     config = RunConfig(model="gan", epochs=8)
     splits = DataCache(data_root, torch.device("cpu")).splits(config)

@@ -21,6 +21,48 @@ def _imports(path: Path) -> set[str]:
     return {n for n in names if n.startswith("normlab")}
 
 
+# The pipeline, bottom to top: each floor may import only floors before it (and itself).
+# A folder or a top-level module each; ``__init__`` (the package's lazy facade) is the roof.
+FLOORS = ["types", "registry", "seeding", "data", "models", "runtime", "spec", "train",
+          "probes", "store", "experiments", "analysis", "claims", "report", "app", "cli",
+          "__main__", "__init__"]  # fmt: skip
+
+
+def _floor(module: str) -> str:
+    """The floor of ``normlab.x.y`` (``x``); the package itself is ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _violations(floors: list[str]) -> list[str]:
+    """Every import of a floor above the importing one, as "module -> module"."""
+    out = []
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        me = "__init__" if parts == ("__init__",) else parts[0]
+        for name in _imports(path) - {"normlab"}:  # the package root: every import's parent
+            if floors.index(_floor(name)) > floors.index(me):
+                out.append(f"{'/'.join(parts)} -> {name}")
+    return out
+
+
+def test_every_module_sits_on_a_floor():
+    tops = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
+            if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists())}  # fmt: skip
+    assert tops == set(FLOORS), sorted(tops ^ set(FLOORS))
+
+
+def test_no_floor_imports_one_above_it():
+    assert _violations(FLOORS) == []
+
+
+def test_the_floor_check_can_fail():
+    """Put the declarations above the trainer and the trainer's imports of them show."""
+    swapped = [f for f in FLOORS if f != "spec"]
+    swapped.insert(swapped.index("train") + 1, "spec")
+    assert any(v.startswith("train/") and "normlab.spec" in v for v in _violations(swapped))
+
+
 @pytest.mark.parametrize(
     ("folder", "allowed"),
     [
@@ -34,6 +76,13 @@ def test_lower_layers_import_nothing_above_them(folder, allowed):
     for path in files:
         above = {m for m in _imports(path) if not m.startswith(f"normlab.{folder}")} - allowed
         assert not above, f"{path.name} imports {sorted(above)}"
+
+
+def test_declarations_need_no_torch():
+    code = "import sys, normlab.spec.study, normlab.spec.settings\n"
+    code += "assert 'torch' not in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_analysis_and_reports_never_train():
@@ -56,7 +105,7 @@ def test_importing_normlab_changes_nothing_process_wide():
         "import matplotlib, torch\n"
         "backend = matplotlib.rcParams._get_backend_or_none()\n"
         "import normlab, normlab.runtime, normlab.train.loop, normlab.report.assets\n"
-        "import normlab.experiments.api\n"
+        "import normlab.app.api\n"
         "assert (torch.full((4,), 1e-39) * 1.0).ne(0).all(), 'denormals flushed on import'\n"
         "assert matplotlib.rcParams._get_backend_or_none() == backend, 'backend switched'\n"
         "normlab.runtime.configure()\n"

@@ -16,16 +16,16 @@ import pytest
 from typer.testing import CliRunner
 
 from normlab.analysis.progress import Pace, standing
+from normlab.app.api import run_study
 from normlab.claims.claim import claim_study
 from normlab.claims.definitions import CLAIMS
 from normlab.claims.stored import stored_claims
 from normlab.cli import app
-from normlab.experiments.api import run_study
-from normlab.experiments.config import RunConfig
 from normlab.experiments.errors import InputError
 from normlab.experiments.plan import Unit
 from normlab.report.claims_page import claims_page
 from normlab.report.live import LiveReport, Watched, live_report
+from normlab.spec.config import RunConfig
 from normlab.store.db import Store
 from normlab.store.leases import Owner
 

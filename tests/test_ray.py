@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_study_completes(cluster, fo
 
 RETRIES_SPENT = """
 import sys
-from normlab.experiments.api import run_study
+from normlab.app.api import run_study
 from normlab.experiments.cluster import RayExecutor
 from normlab.runtime import resolve_device
 

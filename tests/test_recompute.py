@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from normlab.claims.claim import claim_study
 from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import judge_values
-from normlab.claims.settings import SETTINGS
 from normlab.claims.values import COLUMNS, rows_of
 from normlab.cli import app
+from normlab.spec.settings import SETTINGS
 from normlab.store.db import FINISHED, Store
 from normlab.store.leases import Owner
 from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunResult

@@ -14,7 +14,7 @@ import torch
 
 from normlab.data.locate import load
 from normlab.data.prepare import prepare
-from normlab.experiments.reference import (
+from normlab.probes.reference import (
     MIN_ACCURACY,
     REFERENCE,
     SEEDS,
@@ -27,7 +27,7 @@ from normlab.experiments.reference import (
 _OTHER = """
 import json, sys
 from normlab import runtime
-from normlab.experiments.reference import reference_classifier
+from normlab.probes.reference import reference_classifier
 runtime.configure()
 r = reference_classifier(sys.argv[1])
 print(json.dumps({"trained": r.trained, "test_acc": r.test_acc}))

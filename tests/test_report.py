@@ -23,7 +23,6 @@ from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import ClaimResult, judge_runs
 from normlab.claims.stored import StoredClaim
 from normlab.cli import app
-from normlab.experiments.spec import StudySpec, load_study
 from normlab.report import console, html
 from normlab.report.build import study_report, write_report
 from normlab.report.claims_page import claims_page
@@ -31,6 +30,7 @@ from normlab.report.evidence import percentile_curves
 from normlab.report.header import reproduce_command
 from normlab.report.plots import downsample, number
 from normlab.report.tables import divergence, interval
+from normlab.spec.study import StudySpec, load_study
 from normlab.store.db import Store
 
 STUDY = """

@@ -10,9 +10,9 @@ from normlab.analysis.sequential import Design, replay
 from normlab.analysis.verdict import Reading
 from normlab.claims.auto import auto_study, design_of, first_seed, sequential
 from normlab.claims.definitions import CLAIMS
-from normlab.claims.settings import SEED
 from normlab.cli import app
 from normlab.experiments.errors import InputError
+from normlab.spec.settings import SEED
 
 
 def test_replay_keeps_first_decided_readings_and_stops_when_all_are_decided():
@@ -42,7 +42,7 @@ def test_auto_designs_draw_fresh_seeds_and_name_their_studies():
 
 
 def test_a_bad_cap_is_a_clear_error(tmp_path):
-    from normlab.experiments.api import judge_claims
+    from normlab.app.api import judge_claims
 
     with pytest.raises(InputError, match="at least 4 seeds"):
         judge_claims([7], "auto", max_seeds=2, db=tmp_path / "x.db")

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from normlab.experiments.config import RunConfig
-from normlab.experiments.runner import pending_units
+from normlab.experiments.driver import pending_units
+from normlab.spec.config import RunConfig
 from normlab.store.db import SCHEMA_VERSION, Store, StoreError
 from normlab.store.leases import Heartbeat, Owner
 from normlab.types import EpochMetrics, EvalPoint, ProbeRow, RunResult, SampleImage, StepLoss

@@ -2,7 +2,6 @@ import math
 
 import pytest
 
-from normlab.experiments.config import RunConfig
 from normlab.experiments.plan import (
     MEMORY_BUDGET,
     choose_stack_size,
@@ -11,7 +10,8 @@ from normlab.experiments.plan import (
     stack_size,
 )
 from normlab.experiments.reproduce import corrected, faithful
-from normlab.experiments.spec import StudyError, load_study
+from normlab.spec.config import RunConfig
+from normlab.spec.study import StudyError, load_study
 
 GOOD = """
 name = "demo"

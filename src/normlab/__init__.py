@@ -1,6 +1,6 @@
 """normlab: rigorous, fast experiments on normalization layers and batch size.
 
-The application layer is ``normlab.experiments.api``; its calls are here too::
+The application layer is ``normlab.app.api``; its calls are here too::
 
     import normlab
     report = normlab.run_study("examples/bn-small-batches.toml", db="bn.db")
@@ -25,7 +25,7 @@ def __getattr__(name: str):
 
         return InputError
     if name == "export_study":
-        from normlab.experiments.exporting import export_study
+        from normlab.app.exporting import export_study
 
         return export_study
     if name == "write_report":
@@ -37,7 +37,7 @@ def __getattr__(name: str):
 
         return live_report
     if name in _API:
-        from normlab.experiments import api
+        from normlab.app import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'normlab' has no attribute {name!r}")

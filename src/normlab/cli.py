@@ -1,4 +1,4 @@
-"""The ``normlab`` command: parse the options, call ``normlab.experiments.api``, render.
+"""The ``normlab`` command: parse the options, call ``normlab.app.api``, render.
 
 Exit codes: 0 success; 1 some runs failed (the others are saved); 2 bad input (a study
 file, an option, a database that is not normlab's). Heavy modules load inside commands:
@@ -71,7 +71,7 @@ def _bad_input() -> Iterator[None]:
     """Bad input (the api's InputError, the store's and study files' errors) becomes one
     line on stderr and exit code 2."""
     from normlab.experiments.errors import InputError
-    from normlab.experiments.spec import StudyError
+    from normlab.spec.study import StudyError
     from normlab.store.db import StoreError
 
     try:
@@ -84,7 +84,7 @@ def _bad_input() -> Iterator[None]:
 def _train(study, db, **where):
     """Run one study with a progress bar on stderr; its report. ``where``: data_dir,
     device, threads, max_stack, executor, address."""
-    from normlab.experiments.api import run_study
+    from normlab.app.api import run_study
     from normlab.report.console import ProgressObserver
 
     return run_study(study, db=db, observer=ProgressObserver(_consoles()[1]), **where)
@@ -128,7 +128,7 @@ def run(
 
     Several processes may run one study on one database at once: they share the work."""
     with _bad_input():
-        from normlab.experiments import api
+        from normlab.app import api
         from normlab.report.console import ProgressObserver, plan_report
 
         study = api.as_study(study_file)
@@ -164,7 +164,7 @@ def reproduce(
     sizes, started, failures = _ints(batch_sizes, "--batch-sizes"), time.perf_counter(), []
     with _bad_input():
         from normlab.analysis.faithful import compare
-        from normlab.experiments.api import open_store, reproduce_studies
+        from normlab.app.api import open_store, reproduce_studies
         from normlab.report.console import faithful_table
         from normlab.report.header import duration
 
@@ -201,7 +201,7 @@ def export(
 ) -> None:
     """Write a study's rows (config, metrics, timing, status) to CSV or Parquet."""
     with _bad_input():
-        from normlab.experiments.exporting import export_study
+        from normlab.app.exporting import export_study
 
         name, n = export_study(out_file, fmt, table, db=db, study=study)
     _consoles()[0].print(f"wrote {n} {table} rows of study {name} to {out_file}", highlight=False)
@@ -223,7 +223,7 @@ def fold(
     a forward pass without BN, with BN and folded. Exits 1 if the outputs differ."""
     widths, (out, err) = tuple(_ints(hidden, "--hidden")), _consoles()
     with _bad_input():
-        from normlab.experiments import api
+        from normlab.app import api
         from normlab.report.console import ProgressObserver, fold_lines, latency_table
 
         r = api.fold(hidden=widths, epochs=epochs, inputs=inputs, seed=seed, data_dir=data_dir,
@@ -257,7 +257,7 @@ def claims(
     numbers = _ints(only, "--only") if only else None
     out, err = _consoles()
     with _bad_input():
-        from normlab.experiments.api import judge_claims
+        from normlab.app.api import judge_claims
         from normlab.report import console
 
         results = judge_claims(numbers, budget, model=model, dataset=dataset, db=db,

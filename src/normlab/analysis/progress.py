@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from normlab.experiments.config import RunConfig
 from normlab.experiments.plan import Unit
+from normlab.spec.config import RunConfig
 from normlab.store.db import FINISHED, Store
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from normlab.experiments.config import RunConfig
+from normlab.spec.config import RunConfig
 from normlab.store.db import Store
 from normlab.types import Status
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from normlab.experiments.config import RunConfig
+from normlab.spec.config import RunConfig
 from normlab.store.db import Store
 
 # Config fields that never define a group: they identify members or bookkeeping.

@@ -23,8 +23,8 @@ from normlab.analysis.sequential import Design, replay
 from normlab.analysis.verdict import Reading, conclude
 from normlab.claims.claim import Claim, claim_study
 from normlab.claims.judge import ClaimResult, Look, judge_runs
-from normlab.claims.settings import Setting
-from normlab.experiments.spec import StudySpec
+from normlab.spec.settings import Setting
+from normlab.spec.study import StudySpec
 from normlab.types import FINISHED
 
 AUTO = "auto"  # the budget name that asks for a sequential design

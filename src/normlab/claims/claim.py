@@ -10,9 +10,9 @@ from importlib import resources
 
 from normlab.analysis.records import RunRecord
 from normlab.analysis.verdict import Rule
-from normlab.claims.settings import DATASETS, MODELS, SEED, Setting
-from normlab.experiments.config import RunConfig
-from normlab.experiments.spec import StudyError, StudySpec, load_study
+from normlab.spec.config import RunConfig
+from normlab.spec.settings import DATASETS, MODELS, SEED, Setting
+from normlab.spec.study import StudyError, StudySpec, load_study
 
 
 class ClaimError(ValueError):

@@ -36,8 +36,8 @@ from normlab.claims.measures import (
     train_test_gap,
     variance_shift,
 )
-from normlab.claims.settings import SEED, Setting
-from normlab.experiments.spec import StudySpec
+from normlab.spec.settings import SEED, Setting
+from normlab.spec.study import StudySpec
 
 # Target validation accuracies per dataset: claim 1's (reached within quick's single
 # epoch by BN), and claims 20 and 21's (within the first epoch at every batch size).

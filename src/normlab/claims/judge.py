@@ -20,7 +20,7 @@ from normlab.analysis.verdict import (
     decide,
 )
 from normlab.claims.claim import Claim, ClaimError
-from normlab.claims.settings import Setting
+from normlab.spec.settings import Setting
 from normlab.store.db import Store
 
 

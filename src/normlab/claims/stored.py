@@ -10,7 +10,7 @@ from normlab.claims.auto import BASE, auto_study, design_of, judge_auto, sequent
 from normlab.claims.claim import Claim, study_name
 from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import ClaimResult, judge_runs, not_applicable
-from normlab.claims.settings import SEED, Setting
+from normlab.spec.settings import SEED, Setting
 from normlab.store.db import Store
 from normlab.types import FINISHED, Status
 

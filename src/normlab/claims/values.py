@@ -10,8 +10,8 @@ from normlab.analysis.records import records
 from normlab.claims.claim import Claim, study_name
 from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import ClaimResult, judge_runs
-from normlab.claims.settings import SETTINGS
-from normlab.experiments.spec import BUDGETS, StudyError
+from normlab.spec.settings import SETTINGS
+from normlab.spec.study import BUDGETS, StudyError
 from normlab.store.db import Store
 
 COLUMNS = ["claim", "group", "arm", "role", "seed", "value", "kind", "min_effect", "direction",

@@ -25,10 +25,10 @@ import torch
 from normlab import runtime
 from normlab.data.locate import data_root
 from normlab.data.prepare import Splits
-from normlab.experiments.config import RunConfig
 from normlab.experiments.executors import UNIT_ERRORS, Progress, UnitOutcome, in_flight
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, train_unit
+from normlab.spec.config import RunConfig
 from normlab.types import RunResult
 
 MAX_RETRIES = 2  # tries after the first when a worker dies mid-unit

@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from normlab.data.prepare import Split, Splits
-from normlab.experiments.config import RunConfig
-from normlab.experiments.optimizers import make_optimizer
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, instruments
 from normlab.runtime import synchronize
+from normlab.spec.config import RunConfig
 from normlab.train.loop import Schedule, train_stack
+from normlab.train.optimizers import make_optimizer
 
 _WARM, _SHORT, _LONG = 2, 3, 9  # batches per timed training (the long one grows, below)
 _EXTRA_SECONDS = 0.25  # what the long training's extra steps must take at least
@@ -146,3 +146,18 @@ def makespan(costs: Sequence[float], slots: int) -> float:
     for cost in sorted(costs, reverse=True):
         busy[busy.index(min(busy))] += cost
     return max(busy)
+
+
+@dataclass
+class StudyPlan:
+    """What ``study`` would do: its ``units``, the runs ``done`` already, and the
+    measured ``estimate`` of the rest on ``executor`` (None when not measured)."""
+
+    units: list[Unit]
+    done: set[str]
+    executor: str
+    estimate: Estimate | None = None
+
+    @property
+    def pending(self) -> list[Unit]:
+        return [u for u in self.units if not set(u.run_ids) <= self.done]

@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from normlab.experiments.executors import Executor, UnitOutcome
-from normlab.experiments.plan import Unit
+from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
 from normlab.experiments.progress import Observer
+from normlab.spec.config import RunConfig
 from normlab.store.db import Store
 from normlab.store.leases import Owner
+from normlab.types import FINISHED
 
 POLL_SECONDS = 1.0  # how often units held by other drivers are looked at again
 PROGRESS_SECONDS = 2.0  # how often a unit's steps so far are recorded (a live report's)
@@ -124,3 +126,22 @@ class Driver:
             return
         self.tally.trained += len(results)
         self.tally.diverged += sum(r.diverged for r in outcome.results)
+
+
+def pending_units(
+    store: Store,
+    configs: Sequence[RunConfig],
+    max_stack: int = DEFAULT_MAX_STACK,
+    device_type: str = "cpu",
+) -> tuple[list[Unit], int]:
+    """Units still to train on a ``device_type`` device (a chain is redone whole if any
+    leg is unfinished) and the number of runs already finished."""
+    status = store.statuses(c.run_id for c in configs)
+    done = {rid for rid, s in status.items() if s in FINISHED}
+    chained = {c.run_id for c in configs if c.carried_from} | {
+        c.carried_from for c in configs if c.carried_from
+    }
+    todo = [c for c in configs if c.run_id not in done or c.run_id in chained]
+    units = [u for u in plan(todo, max_stack, device_type) if not set(u.run_ids) <= done]
+    pending = {rid for u in units for rid in u.run_ids}
+    return units, sum(1 for c in configs if c.run_id not in pending)

@@ -22,9 +22,9 @@ from normlab import runtime
 from normlab.data.download import DownloadError
 from normlab.data.idx import IdxError
 from normlab.data.prepare import Splits
-from normlab.experiments.config import RunConfig
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, train_unit
+from normlab.spec.config import RunConfig
 from normlab.types import RunResult
 
 H = TypeVar("H")  # an executor's handle on a unit in flight (a future, an object ref)

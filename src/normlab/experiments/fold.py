@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from normlab.data.prepare import Splits
-from normlab.experiments.config import RunConfig
-from normlab.experiments.optimizers import make_optimizer
 from normlab.models.registry import FOLD_TOLERANCE
 from normlab.probes.inference import LATENCY_BATCHES, REPEATS, latency, output_difference
+from normlab.spec.config import RunConfig
 from normlab.train.loop import Schedule, evaluate, train_stack
+from normlab.train.optimizers import make_optimizer
 
 FOLD_BATCH_SIZE = 128
 

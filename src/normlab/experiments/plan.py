@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from normlab.experiments.config import RunConfig
+from normlab.spec.config import RunConfig
 
 DEFAULT_MAX_STACK = 16
 MEMORY_BUDGET = 2 << 30  # bytes a stack may use by default: training state + activations

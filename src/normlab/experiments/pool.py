@@ -25,10 +25,10 @@ import torch
 
 from normlab import runtime
 from normlab.data.prepare import Splits
-from normlab.experiments.config import RunConfig
 from normlab.experiments.executors import UNIT_ERRORS, Progress, UnitOutcome, in_flight
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, train_unit
+from normlab.spec.config import RunConfig
 from normlab.types import RunResult
 
 _WAIT_SECONDS = 0.5  # how often the driver collects progress while units train

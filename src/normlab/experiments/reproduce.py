@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from normlab.experiments.config import RunConfig
-from normlab.experiments.spec import Study
+from normlab.spec.config import RunConfig
+from normlab.spec.study import Study
 
 SEED_BATCH_SIZES = (32, 64, 128, 256)
 

@@ -1,27 +1,26 @@
 """Training one unit of a study: its data, its stacked model, optimizer and instruments.
 
 ``train_unit`` is what every executor calls for a unit, in this process or in a worker;
-it touches no database. ``pending_units`` decides what a study still needs from what a
-store holds.
+it touches no database (``driver.pending_units`` decides what a study still needs from
+what a store holds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from normlab.data.locate import RawDataset, load
 from normlab.data.prepare import Splits, prepare
-from normlab.experiments.config import RunConfig
-from normlab.experiments.modes import JudgeHook
-from normlab.experiments.optimizers import make_optimizer
-from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
-from normlab.experiments.reference import Reference, reference_classifier
+from normlab.experiments.plan import Unit
+from normlab.probes.modes import JudgeHook
+from normlab.probes.reference import Reference, reference_classifier
 from normlab.probes.schedule import ProbeSet
-from normlab.store.db import FINISHED, Store
+from normlab.spec.config import RunConfig
 from normlab.train.loop import EvalHook, Hook, ProgressHook, Schedule, train_stack
+from normlab.train.optimizers import make_optimizer
 from normlab.types import RunResult
 
 
@@ -120,22 +119,3 @@ def train_unit(
         results += train_stack(model, make_optimizer(leg), splits, [leg.seed], [leg.lr],
                                schedule, instruments(leg, splits, progress, data))  # fmt: skip
     return results
-
-
-def pending_units(
-    store: Store,
-    configs: Sequence[RunConfig],
-    max_stack: int = DEFAULT_MAX_STACK,
-    device_type: str = "cpu",
-) -> tuple[list[Unit], int]:
-    """Units still to train on a ``device_type`` device (a chain is redone whole if any
-    leg is unfinished) and the number of runs already finished."""
-    status = store.statuses(c.run_id for c in configs)
-    done = {rid for rid, s in status.items() if s in FINISHED}
-    chained = {c.run_id for c in configs if c.carried_from} | {
-        c.carried_from for c in configs if c.carried_from
-    }
-    todo = [c for c in configs if c.run_id not in done or c.run_id in chained]
-    units = [u for u in plan(todo, max_stack, device_type) if not set(u.run_ids) <= done]
-    pending = {rid for u in units for rid in u.run_ids}
-    return units, sum(1 for c in configs if c.run_id not in pending)

@@ -18,7 +18,7 @@ EVAL_CHUNK = 1000  # rows per evaluation pass: the evaluation loop and the cost 
 
 
 class ModelSettings(Protocol):
-    """The run settings a family reads (``experiments.config.RunConfig`` has them)."""
+    """The run settings a family reads (``spec.config.RunConfig`` has them)."""
 
     hidden: tuple[int, ...]
     channels: tuple[int, ...]

@@ -1,7 +1,7 @@
 """Instruments: what a claim needs measured about a network while it trains.
 
 Each instrument is a small class (``schedule.Probe``) registered by name in
-``probes.registry``; ``schedule.ProbeSet`` measures a run's instruments when they are
+``spec.probes``; ``schedule.ProbeSet`` measures a run's instruments when they are
 due, between a step's backward pass and its update. An instrument measures every member
 of a stack at once and leaves the model as it found it: parameters, optimizer state and
 the normalization layers' running statistics (``StackedModel.frozen_statistics``).

@@ -18,8 +18,8 @@ import torch
 
 from normlab.data.prepare import Split
 from normlab.models.stack import StackedModel
-from normlab.probes.registry import PROBES
 from normlab.registry import load
+from normlab.spec.probes import PROBES
 from normlab.train.loop import StackRun
 from normlab.train.optim import Optimizer, OptimizerState, Rates
 from normlab.train.step import Batch

@@ -13,14 +13,14 @@ from normlab.analysis.summary import summarize
 from normlab.claims.auto import design_of
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import selected
-from normlab.claims.settings import SETTINGS, Setting
 from normlab.claims.stored import stored_claims
 from normlab.experiments.errors import InputError, open_store
-from normlab.experiments.spec import BUDGETS
 from normlab.report import html
 from normlab.report.claims_page import claims_page
 from normlab.report.study_page import study_page
 from normlab.report.views import Page
+from normlab.spec.settings import SETTINGS, Setting
+from normlab.spec.study import BUDGETS
 
 
 @dataclass

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from normlab.analysis.records import RunRecord
 from normlab.claims.judge import factor_value
 from normlab.claims.stored import StoredClaim
-from normlab.experiments.config import RunConfig
 from normlab.report import plots
 from normlab.report.style import Colors, arm_name
 from normlab.report.views import Axis, FigureView, Mark, Panel
+from normlab.spec.config import RunConfig
 
 Measure = tuple[str, Callable[[RunRecord], float]]  # (what it is, measure of one run)
 

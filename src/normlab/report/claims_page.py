@@ -7,7 +7,6 @@ from __future__ import annotations
 from normlab.analysis.verdict import Reading, Verdict
 from normlab.claims.claim import Claim
 from normlab.claims.judge import ClaimResult
-from normlab.claims.settings import SEED, Setting
 from normlab.claims.stored import StoredClaim
 from normlab.report.evidence import EVIDENCE
 from normlab.report.gallery import GALLERY
@@ -26,6 +25,7 @@ from normlab.report.tables import (
     verdict_words,
 )
 from normlab.report.views import Header, Page, Section
+from normlab.spec.settings import SEED, Setting
 
 
 def _arm(claim: Claim, value: str) -> str:

@@ -34,7 +34,7 @@ from normlab.report.tables import interval
 from normlab.report.views import Cell, TableView
 
 if TYPE_CHECKING:  # training's report; rendering it must not load torch
-    from normlab.experiments.api import StudyPlan
+    from normlab.experiments.costs import StudyPlan
     from normlab.experiments.fold import FoldReport
     from normlab.report.build import ReportResult
 

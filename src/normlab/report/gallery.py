@@ -1,7 +1,7 @@
 """Pictures of what generators drew, for the claims about GANs (13 and its part 22).
 
 For every arm of a claim's study on every dataset, the images kept from the first seed
-that finished (``experiments.modes`` keeps the first images of one batch, so a grid
+that finished (``probes.modes`` keeps the first images of one batch, so a grid
 shows what one batch looks like: Goodfellow's 2016 tutorial figure), as one PNG tile.
 Stacked MNIST's three digits are the red, green and blue channels.
 """

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from normlab.analysis.records import RunRecord, StudyRecord
 from normlab.claims.definitions import CLAIMS
-from normlab.experiments.spec import BUDGETS, StudySpec
+from normlab.spec.study import BUDGETS, StudySpec
 from normlab.types import FINISHED
 
 

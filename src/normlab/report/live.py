@@ -33,11 +33,11 @@ from normlab.analysis.progress import Pace, Standing, configs_standing, study_st
 from normlab.claims.auto import auto_study, design_of, sequential
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import CLAIMS, claim_studies
-from normlab.experiments.config import RunConfig
 from normlab.experiments.errors import InputError
 from normlab.report import html as page_html
 from normlab.report.build import claims_report, claims_scope, study_report
 from normlab.report.header import duration
+from normlab.spec.config import RunConfig
 from normlab.store.db import Store, StoreError
 
 LOOK_SECONDS = 1.0  # how often the database is read

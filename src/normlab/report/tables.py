@@ -10,11 +10,11 @@ from normlab.analysis.records import RunRecord
 from normlab.analysis.summary import StudySummary
 from normlab.analysis.verdict import Basis, Reading, Verdict
 from normlab.claims.judge import ClaimResult
-from normlab.claims.settings import Setting
 from normlab.claims.stored import StoredClaim
 from normlab.report.plots import number, value_text
 from normlab.report.style import arm_name
 from normlab.report.views import Cell, TableView
+from normlab.spec.settings import Setting
 
 
 def _num(value: float | None, digits: int = 4) -> Cell:

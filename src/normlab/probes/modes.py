@@ -3,7 +3,7 @@
 After a GAN run's last step each member draws ``gan_samples`` images from its fixed
 sample stream, in batches of the run's batch size and in train mode, as it trained (a
 BN generator normalizes over the batch it draws). The reference MNIST classifier
-(``experiments.reference``) names each channel's digit, so an MNIST image has one of 10
+(``probes.reference``) names each channel's digit, so an MNIST image has one of 10
 modes and a stacked-MNIST image (three digits as three channels) one of 1,000. Recorded
 as rows of the ``modes`` instrument (layer −1):
 

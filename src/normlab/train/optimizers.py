@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from normlab.experiments.config import RunConfig
 from normlab.models.semantics import get_semantics
+from normlab.spec.config import RunConfig
 from normlab.train.optim import SGD, Adam, Optimizer
 
 

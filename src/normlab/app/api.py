@@ -43,22 +43,22 @@ from normlab.claims.auto import (
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import CLAIMS, claim_studies, selected
 from normlab.claims.judge import ClaimResult, judge, judge_runs, not_applicable
-from normlab.claims.settings import Setting
 from normlab.data.download import DownloadError
 from normlab.data.idx import IdxError
 from normlab.data.locate import load
 from normlab.data.prepare import prepare
 from normlab.experiments import reproduce as procedures
-from normlab.experiments.config import first_error
-from normlab.experiments.costs import STARTUP_SECONDS, Estimate, estimate
-from normlab.experiments.driver import Driver
+from normlab.experiments.costs import STARTUP_SECONDS, StudyPlan, estimate
+from normlab.experiments.driver import Driver, pending_units
 from normlab.experiments.errors import InputError, open_store
 from normlab.experiments.executors import EXECUTORS, Executor, make_executor
 from normlab.experiments.fold import FoldReport, fold_config, fold_report
 from normlab.experiments.plan import DEFAULT_MAX_STACK, Unit, plan
 from normlab.experiments.progress import Observer
-from normlab.experiments.runner import DataCache, pending_units
-from normlab.experiments.spec import BUDGETS, Study, StudyError, StudySpec, load_study
+from normlab.experiments.runner import DataCache
+from normlab.spec.config import first_error
+from normlab.spec.settings import Setting
+from normlab.spec.study import BUDGETS, Study, StudyError, StudySpec, load_study
 from normlab.store.db import FINISHED, Store, StoreError
 from normlab.store.leases import LEASE_SECONDS, Heartbeat, Owner
 
@@ -335,21 +335,6 @@ def _setting(model: str, dataset: str) -> Setting:
         return Setting(model, dataset)
     except ValueError as err:
         raise InputError(str(err), "model" if "model" in str(err) else "dataset") from None
-
-
-@dataclass
-class StudyPlan:
-    """What ``study`` would do: its ``units``, the runs ``done`` already, and the
-    measured ``estimate`` of the rest on ``executor`` (None when not measured)."""
-
-    units: list[Unit]
-    done: set[str]
-    executor: str
-    estimate: Estimate | None = None
-
-    @property
-    def pending(self) -> list[Unit]:
-        return [u for u in self.units if not set(u.run_ids) <= self.done]
 
 
 def plan_study(

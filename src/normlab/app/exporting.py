@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from normlab.claims import values
-from normlab.experiments.config import RunConfig
 from normlab.experiments.errors import InputError, open_store
+from normlab.spec.config import RunConfig
 from normlab.store import export as ex
 
 TABLES = (*ex.TABLES, "measures")  # measures: the claims' per-seed values

@@ -31,11 +31,11 @@ import torch
 
 from normlab.data.locate import data_root, load
 from normlab.data.prepare import Split, prepare
-from normlab.experiments.config import RunConfig
-from normlab.experiments.optimizers import make_optimizer
 from normlab.models.stack import StackedModel
 from normlab.probes.bn import precise_statistics
+from normlab.spec.config import RunConfig
 from normlab.train.loop import Schedule, train_stack
+from normlab.train.optimizers import make_optimizer
 
 REFERENCE = RunConfig(
     model="cnn", channels=(32, 64), hidden=(128,), norm="batch", inputs="scaled", epochs=3,

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from normlab.experiments.config import INTERNAL_FIELDS, RunConfig, first_error
+from normlab.spec.config import INTERNAL_FIELDS, RunConfig, first_error
 
 SHORTHANDS = ("depth", "width")
 

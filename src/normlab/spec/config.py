@@ -19,7 +19,7 @@ from normlab.models.family import ModelFamily, get_family
 from normlab.models.registry import ACTIVATIONS, FAMILIES, INIT_SCHEMES, NORMS, POSITIONS
 from normlab.models.semantics import PRESETS, get_semantics
 from normlab.models.settings import NormSettings
-from normlab.probes.registry import PROBES
+from normlab.spec.probes import PROBES
 
 # The valid names of each registered kind, as the types of the fields that take them.
 Dataset = Literal[DATASETS.names()]  # type: ignore[valid-type]

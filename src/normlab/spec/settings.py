@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from normlab.experiments.spec import StudySpec
+from normlab.spec.study import StudySpec
 
 MODELS = {"mlp": "MLP", "cnn": "CNN"}
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion"}
