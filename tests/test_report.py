@@ -419,33 +419,47 @@ def test_diverged_runs_are_marked_and_counted(tmp_path, data_root):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # made-up ties: inf − inf medians
+def _made_up(claim, rng) -> StoredClaim:
+    """``claim`` judged on runs of its quick study with made-up epochs and evaluations
+    (a GAN's modes and images too)."""
+    runs = []
+    for c in claim_study(claim, "quick").runs():
+        acc = float(rng.uniform(0.85, 0.99))
+        epochs = [{"epoch": e, "train_loss": 0.3, "train_acc": acc, "val_loss": 0.3,
+                   "val_acc": acc, "test_loss": 0.3, "test_acc": acc, "seconds": 1.0,
+                   "eval_seconds": 0.1} for e in range(1, c.epochs + 1)]  # fmt: skip
+        evals = [{"step": s, "epoch": 0.5, "seconds": 1.0, "val_loss": 0.4, "val_acc": acc}
+                 for s in (20, 40)]  # fmt: skip
+        probes, samples = [], []
+        if c.model == "gan":  # what a GAN's judging records: its modes and images
+            modes = {"modes": 9.0, "kl": acc, "batch_correlation": acc - 0.9}
+            probes = [{"step": 9, "probe": "modes", "layer": -1, "name": n, "value": v}
+                      for n, v in modes.items()]  # fmt: skip
+            channels = c.source.image_shape[0]
+            samples = [{"step": 9, "index": i, "channels": channels,
+                        "pixels": rng.integers(0, 256, channels * 784, np.uint8).tobytes()}
+                       for i in range(16)]  # fmt: skip
+        runs.append(RunRecord(c, "done", epochs, evals, probes, samples, run_id=c.run_id))
+    study = StudyRecord(claim.study, {}, "2026-01-01", "2026-01-02", runs)
+    return StoredClaim(claim, "quick", claim.study, study, judge_runs(claim, runs))
+
+
+def test_a_claim_declared_once_gets_its_section_without_a_figure_of_its_own():
+    """A new claim is its declaration (here on claim 4's study): the page judges it and
+    shows its verdict and comparisons, with no evidence figure registered for it."""
+    new = replace(CLAIMS[4], id=99, title="a new claim")
+    page = claims_page([_made_up(new, np.random.default_rng(1))], "quick", "made-up.db")
+    (section,) = [s for s in page.sections if s.key == "claim-99"]
+    assert section.badge[0] in ("supported", "refuted", "inconclusive")
+    assert section.figures == [] and section.tables[0].rows
+
+
 def test_every_claims_section_builds_from_made_up_runs():
     """Each claim's section (evidence figure included) from runs of its quick study
     with made-up epochs and evaluations: no builder may fail on the records it reads;
     those that need only accuracies draw points."""
     rng = np.random.default_rng(0)
-    stored = []
-    for claim in CLAIMS.values():
-        runs = []
-        for c in claim_study(claim, "quick").runs():
-            acc = float(rng.uniform(0.85, 0.99))
-            epochs = [{"epoch": e, "train_loss": 0.3, "train_acc": acc, "val_loss": 0.3,
-                       "val_acc": acc, "test_loss": 0.3, "test_acc": acc, "seconds": 1.0,
-                       "eval_seconds": 0.1} for e in range(1, c.epochs + 1)]  # fmt: skip
-            evals = [{"step": s, "epoch": 0.5, "seconds": 1.0, "val_loss": 0.4, "val_acc": acc}
-                     for s in (20, 40)]  # fmt: skip
-            probes, samples = [], []
-            if c.model == "gan":  # what a GAN's judging records: its modes and images
-                modes = {"modes": 9.0, "kl": acc, "batch_correlation": acc - 0.9}
-                probes = [{"step": 9, "probe": "modes", "layer": -1, "name": n, "value": v}
-                          for n, v in modes.items()]  # fmt: skip
-                channels = c.source.image_shape[0]
-                samples = [{"step": 9, "index": i, "channels": channels,
-                            "pixels": rng.integers(0, 256, channels * 784, np.uint8).tobytes()}
-                           for i in range(16)]  # fmt: skip
-            runs.append(RunRecord(c, "done", epochs, evals, probes, samples, run_id=c.run_id))
-        study = StudyRecord(claim.study, {}, "2026-01-01", "2026-01-02", runs)
-        stored.append(StoredClaim(claim, "quick", claim.study, study, judge_runs(claim, runs)))
+    stored = [_made_up(claim, rng) for claim in CLAIMS.values()]
     page = claims_page(stored, "quick", "made-up.db")
     sections = {s.key: s for s in page.sections}
     for claim in CLAIMS.values():

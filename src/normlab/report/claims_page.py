@@ -135,7 +135,8 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
         notes.append(f"Diverged: {divergence(r.diverged)}.")
     notes += r.notes
     try:
-        figures = EVIDENCE[c.id](sc, colors) if sc.runs else []
+        # a claim without a figure of its own still gets its verdict and tables
+        figures = EVIDENCE[c.id](sc, colors) if sc.runs and c.id in EVIDENCE else []
     except ValueError as err:  # evidence that cannot be drawn never hides the verdict
         figures, notes = [], [*notes, f"no figure: {err}"]
     figures = [f for f in figures if f.points]
