@@ -34,6 +34,7 @@ from normlab.analysis.summary import StudySummary, summarize
 from normlab.claims.auto import (
     BASE,
     DEFAULT_CAP,
+    auto_name,
     auto_study,
     design_of,
     judge_auto,
@@ -296,7 +297,7 @@ def _auto_claims(
     failures: list[str] = []
     for round_ in itertools.count(1):
         with open_store(db) as store:
-            names = {c.id: auto_study(c, setting, design, 1).name for c in claims}
+            names = {c.id: auto_name(c, setting, design) for c in claims}
             known = set(store.study_names())
             results = {c.id: judge_auto(c, records(store, names[c.id]), design)
                        if names[c.id] in known else None for c in claims}  # fmt: skip

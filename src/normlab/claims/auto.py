@@ -21,7 +21,7 @@ from dataclasses import replace
 from normlab.analysis.records import RunRecord
 from normlab.analysis.sequential import Design, replay
 from normlab.analysis.verdict import Reading, conclude
-from normlab.claims.claim import Claim, claim_study
+from normlab.claims.claim import Claim, claim_study, study_name
 from normlab.claims.judge import ClaimResult, Look, judge_runs
 from normlab.spec.settings import Setting
 from normlab.spec.study import StudySpec
@@ -54,6 +54,12 @@ def first_seed(design: Design) -> int:
     return SEED_BASE * design.cap
 
 
+def auto_name(claim: Claim, setting: Setting, design: Design) -> str:
+    """The name of the claim's study in ``design`` (``<study>-auto<cap>``), without
+    expanding or checking its runs."""
+    return study_name(claim, BASE, setting).removesuffix(f"-{BASE}") + f"-auto{design.cap}"
+
+
 def auto_study(claim: Claim, setting: Setting, design: Design, seeds: int) -> StudySpec:
     """The claim's study in ``design`` with its first ``seeds`` seeds (named
     ``<study>-auto<cap>``, whatever the seeds, so that the rounds grow one study)."""
@@ -61,7 +67,7 @@ def auto_study(claim: Claim, setting: Setting, design: Design, seeds: int) -> St
     start = first_seed(design)
     return spec.model_copy(
         update={
-            "name": spec.name.removesuffix(f"-{BASE}") + f"-auto{design.cap}",
+            "name": auto_name(claim, setting, design),
             "seeds": None,
             "grid": {**spec.grid, "seed": list(range(start, start + seeds))},
         }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from normlab.analysis.records import RunRecord, StudyRecord, study_record
-from normlab.claims.auto import BASE, auto_study, design_of, judge_auto, sequential
+from normlab.claims.auto import BASE, auto_name, design_of, judge_auto, sequential
 from normlab.claims.claim import Claim, study_name
 from normlab.claims.definitions import CLAIMS, selected
 from normlab.claims.judge import ClaimResult, judge_runs, not_applicable
@@ -62,7 +62,7 @@ def stored_claims(
             continue
         design = design_of(budget) if sequential(claim) else None
         fixed = BASE if design_of(budget) and not design else budget  # GAN claims under auto
-        name = (auto_study(claim, setting, design, 1).name if design
+        name = (auto_name(claim, setting, design) if design
                 else study_name(claim, fixed, setting))  # fmt: skip
         if name not in studies:
             studies[name] = study_record(store, name) if name in names else None

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from normlab.analysis.progress import Pace, Standing, configs_standing, study_standing
-from normlab.claims.auto import auto_study, design_of, sequential
+from normlab.claims.auto import auto_name, design_of, sequential
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import CLAIMS, claim_studies
 from normlab.experiments.errors import InputError
@@ -274,7 +274,7 @@ class LiveReport:
         design = design_of(w.budget)
         if design:
             known = set(store.study_names())
-            names = {auto_study(CLAIMS[n], setting, design, 1).name
+            names = {auto_name(CLAIMS[n], setting, design)
                      for n in wanted or list(CLAIMS)
                      if sequential(CLAIMS[n]) and not CLAIMS[n].not_applicable(setting)}
             rows = [r for name in names & known for r in store.runs(name)]
