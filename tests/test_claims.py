@@ -6,6 +6,7 @@ import math
 import sqlite3
 import sys
 from collections import defaultdict
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from normlab.spec.config import RunConfig
 from normlab.spec.settings import SETTINGS, Setting
 from normlab.spec.study import StudyError
 from normlab.store.db import Store
+from normlab.types import EpochMetrics, EvalPoint, ProbeRow, Status
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_recompute import recompute
@@ -80,12 +82,17 @@ def test_budget_can_move_a_factor_between_fixed_and_grid():
 
 
 def _run(evals, epochs, status="done", probes=(), **config):
+    """A made-up run: ``epochs`` and ``evals`` give the values that matter (the rest
+    NaN), ``probes`` are ``ProbeRow``s."""
     config = {"val_size": 5000, "batch_size": 1000, **config}  # 55 steps per epoch
-    return RunRecord(RunConfig(**config), status, epochs, evals, list(probes))
+    nan = dict.fromkeys((f.name for f in fields(EpochMetrics)), math.nan) | {"epoch": 1}
+    epochs = [EpochMetrics(**(nan | e)) for e in epochs]
+    evals = [EvalPoint(**({"epoch": 0.5, "seconds": 1.0, "val_loss": 0.3} | e)) for e in evals]
+    return RunRecord(RunConfig(**config), Status(status), epochs, evals, list(probes))
 
 
 def _probe(probe, layer, name, value, step=50):
-    return {"step": step, "probe": probe, "layer": layer, "name": name, "value": value}
+    return ProbeRow(step, probe, layer, name, value)
 
 
 def test_steps_to_target_reads_mid_epoch_and_epoch_end_evaluations():
@@ -397,7 +404,7 @@ def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(
 def test_the_regime_names_data_models_length_and_seeds():
     def run(depth, seed, epochs):  # 55 steps per epoch
         config = RunConfig(hidden=(128,) * depth, seed=seed, epochs=epochs, batch_size=1000)
-        return RunRecord(config, "done", [], [], [])
+        return RunRecord(config, Status.DONE, [], [], [])
 
     runs = [run(16, 0, 1), run(2, 1, 1), run(8, 0, 3)]
     r = regime(runs)

@@ -21,7 +21,7 @@ from normlab.claims.claim import claim_study
 from normlab.claims.definitions import CLAIMS
 from normlab.claims.stored import stored_claims
 from normlab.cli import app
-from normlab.experiments.errors import InputError
+from normlab.errors import InputError
 from normlab.experiments.plan import Unit
 from normlab.report.claims_page import claims_page
 from normlab.report.live import LiveReport, Watched, live_report
@@ -100,12 +100,12 @@ def test_a_running_unit_records_its_steps_only_while_it_holds_them(tmp_path):
     with Store(tmp_path / "p.db") as store:
         store.register_study("s", {}, [config])
         assert store.claim([config.run_id], me, 60, {})
-        assert store.run_states([config.run_id])[config.run_id]["progress"] == 0
+        assert store.run_states([config.run_id])[config.run_id].progress == 0
         store.record_progress(me, {config.run_id: 300})
         store.record_progress(other, {config.run_id: 999})  # not its run: ignored
-        assert store.run_states([config.run_id])[config.run_id]["progress"] == 300
+        assert store.run_states([config.run_id])[config.run_id].progress == 300
         store.mark_failed([config.run_id], "boom")
-        assert store.run_states([config.run_id])[config.run_id]["progress"] is None
+        assert store.run_states([config.run_id])[config.run_id].progress is None
 
 
 def test_a_live_report_follows_a_study_as_it_trains(tmp_path, data_root):

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from normlab.app.api import run_study
 from normlab.data.prepare import Split
 from normlab.models.mlp.spec import MLPSpec
 from normlab.models.mlp.stack import StackedMLP
@@ -16,9 +17,14 @@ from normlab.probes.bn import discrepancy, precise_statistics, variance_shift
 from normlab.probes.ics import internal_covariate_shift
 from normlab.probes.layers import fixed_units, layer_norms, preactivation_stats
 from normlab.probes.noise import gradient_noise
+from normlab.probes.schedule import Measurement, ProbeContext, When
 from normlab.probes.smoothness import smoothness
+from normlab.spec.probes import PROBES, ProbeKind
+from normlab.spec.study import StudySpec
+from normlab.store.db import Store
 from normlab.train.loop import Schedule, evaluate, train_stack
 from normlab.train.optim import SGD, Adam, Rates
+from normlab.types import WHOLE, ProbeRow
 
 
 def _plain_forward(params, x):
@@ -293,3 +299,30 @@ def test_gradient_noise_by_hand_and_its_one_over_batch_law():
     before = norm.norms[0].running_mean.clone()
     gradient_noise(norm, x, y, batch=8)
     assert torch.equal(norm.norms[0].running_mean, before)  # running statistics untouched
+
+
+class ParameterCountProbe:
+    """An instrument declared in a test: each member's parameter count, once trained."""
+
+    name = "parameters"
+    when = When.END
+
+    def measure(self, context: ProbeContext):
+        count = sum(p[0].numel() for p in context.model.parameters())
+        yield Measurement(WHOLE, "count", torch.full((context.model.k,), float(count)))
+
+
+def test_a_probe_declared_once_is_recorded_by_a_real_study(monkeypatch, data_root, tmp_path):
+    """A new instrument is its class and one registry entry: a study lists it, trains on
+    the real MNIST and the store holds its rows (784·16 + 16 + 16·10 + 10 parameters)."""
+    kind = ProbeKind("parameters", f"{__name__}:ParameterCountProbe")
+    monkeypatch.setitem(PROBES._entries, kind.name, kind)
+    spec = StudySpec(name="counted", seeds=2, fixed={
+        "hidden": [16], "epochs": 1, "inputs": "scaled", "val_size": 1000,
+        "probes": ["parameters"]})  # fmt: skip
+    report = run_study(spec, db=tmp_path / "p.db", data_dir=data_root)
+    assert report.trained == 2
+    last = (60000 - 1000) // 32
+    with Store(tmp_path / "p.db") as store:
+        rows = store.probes("counted")
+    assert list(rows.values()) == [[ProbeRow(last, "parameters", WHOLE, "count", 12730.0)]] * 2

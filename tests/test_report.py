@@ -25,6 +25,7 @@ from normlab.claims.stored import StoredClaim
 from normlab.cli import app
 from normlab.report import console, html
 from normlab.report.build import study_report, write_report
+from normlab.report.claim_figures import FactorFigure, final
 from normlab.report.claims_page import claims_page
 from normlab.report.evidence import percentile_curves
 from normlab.report.header import reproduce_command
@@ -32,6 +33,7 @@ from normlab.report.plots import downsample, number
 from normlab.report.tables import divergence, interval
 from normlab.spec.study import StudySpec, load_study
 from normlab.store.db import Store
+from normlab.types import EpochMetrics, EvalPoint, ProbeRow, SampleImage, Status
 
 STUDY = """
 name = "fig1"
@@ -97,7 +99,7 @@ def test_study_report_from_real_runs(study_db, tmp_path):
     assert result.figures == 4
     # hover names the run: each of the 4 run ids appears in the step-loss tooltips
     with Store(study_db) as store:
-        ids = [r["id"] for r in store.runs("fig1")]
+        ids = [r.id for r in store.runs("fig1")]
     tips = " ".join(trace.get("hovertemplate", "") for trace in figures["step-loss"]["data"])
     assert all(f"run {i}" in tips for i in ids)
     # the page reproduces itself: the command and the study file, read back to its runs
@@ -357,7 +359,7 @@ def test_study_report_in_chromium(study_db, tmp_path):
 
     out = write_report(study_db, out=tmp_path / "study.html").path
     with Store(study_db) as store:
-        ids = {r["id"] for r in store.runs("fig1")}
+        ids = {r.id for r in store.runs("fig1")}
     with sync_playwright() as p:
         chromium, page, visit = browser.open_page(p, out)
         _check_page(page, visit, tmp_path / "study.png")
@@ -410,11 +412,11 @@ def test_diverged_runs_are_marked_and_counted(tmp_path, data_root):
     assert CliRunner().invoke(app, args).exit_code == 0
     page = study_report(db)
     with Store(db) as store:
-        (stopped,) = [r for r in store.runs("diverging") if r["status"] == "diverged"]
+        (stopped,) = [r for r in store.runs("diverging") if r.status == "diverged"]
     (figure,) = [f for f in page.figures if f.key == "step-loss"]
     assert figure.caption.startswith("1 of 2 runs diverged")
     (mark,) = [t for t in figure.panels[0].traces if t.name == "diverged"]
-    assert mark.x == [stopped["diverged_step"]] and stopped["id"] in mark.hover[0]
+    assert mark.x == [stopped.diverged_step] and stopped.id in mark.hover[0]
     assert "1 run(s) diverged" in " ".join(page.sections[0].sentences)
 
 
@@ -425,33 +427,39 @@ def _made_up(claim, rng) -> StoredClaim:
     runs = []
     for c in claim_study(claim, "quick").runs():
         acc = float(rng.uniform(0.85, 0.99))
-        epochs = [{"epoch": e, "train_loss": 0.3, "train_acc": acc, "val_loss": 0.3,
-                   "val_acc": acc, "test_loss": 0.3, "test_acc": acc, "seconds": 1.0,
-                   "eval_seconds": 0.1} for e in range(1, c.epochs + 1)]  # fmt: skip
-        evals = [{"step": s, "epoch": 0.5, "seconds": 1.0, "val_loss": 0.4, "val_acc": acc}
-                 for s in (20, 40)]  # fmt: skip
+        epochs = [EpochMetrics(e, 0.3, acc, 0.3, acc, 0.3, acc, 1.0, 0.1)
+                  for e in range(1, c.epochs + 1)]  # fmt: skip
+        evals = [EvalPoint(s, 0.5, 1.0, 0.4, acc) for s in (20, 40)]
         probes, samples = [], []
         if c.model == "gan":  # what a GAN's judging records: its modes and images
             modes = {"modes": 9.0, "kl": acc, "batch_correlation": acc - 0.9}
-            probes = [{"step": 9, "probe": "modes", "layer": -1, "name": n, "value": v}
-                      for n, v in modes.items()]  # fmt: skip
+            probes = [ProbeRow(9, "modes", -1, n, v) for n, v in modes.items()]
             channels = c.source.image_shape[0]
-            samples = [{"step": 9, "index": i, "channels": channels,
-                        "pixels": rng.integers(0, 256, channels * 784, np.uint8).tobytes()}
+            samples = [SampleImage(9, i, channels,
+                                   rng.integers(0, 256, channels * 784, np.uint8).tobytes())
                        for i in range(16)]  # fmt: skip
-        runs.append(RunRecord(c, "done", epochs, evals, probes, samples, run_id=c.run_id))
+        runs.append(RunRecord(c, Status.DONE, epochs, evals, probes, samples, run_id=c.run_id))
     study = StudyRecord(claim.study, {}, "2026-01-01", "2026-01-02", runs)
     return StoredClaim(claim, "quick", claim.study, study, judge_runs(claim, runs))
 
 
-def test_a_claim_declared_once_gets_its_section_without_a_figure_of_its_own():
-    """A new claim is its declaration (here on claim 4's study): the page judges it and
-    shows its verdict and comparisons, with no evidence figure registered for it."""
-    new = replace(CLAIMS[4], id=99, title="a new claim")
-    page = claims_page([_made_up(new, np.random.default_rng(1))], "quick", "made-up.db")
-    (section,) = [s for s in page.sections if s.key == "claim-99"]
-    assert section.badge[0] in ("supported", "refuted", "inconclusive")
-    assert section.figures == [] and section.tables[0].rows
+# A new claim's evidence figure, declared where the claim is (here: in this test).
+NEW_FIGURE = FactorFigure("Test accuracy by batch size", "batch_size", [final("test_acc")])
+
+
+def test_a_claim_declared_once_gets_its_section_and_its_own_figure():
+    """A new claim is one declaration (here on claim 4's study) that names its figure:
+    the page judges it and shows its verdict, comparisons and that figure; one that
+    names none gets its section without a figure."""
+    new = replace(CLAIMS[4], id=99, title="a new claim", evidence=f"{__name__}:NEW_FIGURE")
+    bare = replace(new, id=98, evidence="")
+    rng = np.random.default_rng(1)
+    page = claims_page([_made_up(new, rng), _made_up(bare, rng)], "quick", "made-up.db")
+    sections = {s.key: s for s in page.sections}
+    assert sections["claim-99"].badge[0] in ("supported", "refuted", "inconclusive")
+    (figure,) = sections["claim-99"].figures
+    assert figure.title == "Test accuracy by batch size" and figure.points
+    assert sections["claim-98"].figures == [] and sections["claim-98"].tables[0].rows
 
 
 def test_every_claims_section_builds_from_made_up_runs():

@@ -11,7 +11,7 @@ from normlab.analysis.verdict import Reading
 from normlab.claims.auto import auto_study, design_of, first_seed, sequential
 from normlab.claims.definitions import CLAIMS
 from normlab.cli import app
-from normlab.experiments.errors import InputError
+from normlab.errors import InputError
 from normlab.spec.settings import SEED
 
 

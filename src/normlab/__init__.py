@@ -4,7 +4,11 @@ The application layer is ``normlab.app.api``; its calls are here too::
 
     import normlab
     report = normlab.run_study("examples/bn-small-batches.toml", db="bn.db")
+    print(normlab.summary(db="bn.db"))             # the latest study's final metrics
     verdicts = normlab.judge_claims([4], budget="quick", db="bn.db")
+    done = normlab.reproduce(seeds=2, faithful=True, db="bn.db")  # data: summary, faithful
+    run = normlab.Execution(db="bn.db", executor="pool")          # one value for every call
+    normlab.run_study("examples/bn-small-batches.toml", run)
     normlab.write_report("bn.db", out="bn.html")  # one HTML page, opens offline
     live = normlab.live_report("bn.db")            # served as the study runs: live.url
     normlab.export_study("bn.csv", db="bn.db")    # its rows, as ``normlab export``
@@ -15,29 +19,28 @@ The application layer is ``normlab.app.api``; its calls are here too::
 
 __version__ = "0.1.0"
 
-_API = ("run_study", "judge_claims", "plan_study", "reproduce_studies", "fold", "InputError")
-__all__ = ["__version__", *_API, "export_study", "write_report", "live_report"]
+# Each public name and the module it lives in, loaded when first asked for: the torch-free
+# ones (reading, exporting, errors) never load the trainer.
+_WHERE = {
+    "run_study": "normlab.app.api",
+    "judge_claims": "normlab.app.api",
+    "plan_study": "normlab.app.api",
+    "reproduce": "normlab.app.api",
+    "reproduce_studies": "normlab.app.api",
+    "fold": "normlab.app.api",
+    "summary": "normlab.app.reading",
+    "export_study": "normlab.app.exporting",
+    "Execution": "normlab.app.execution",
+    "InputError": "normlab.errors",
+    "write_report": "normlab.report.build",
+    "live_report": "normlab.report.live",
+}
+__all__ = ["__version__", *_WHERE]
 
 
 def __getattr__(name: str):
-    if name == "InputError":
-        from normlab.experiments.errors import InputError
+    if name in _WHERE:
+        import importlib
 
-        return InputError
-    if name == "export_study":
-        from normlab.app.exporting import export_study
-
-        return export_study
-    if name == "write_report":
-        from normlab.report.build import write_report
-
-        return write_report
-    if name == "live_report":
-        from normlab.report.live import live_report
-
-        return live_report
-    if name in _API:
-        from normlab.app import api
-
-        return getattr(api, name)
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'normlab' has no attribute {name!r}")

@@ -70,7 +70,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _bad_input() -> Iterator[None]:
     """Bad input (the api's InputError, the store's and study files' errors) becomes one
     line on stderr and exit code 2."""
-    from normlab.experiments.errors import InputError
+    from normlab.errors import InputError
     from normlab.spec.study import StudyError
     from normlab.store.db import StoreError
 
@@ -81,24 +81,21 @@ def _bad_input() -> Iterator[None]:
         raise _fail((f"--{option.replace('_', '-')}: " if option else "") + str(e)) from None
 
 
-def _train(study, db, **where):
-    """Run one study with a progress bar on stderr; its report. ``where``: data_dir,
-    device, threads, max_stack, executor, address."""
-    from normlab.app.api import run_study
+def _execution(db: Path, **where):
+    """The ``Execution`` of a command's options (``where``: data_dir, device, threads,
+    max_stack, executor, address), with a progress bar on stderr."""
+    from normlab.app.execution import Execution
     from normlab.report.console import ProgressObserver
 
-    return run_study(study, db=db, observer=ProgressObserver(_consoles()[1]), **where)
+    return Execution(db=db, observer=ProgressObserver(_consoles()[1]), **where)
 
 
-def _show(db: Path, study: str | None, factors: list[str] | None = None) -> None:
-    from normlab.analysis.summary import summarize
-    from normlab.experiments.errors import open_store
+def _show(summary) -> None:
+    """Print a ``StudySummary``."""
     from normlab.report.console import summary_table
 
-    with open_store(db) as store:
-        name = store.resolve_study(study)
-        summary = summarize(store, name, factors)
-    _consoles()[0].print(summary_table(summary, f"{name}: final-epoch test metrics over seeds"))
+    title = f"{summary.study}: final-epoch test metrics over seeds"
+    _consoles()[0].print(summary_table(summary, title))
 
 
 def _finish(failures: list[str], db: Path | None = None) -> None:
@@ -127,20 +124,19 @@ def run(
     """Run a study file: the grid's runs, grouped into stacks, skipping finished runs.
 
     Several processes may run one study on one database at once: they share the work."""
+    run = _execution(db, data_dir=data_dir, device=device, threads=threads, max_stack=max_stack,
+                     executor=executor, address=address)  # fmt: skip
     with _bad_input():
         from normlab.app import api
-        from normlab.report.console import ProgressObserver, plan_report
+        from normlab.report.console import plan_report
 
         study = api.as_study(study_file)
         if dry_run:
-            plan = api.plan_study(study, db=db, max_stack=max_stack, device=device,
-                                  threads=threads, executor=executor, data_dir=data_dir,
-                                  observer=ProgressObserver(_consoles()[1]))  # fmt: skip
+            plan = api.plan_study(study, run)
             _consoles()[0].print(*plan_report(study.name, len(study.configs), plan))
             return
-        report = _train(study, db, data_dir=data_dir, device=device, threads=threads,
-                        max_stack=max_stack, executor=executor, address=address)  # fmt: skip
-        _show(db, study.name)
+        report = api.run_study(study, run)
+        _show(report.summary())
     _finish(report.failures, db)
 
 
@@ -161,34 +157,30 @@ def reproduce(
     address: Address = None,
 ) -> None:
     """The seed notebook's study done right: BN applied vs none × batch sizes × seeds."""
-    sizes, started, failures = _ints(batch_sizes, "--batch-sizes"), time.perf_counter(), []
+    sizes, started = _ints(batch_sizes, "--batch-sizes"), time.perf_counter()
+    run = _execution(db, data_dir=data_dir, device=device, threads=threads, max_stack=max_stack,
+                     executor=executor, address=address)  # fmt: skip
     with _bad_input():
-        from normlab.analysis.faithful import compare
-        from normlab.app.api import open_store, reproduce_studies
+        from normlab.app import api
         from normlab.report.console import faithful_table
         from normlab.report.header import duration
 
-        studies = reproduce_studies(seeds, epochs, sizes, inputs, semantics, faithful)
-        for study in studies:
-            failures += _train(study, db, data_dir=data_dir, device=device, threads=threads,
-                               max_stack=max_stack, executor=executor,
-                               address=address).failures  # fmt: skip
-        _show(db, studies[0].name, factors=["norm", "batch_size"])
-        if faithful:
-            with open_store(db) as store:
-                rows, identical = compare(store, studies[1])
-            _consoles()[0].print(faithful_table(studies[1], rows), "\n" + identical)
+        done = api.reproduce(seeds, epochs, sizes, inputs, semantics, faithful, run)
+        _show(done.summary)
+        if done.faithful:
+            _consoles()[0].print(faithful_table(done.studies[1], done.faithful),
+                                 "\n" + done.faithful.verdict)  # fmt: skip
     _consoles()[1].print(f"took {duration(time.perf_counter() - started)}", highlight=False)
-    _finish(failures, db)
+    _finish(done.failures, db)
 
 
 @app.command()
 def show(db: Db = Path("normlab.db"), study: StudyName = None) -> None:
     """Print the summary table of a study in the database."""
-    if not db.exists():
-        raise _fail(f"{db}: no such database")
     with _bad_input():
-        _show(db, study)
+        from normlab.app.reading import summary
+
+        _show(summary(study, db=db))
 
 
 @app.command()
@@ -255,15 +247,14 @@ def claims(
     run resumes. Rules: docs/STATISTICS.md; `normlab report --claims` draws the evidence.
     """
     numbers = _ints(only, "--only") if only else None
-    out, err = _consoles()
+    out = _consoles()[0]
     with _bad_input():
         from normlab.app.api import judge_claims
         from normlab.report import console
 
-        results = judge_claims(numbers, budget, model=model, dataset=dataset, db=db,
-                               data_dir=data_dir, device=device, threads=threads,
-                               max_stack=max_stack, executor=executor, address=address,
-                               observer=console.ProgressObserver(err),
+        run = _execution(db, data_dir=data_dir, device=device, threads=threads,
+                         max_stack=max_stack, executor=executor, address=address)  # fmt: skip
+        results = judge_claims(numbers, budget, run, model=model, dataset=dataset,
                                max_seeds=max_seeds)  # fmt: skip
     if as_json:
         out.print_json(json.dumps([r.as_json() for r in results]))

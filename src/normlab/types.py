@@ -54,14 +54,24 @@ class StepLoss(NamedTuple):
     loss: float
 
 
+WHOLE = -1  # a probe row's layer or unit when it describes the whole network or layer
+NO_QUANTILE = -1.0  # a probe row's quantile when it is not one of a distribution's
+
+
 class ProbeRow(NamedTuple):
-    """One instrument's value: ``layer`` -1 for a measurement of the whole network."""
+    """One instrument's value after step ``step``: ``layer`` is ``WHOLE`` for a
+    measurement of the whole network; ``unit`` names one unit of the layer (``WHOLE``:
+    the layer as a whole) and ``quantile`` (in 0-1) which quantile of that unit's
+    values it is (``NO_QUANTILE``: not a quantile). ``value`` is None where it was not
+    a number."""
 
     step: int
     probe: str
     layer: int
     name: str
-    value: float
+    value: float | None
+    unit: int = WHOLE
+    quantile: float = NO_QUANTILE
 
 
 class EvalPoint(NamedTuple):
@@ -83,6 +93,40 @@ class SampleImage(NamedTuple):
     index: int
     channels: int
     pixels: bytes
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One run as the store holds it: its configuration (``config``, canonical JSON;
+    the run-config model parses it), where it stands and, once finished, how it went.
+    ``progress`` counts the optimizer steps of a running attempt; ``owner`` and
+    ``lease_until`` say who trains it until when (``store.leases``)."""
+
+    id: str
+    config: str
+    cohort: str
+    status: Status
+    stack_size: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    seconds: float | None = None
+    diverged_step: int | None = None
+    error: str | None = None
+    environment: str | None = None  # JSON: the machine and threads it trained on
+    owner: str | None = None
+    lease_until: float | None = None
+    attempts: int = 0
+    progress: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredStudy:
+    """A study as registered: its declaration (``spec``) and when."""
+
+    name: str
+    spec: dict[str, object]
+    created_at: str
+    updated_at: str
 
 
 @dataclass

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from normlab.experiments.plan import Unit
 from normlab.spec.config import RunConfig
-from normlab.store.db import FINISHED, Store
+from normlab.store.db import Store
+from normlab.types import FINISHED, Status
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Standing:
 
 
 def standing(
-    runs: Iterable[tuple[RunConfig, str | None, int | None, float | None]],
+    runs: Iterable[tuple[RunConfig, Status | None, int | None, float | None]],
     now: float | None = None,
 ) -> Standing:
     """The standing of ``runs``, each given as (config, status, steps taken by its
@@ -65,11 +66,11 @@ def standing(
         counts["runs"] += 1
         if status in FINISHED:
             counts["finished"] += 1
-            counts["diverged"] += status == "diverged"
+            counts["diverged"] += status == Status.DIVERGED
             done += work
-        elif status == "failed":
+        elif status == Status.FAILED:
             counts["failed"] += 1
-        elif status == "running" and (lease_until or 0) > now:
+        elif status == Status.RUNNING and (lease_until or 0) > now:
             counts["running"] += 1
             done += work * min((steps or 0) / max(Unit((config,)).steps, 1), 1)
         else:
@@ -85,8 +86,8 @@ def _work(config: RunConfig) -> float:
 def study_standing(store: Store, study: str, now: float | None = None) -> Standing:
     """The standing of the runs of ``study`` in ``store``."""
     rows = store.runs(study)
-    return standing(((RunConfig.from_stored(r["config"]), r["status"], r["progress"],
-                      r["lease_until"]) for r in rows), now)  # fmt: skip
+    return standing(((RunConfig.from_stored(r.config), r.status, r.progress, r.lease_until)
+                     for r in rows), now)  # fmt: skip
 
 
 def configs_standing(
@@ -98,7 +99,7 @@ def configs_standing(
     rows = []
     for c in configs:
         s = states.get(c.run_id)
-        rows.append((c, *((s["status"], s["progress"], s["lease_until"]) if s else (None,) * 3)))
+        rows.append((c, *((s.status, s.progress, s.lease_until) if s else (None,) * 3)))
     return standing(rows, now)
 
 

@@ -15,6 +15,7 @@ from scipy import stats
 
 from normlab.spec.config import RunConfig
 from normlab.store.db import Store
+from normlab.types import FINISHED, Status, StoredRun
 
 # Config fields that never define a group: they identify members or bookkeeping.
 _NOT_FACTORS = ("seed", "carried_from", "stream", "log_every")
@@ -70,31 +71,27 @@ def summarize(store: Store, study: str, factors: list[str] | None = None) -> Stu
     """Group ``study``'s runs by ``factors`` (default: the config fields that vary in it,
     the seed aside) and summarize each group."""
     runs = store.runs(study)
-    configs = {r["id"]: RunConfig.as_stored_row(r["config"]) for r in runs}
+    configs = {r.id: RunConfig.as_stored_row(r.config) for r in runs}
     if factors is None:
         keys = [k for k in next(iter(configs.values()), {}) if k not in _NOT_FACTORS]
         factors = [k for k in keys if len({json.dumps(c[k]) for c in configs.values()}) > 1]
-    last: dict[str, dict] = {}
-    seconds: dict[str, list[float]] = {}
-    for e in store.epochs(study):
-        last[e["run_id"]] = dict(e)
-        seconds.setdefault(e["run_id"], []).append(e["seconds"])
-    groups: dict[str, list] = {}
+    epochs = store.epochs(study)
+    groups: dict[str, list[StoredRun]] = {}
     for r in runs:
-        key = json.dumps([configs[r["id"]][f] for f in factors])
+        key = json.dumps([configs[r.id][f] for f in factors])
         groups.setdefault(key, []).append(r)
     out = []
     for members in groups.values():
-        done = [r for r in members if r["status"] == "done" and r["id"] in last]
+        done = [epochs[r.id] for r in members if r.status == Status.DONE and r.id in epochs]
         out.append(
             GroupSummary(
-                factors={f: configs[members[0]["id"]][f] for f in factors},
+                factors={f: configs[members[0].id][f] for f in factors},
                 runs=len(members),
-                finished=sum(r["status"] in ("done", "diverged") for r in members),
-                diverged=sum(r["status"] == "diverged" for r in members),
-                test_acc=Estimate.of([last[r["id"]]["test_acc"] for r in done]),
-                test_loss=Estimate.of([last[r["id"]]["test_loss"] for r in done]),
-                epoch_seconds=Estimate.of([float(np.mean(seconds[r["id"]])) for r in done]),
+                finished=sum(r.status in FINISHED for r in members),
+                diverged=sum(r.status == Status.DIVERGED for r in members),
+                test_acc=Estimate.of([e[-1].test_acc for e in done]),
+                test_loss=Estimate.of([e[-1].test_loss for e in done]),
+                epoch_seconds=Estimate.of([float(np.mean([x.seconds for x in e])) for e in done]),
             )
         )
     return StudySummary(study=study, factors=factors, groups=out)

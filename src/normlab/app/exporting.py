@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from normlab.claims import values
-from normlab.experiments.errors import InputError, open_store
+from normlab.errors import InputError
+from normlab.experiments.errors import open_store
 from normlab.spec.config import RunConfig
 from normlab.store import export as ex
 

@@ -23,8 +23,9 @@ from normlab.analysis.sequential import Design, replay
 from normlab.analysis.verdict import Reading, conclude
 from normlab.claims.claim import Claim, claim_study, study_name
 from normlab.claims.judge import ClaimResult, Look, judge_runs
+from normlab.errors import InputError
 from normlab.spec.settings import Setting
-from normlab.spec.study import StudySpec
+from normlab.spec.study import BUDGETS, StudySpec
 from normlab.types import FINISHED
 
 AUTO = "auto"  # the budget name that asks for a sequential design
@@ -47,6 +48,19 @@ def design_of(budget: str, max_seeds: int = DEFAULT_CAP) -> Design | None:
         return Design(max_seeds)
     match = re.fullmatch(r"auto(\d+)", budget)
     return Design(int(match[1])) if match else None
+
+
+def budget_design(budget: str, max_seeds: int = DEFAULT_CAP) -> Design | None:
+    """``design_of`` for a budget a user named: InputError names a budget that is
+    neither fixed nor auto (option ``budget``) and a cap below the first look (option
+    ``max_seeds`` for "auto", ``budget`` for "auto<N>")."""
+    try:
+        design = design_of(budget, max_seeds)
+    except ValueError as err:
+        raise InputError(str(err), "max_seeds" if budget == AUTO else "budget") from None
+    if budget not in BUDGETS and design is None:
+        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)} or auto", "budget")
+    return design
 
 
 def first_seed(design: Design) -> int:

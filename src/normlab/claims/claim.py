@@ -55,6 +55,9 @@ class Claim:
     note: Callable[[list[RunRecord]], str] | None = None
     # a few words for tables that must fit 80 columns (the claim itself goes below)
     title: str = ""
+    # the figure that shows its evidence: "module:name" of a builder (stored claim,
+    # colors) -> figures, loaded by the report only (e.g. a ``FactorFigure``); "": none
+    evidence: str = ""
     # the settings it applies to (a claim about the seed's MLP does not apply to a CNN)
     models: tuple[str, ...] = ("mlp", "cnn")
     datasets: tuple[str, ...] = ("mnist", "fashion-mnist")

@@ -36,8 +36,11 @@ from normlab.claims.measures import (
     train_test_gap,
     variance_shift,
 )
+from normlab.errors import InputError
 from normlab.spec.settings import SEED, Setting
 from normlab.spec.study import StudySpec
+
+_FIGURES = "normlab.report.evidence:"  # where the claims' figures are (``Claim.evidence``)
 
 # Target validation accuracies per dataset: claim 1's (reached within quick's single
 # epoch by BN), and claims 20 and 21's (within the first epoch at every batch size).
@@ -91,6 +94,7 @@ CLAIMS: dict[int, Claim] = {
             kind="ranked",
             title="faster convergence",
             measures_by_dataset=lambda d: {f"target={t}": steps_to(t) for t in TARGETS[d]},
+            evidence=_FIGURES + "convergence",
         ),
         Claim(
             2,
@@ -103,6 +107,7 @@ CLAIMS: dict[int, Claim] = {
             by=("optimizer",),
             across="lr",
             title="higher learning rates",
+            evidence=_FIGURES + "learning_rates",
         ),
         Claim(
             3,
@@ -117,6 +122,7 @@ CLAIMS: dict[int, Claim] = {
             where=lambda c: len(c.hidden) >= 8,
             title="even deep gradients",
             models=("mlp",),
+            evidence=_FIGURES + "GRADIENT_IMBALANCE",
         ),
         Claim(
             4,
@@ -127,6 +133,7 @@ CLAIMS: dict[int, Claim] = {
             Rule(direction=-1, min_effect=0.002),
             by=("batch_size",),
             title="regularization",
+            evidence=_FIGURES + "GAP_BY_BATCH",
         ),
         Claim(
             5,
@@ -139,6 +146,7 @@ CLAIMS: dict[int, Claim] = {
             by=("init",),
             across="init_scale",
             title="less init dependence",
+            evidence=_FIGURES + "INIT_SCALE",
         ),
         Claim(
             6,
@@ -158,6 +166,7 @@ CLAIMS: dict[int, Claim] = {
                 ),
             },
             title="unstable tiny batches",
+            evidence=_FIGURES + "ACCURACY_BY_BATCH",
         ),
         Claim(
             7,
@@ -173,6 +182,7 @@ CLAIMS: dict[int, Claim] = {
             baselines=("folded",),
             note=fold_note,
             title="inference overhead",
+            evidence=_FIGURES + "latency",
         ),
         Claim(
             8,
@@ -184,6 +194,7 @@ CLAIMS: dict[int, Claim] = {
             Rule(direction=-1, min_effect=0.01),
             by=("batch_size",),
             title="less covariate shift",
+            evidence=_FIGURES + "covariate_shift",
         ),
         Claim(
             10,
@@ -196,6 +207,7 @@ CLAIMS: dict[int, Claim] = {
             title="Ioffe & Szegedy MNIST",
             models=("mlp",),
             datasets=("mnist",),
+            evidence=_FIGURES + "ioffe_szegedy",
         ),
         Claim(
             9,
@@ -207,6 +219,7 @@ CLAIMS: dict[int, Claim] = {
             by=("inputs",),
             where=lambda c: c.inputs in ("scaled", "standardized"),
             title="normalized-input clash",
+            evidence=_FIGURES + "PREPROCESSING",
         ),
         Claim(
             11,
@@ -223,6 +236,7 @@ CLAIMS: dict[int, Claim] = {
             part_of=3,
             title="grads grow with depth",
             models=("mlp",),
+            evidence=_FIGURES + "FIRST_STEP_RATIO",
         ),
         Claim(
             12,
@@ -243,6 +257,7 @@ CLAIMS: dict[int, Claim] = {
             context_measures={"variance shift (1 = none)": variance_shift},
             part_of=4,
             title="dropout before BN",
+            evidence=_FIGURES + "DROPOUT_BEFORE_BN",
         ),
         Claim(
             14,
@@ -255,6 +270,7 @@ CLAIMS: dict[int, Claim] = {
             Rule(direction=0, min_effect=0.002),
             **GAMMA_BETA_ARMS,
             title="γ, β need tuning",
+            evidence=_FIGURES + "GAMMA",
         ),
         Claim(
             18,
@@ -267,6 +283,7 @@ CLAIMS: dict[int, Claim] = {
             **GAMMA_BETA_ARMS,
             part_of=14,
             title="γ, β defaults work",
+            evidence=_FIGURES + "GAMMA",
         ),
         Claim(
             15,
@@ -281,6 +298,7 @@ CLAIMS: dict[int, Claim] = {
             arm="1024",
             baselines=("16", "64"),
             title="large-batch stability",
+            evidence=_FIGURES + "NOISE",
         ),
         Claim(
             19,
@@ -299,6 +317,7 @@ CLAIMS: dict[int, Claim] = {
             part_of=15,
             title="large-batch gap",
             models=("mlp",),
+            evidence=_FIGURES + "KESKAR",
         ),
         Claim(
             16,
@@ -311,6 +330,7 @@ CLAIMS: dict[int, Claim] = {
             by=("batch_size",),
             where=lambda c: c.batch_size in (16, 64),
             title="BN calms small batches",
+            evidence=_FIGURES + "NOISE",
         ),
         Claim(
             20,
@@ -324,6 +344,7 @@ CLAIMS: dict[int, Claim] = {
             **SMALL_VS_LARGER_BATCH,
             title="small-batch iterations",
             measures_by_dataset=lambda d: {f"target={t}": steps_to(t) for t in EARLY[d]},
+            evidence=_FIGURES + "convergence_by_batch",
         ),
         Claim(
             21,
@@ -337,6 +358,7 @@ CLAIMS: dict[int, Claim] = {
             **SMALL_VS_LARGER_BATCH,
             title="small-batch adaptation",
             measures_by_dataset=lambda d: {f"target={t}": epochs_to(t) for t in EARLY[d]},
+            evidence=_FIGURES + "convergence_by_batch",
         ),
         Claim(
             13,
@@ -352,6 +374,7 @@ CLAIMS: dict[int, Claim] = {
                 "within − between-batch image correlation": sample_correlation,
             },
             title="GAN mode collapse",
+            evidence=_FIGURES + "GENERATOR_COVERAGE",
         ),
         Claim(
             22,
@@ -364,6 +387,7 @@ CLAIMS: dict[int, Claim] = {
             context_measures={"modes missed (fraction)": modes_missed},
             part_of=13,
             title="GAN discriminator BN",
+            evidence=_FIGURES + "DISCRIMINATOR_COVERAGE",
         ),
         Claim(
             17,
@@ -377,6 +401,7 @@ CLAIMS: dict[int, Claim] = {
             by=("inputs", "batch_size"),
             where=lambda c: c.inputs == "scaled",
             title="better generalization",
+            evidence=_FIGURES + "FINAL_BY_BATCH",
         ),
     )
 }
@@ -384,10 +409,11 @@ CLAIMS: dict[int, Claim] = {
 
 def selected(numbers: list[int]) -> list[int]:
     """The claims ``numbers`` name with their parts (``--only 4`` is 4 and 12), each part
-    right after its claim; a ValueError names the first unknown number."""
+    right after its claim; InputError names the first unknown number (option ``ids``)."""
     for n in numbers:
         if n not in CLAIMS:
-            raise ValueError(f"no claim {n} (claims: {', '.join(map(str, sorted(CLAIMS)))})")
+            claims = ", ".join(map(str, sorted(CLAIMS)))
+            raise InputError(f"no claim {n} (claims: {claims})", "ids")
     chosen = [c for c in CLAIMS.values() if c.id in numbers or c.part_of in numbers]
     return [c.id for c in sorted(chosen, key=lambda c: (c.part_of or c.id, c.id))]
 

@@ -22,6 +22,7 @@ from normlab.analysis.verdict import (
 from normlab.claims.claim import Claim, ClaimError
 from normlab.spec.settings import Setting
 from normlab.store.db import Store
+from normlab.types import Status
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
     for run in runs:
         arm = claim.arm_of(run.config)
         count = diverged.setdefault(arm, [0, 0])
-        count[0] += run.status == "diverged"
+        count[0] += run.status == Status.DIVERGED
         count[1] += 1
         factors = (factor_value(getattr(run.config, f)) for f in claim.by)
         groups[(*factors, arm, run.config.seed)].append(run)

@@ -14,6 +14,7 @@ import numpy as np
 
 from normlab.analysis.records import RunRecord, accuracy_curve
 from normlab.models.registry import FOLD_TOLERANCE
+from normlab.types import FINISHED, Status
 
 
 def chance(run: RunRecord) -> float:
@@ -33,9 +34,9 @@ def final_val_accuracy(run: RunRecord) -> float:
 
 def train_test_gap(run: RunRecord) -> float:
     """Last epoch's training accuracy (train mode, epoch mean) minus test accuracy."""
-    if run.status != "done" or not run.epochs:
+    if run.status != Status.DONE or not run.epochs:
         return math.nan
-    return run.epochs[-1]["train_acc"] - run.epochs[-1]["test_acc"]
+    return run.epochs[-1].train_acc - run.epochs[-1].test_acc
 
 
 def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
@@ -44,8 +45,8 @@ def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
     NaN when none of the seed's runs finished (the seed is then dropped)."""
 
     def measure(runs: list[RunRecord]) -> float:
-        finished = [(r.config.lr, r.epochs[-1]["val_acc"]) for r in runs
-                    if r.status == "done" and r.epochs]  # fmt: skip
+        finished = [(r.config.lr, r.epochs[-1].val_acc) for r in runs
+                     if r.status == Status.DONE and r.epochs]  # fmt: skip
         if not finished:
             return math.nan
         best = max(acc for _, acc in finished)
@@ -59,9 +60,9 @@ def spread_of_final_accuracy(runs: list[RunRecord]) -> float:
     as chance level, one over its dataset's classes (not converging is the worst
     dependence on the init); a run without an outcome (failed, or not trained yet)
     leaves the seed without a value."""
-    if any(r.status not in ("done", "diverged") for r in runs):
+    if any(r.status not in FINISHED for r in runs):
         return math.nan
-    accs = [final_test_accuracy(r) if r.status == "done" else chance(r) for r in runs]
+    accs = [final_test_accuracy(r) if r.status == Status.DONE else chance(r) for r in runs]
     return float(np.std(accs, ddof=1)) if len(accs) > 1 else math.nan
 
 
@@ -70,7 +71,7 @@ def covariate_shift(run: RunRecord) -> float:
     before them (Santurkar et al.'s ICS, made independent of the gradients' scale)."""
     per_layer = run.probe("ics", "cosine")
     values = [1 - c for layer, cs in per_layer.items() if layer > 0 for c in cs]
-    return float(np.mean(values)) if values and run.status == "done" else math.nan
+    return float(np.mean(values)) if values and run.status == Status.DONE else math.nan
 
 
 def gradient_imbalance(run: RunRecord) -> float:
@@ -78,7 +79,7 @@ def gradient_imbalance(run: RunRecord) -> float:
     first and the last hidden layer get gradients of equal size, 1 for a factor of 10."""
     norms = run.probe("layers", "grad_norm")
     hidden = sorted(norms)[:-1]  # the output layer aside
-    if run.status != "done" or len(hidden) < 2:
+    if run.status != Status.DONE or len(hidden) < 2:
         return math.nan
     pairs = zip(norms[hidden[0]], norms[hidden[-1]], strict=True)
     return float(np.mean([abs(math.log10(a / b)) for a, b in pairs if a > 0 and b > 0]))
@@ -152,10 +153,10 @@ def gradient_noise(run: RunRecord) -> float:
     whose unbiased signal estimate came out negative (the noisiest ones) is weighed,
     never dropped. NaN for an unfinished run, or one whose mean signal is not positive
     (a seed without a value, counted under the verdict)."""
-    rows = [r for r in run.probes if r["probe"] == "noise" and r["step"] > 1]
-    trace = [r["value"] for r in rows if r["name"] == "trace" and r["value"] is not None]
-    signal = [r["value"] for r in rows if r["name"] == "signal" and r["value"] is not None]
-    if run.status != "done" or not trace or not signal or not np.mean(signal) > 0:
+    rows = [r for r in run.probes if r.probe == "noise" and r.step > 1 and r.value is not None]
+    trace = [r.value for r in rows if r.name == "trace"]
+    signal = [r.value for r in rows if r.name == "signal"]
+    if run.status != Status.DONE or not trace or not signal or not np.mean(signal) > 0:
         return math.nan
     return math.log10(float(np.mean(trace)) / float(np.mean(signal)))
 
@@ -163,29 +164,29 @@ def gradient_noise(run: RunRecord) -> float:
 def mode_kl(run: RunRecord) -> float:
     """KL(generated mode distribution ‖ uniform) after a GAN's training, in nats. A
     diverged GAN draws nothing useful: it counts as total collapse, log(modes)."""
-    if run.status == "diverged":
+    if run.status == Status.DIVERGED:
         return math.log(run.config.source.classes)
-    return run.last("modes", "kl") if run.status == "done" else math.nan
+    return run.last("modes", "kl") if run.status == Status.DONE else math.nan
 
 
 def modes_missed(run: RunRecord) -> float:
     """The fraction of the dataset's modes a GAN's images never hit (1 if it diverged)."""
-    if run.status == "diverged":
+    if run.status == Status.DIVERGED:
         return 1.0
-    if run.status != "done":
+    if run.status != Status.DONE:
         return math.nan
     return 1.0 - run.last("modes", "modes") / run.config.source.classes
 
 
 def sample_correlation(run: RunRecord) -> float:
     """Within-batch minus between-batch correlation of a GAN's images (NaN if none)."""
-    return run.last("modes", "batch_correlation") if run.status == "done" else math.nan
+    return run.last("modes", "batch_correlation") if run.status == Status.DONE else math.nan
 
 
 def collapse_note(runs: list[RunRecord]) -> str:
     """How many GANs collapsed totally (their images all one mode) or diverged."""
-    collapsed = [r for r in runs if r.status == "done" and r.last("modes", "modes") <= 1]
-    diverged = [r for r in runs if r.status == "diverged"]
+    collapsed = [r for r in runs if r.status == Status.DONE and r.last("modes", "modes") <= 1]
+    diverged = [r for r in runs if r.status == Status.DIVERGED]
     if not collapsed and not diverged:
         return f"no total collapse or divergence among {len(runs)} GANs"
     parts = [f"{len(collapsed)} collapsed totally (one mode)"] if collapsed else []

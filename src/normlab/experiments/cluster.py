@@ -25,6 +25,7 @@ import torch
 from normlab import runtime
 from normlab.data.locate import data_root
 from normlab.data.prepare import Splits
+from normlab.errors import InputError
 from normlab.experiments.executors import UNIT_ERRORS, Progress, UnitOutcome, in_flight
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, train_unit
@@ -117,7 +118,9 @@ class RayExecutor:
                          logging_level=logging.WARNING)  # fmt: skip
             except (ConnectionError, RuntimeError, ValueError) as err:
                 reason = _first_line(err)
-                raise ValueError(f"address {address!r}: no Ray cluster there ({reason})") from None
+                raise InputError(
+                    f"address {address!r}: no Ray cluster there ({reason})", "address"
+                ) from None
         self.address = address or "local"
         self.task = ray.remote(_train).options(
             num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0, max_retries=max_retries

@@ -57,7 +57,7 @@ def _timed(config: RunConfig, k: int, splits: Splits, batches: int, data: DataCa
                     splits.inputs, splits.n_classes)  # fmt: skip
     device = splits.train.x.device
     model = config.family.build(config.model_spec(), list(range(k))).to(device)
-    hooks = instruments(config, sliced, None, data, judge=False)
+    hooks = instruments(config, sliced, None, data, family_instruments=False)
     synchronize(device)
     start = time.perf_counter()
     train_stack(model, make_optimizer(config), sliced, list(range(k)), [config.lr] * k,

@@ -1,20 +1,12 @@
-"""Bad input as the application layer reports it, and opening a user's database (a file
-that is not one is bad input). Torch-free, so that reading commands stay light."""
+"""Opening a user's database, where a file that is not one is bad input. Torch-free, so
+that reading commands stay light."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from normlab.errors import InputError
 from normlab.store.db import Store, StoreError
-
-
-class InputError(ValueError):
-    """Bad input: the message is one line naming the file, field or option and value;
-    ``option`` is the parameter it concerns, when one does."""
-
-    def __init__(self, message: str, option: str | None = None) -> None:
-        super().__init__(message)
-        self.option = option
 
 
 def open_store(db: Path | str) -> Store:

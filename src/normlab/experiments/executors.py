@@ -22,6 +22,7 @@ from normlab import runtime
 from normlab.data.download import DownloadError
 from normlab.data.idx import IdxError
 from normlab.data.prepare import Splits
+from normlab.errors import InputError
 from normlab.experiments.plan import Unit
 from normlab.experiments.runner import DataCache, train_unit
 from normlab.spec.config import RunConfig
@@ -145,11 +146,11 @@ def make_executor(
     """The executor called ``name``: ``local`` (this process), ``pool`` (worker
     processes on this machine, as many as its cores over ``threads``) or ``ray`` (a Ray
     instance started here, or the cluster at ``address``); ``threads`` per unit, 1 by
-    default for the pool and Ray. ValueError names a bad choice or a missing Ray."""
+    default for the pool and Ray. InputError names a bad choice or a missing Ray."""
     if name not in EXECUTORS:
-        raise ValueError(f"executor {name!r} is not one of {', '.join(EXECUTORS)}")
+        raise InputError(f"executor {name!r} is not one of {', '.join(EXECUTORS)}", "executor")
     if name != "ray" and address is not None:
-        raise ValueError(f"address {address!r} needs the ray executor")
+        raise InputError(f"address {address!r} needs the ray executor", "address")
     if name == "local":
         return LocalExecutor(device, data_dir, log=log)
     if name == "pool":
@@ -159,5 +160,6 @@ def make_executor(
     try:
         from normlab.experiments.cluster import RayExecutor
     except ImportError:
-        raise ValueError('the ray executor needs Ray: pip install "normlab[ray]"') from None
+        needs = 'the ray executor needs Ray: pip install "normlab[ray]"'
+        raise InputError(needs, "executor") from None
     return RayExecutor(device, data_dir, address, threads or 1, log=log)

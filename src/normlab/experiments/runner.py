@@ -15,9 +15,8 @@ import torch
 from normlab.data.locate import RawDataset, load
 from normlab.data.prepare import Splits, prepare
 from normlab.experiments.plan import Unit
-from normlab.probes.modes import JudgeHook
 from normlab.probes.reference import Reference, reference_classifier
-from normlab.probes.schedule import ProbeSet
+from normlab.probes.schedule import probe_hooks
 from normlab.spec.config import RunConfig
 from normlab.train.loop import EvalHook, Hook, ProgressHook, Schedule, train_stack
 from normlab.train.optimizers import make_optimizer
@@ -67,20 +66,17 @@ def instruments(
     splits: Splits,
     progress: Callable[[int], None] | None,
     data: DataCache,
-    judge: bool = True,
+    family_instruments: bool = True,
 ) -> list[Hook]:
-    """The hooks a run of ``config`` trains with: a generator's judge (unless ``judge``
-    is off), its probes, evaluations within epochs, and ``progress``."""
+    """The hooks a run of ``config`` trains with: its family's own instruments (unless
+    ``family_instruments`` is off: a generator's judging), its probes, evaluations
+    within epochs, and ``progress``."""
     hooks: list[Hook] = []
-    if config.family.generative and judge:
-        channels = config.source.image_shape[0]
-        classify = data.reference().classify
-        hooks.append(JudgeHook(classify, config.gan_samples, config.batch_size, channels))
-    if config.probes:
+    names = (*(config.family.instruments if family_instruments else ()), *config.probes)
+    if names:
         held_out = splits.val if len(splits.val) else splits.test
-        hooks.append(
-            ProbeSet(config.probes, config.probe_every, held_out, config.batch_size, splits.train)
-        )
+        classify = data.reference().classify if config.family.generative else None
+        hooks += probe_hooks(names, config, held_out, splits.train, classify)
     if config.eval_every:
         hooks.append(EvalHook(config.eval_every))
     if progress is not None:

@@ -57,6 +57,7 @@ class ModelFamily(Protocol):
     name: str
     cpu_stack_parameters: int  # stacking pays on a CPU up to about this many parameters
     generative: bool  # it draws images (judged by the reference classifier), not labels
+    instruments: tuple[str, ...]  # probes every run of the family records, unlisted
     fields: tuple[str, ...]  # run settings only this family reads (others must not set them)
     defaults: Mapping[str, object]  # run settings' defaults of this family's own
 

@@ -21,7 +21,7 @@ from torch import nn
 from normlab.data.prepare import Split
 from normlab.models.blocks import member_losses
 from normlab.models.stack import StackedModel
-from normlab.probes.schedule import PRECISE_BATCHES, WHOLE_NETWORK, Measurement, ProbeContext
+from normlab.probes.schedule import PRECISE_BATCHES, WHOLE_NETWORK, Measurement, ProbeContext, When
 
 
 def running_norms(model: StackedModel) -> list[nn.Module]:
@@ -126,7 +126,7 @@ class BatchNormProbe:
     accuracy after precise BN recomputes the running statistics."""
 
     name = "bn"
-    at_end_only = False
+    when = When.STEPS
 
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         model, held_out = context.model, context.held_out

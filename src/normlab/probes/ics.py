@@ -16,7 +16,7 @@ import torch
 
 from normlab.models.stack import StackedModel
 from normlab.probes.grads import loss_and_grads, member_dot, member_norm
-from normlab.probes.schedule import Measurement, ProbeContext
+from normlab.probes.schedule import Measurement, ProbeContext, When
 from normlab.train.optim import Optimizer, OptimizerState, Rates
 
 
@@ -68,7 +68,7 @@ class CovariateShiftProbe:
     """``ics``: internal covariate shift of every layer on the step's own batch."""
 
     name = "ics"
-    at_end_only = False
+    when = When.STEPS
 
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         b = context.batch

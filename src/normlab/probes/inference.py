@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import torch
 
 from normlab.models.stack import StackedModel
-from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext
+from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext, When
 from normlab.runtime import synchronize
 
 LATENCY_BATCHES = (1, 256)
@@ -62,7 +62,7 @@ class InferenceProbe:
     ``latency_folded_b<n>`` (seconds per forward pass of one model, batch n)."""
 
     name = "inference"
-    at_end_only = True
+    when = When.LAST_STEP
 
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         model, x = context.model, context.held_out.x

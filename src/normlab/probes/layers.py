@@ -8,9 +8,10 @@ import torch
 
 from normlab.models.registry import ACTIVATIONS
 from normlab.models.stack import StackedModel
-from normlab.probes.schedule import Measurement, ProbeContext
+from normlab.probes.schedule import Measurement, ProbeContext, When
 
 PERCENTILES = (15.0, 50.0, 85.0)  # Ioffe & Szegedy's Figure 1
+QUANTILES = tuple(p / 100 for p in PERCENTILES)  # as recorded (a probe row's quantile)
 SATURATED = 0.01  # a saturating activation's output this close to a bound is saturated
 
 
@@ -73,7 +74,7 @@ class LayersProbe:
     """``layers``: gradient norm, weight norm and their ratio of every layer."""
 
     name = "layers"
-    at_end_only = False
+    when = When.STEPS
 
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         for name, per_layer in layer_norms(context.model, context.weight_grads()).items():
@@ -85,7 +86,7 @@ class ActivationsProbe:
     """``activations``: pre-activation statistics of every hidden layer on held-out data."""
 
     name = "activations"
-    at_end_only = False
+    when = When.STEPS
 
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         for layer, stats in enumerate(preactivation_stats(context.model, context.held_out.x)):
@@ -93,5 +94,5 @@ class ActivationsProbe:
                 if name in stats:
                     yield layer, name, stats[name]
             for u, unit in enumerate(stats["units"].tolist()):
-                for q, pct in zip((15, 50, 85), stats["percentiles"][:, u].T, strict=True):
-                    yield layer, f"p{q}_unit{unit}", pct
+                for q, pct in zip(QUANTILES, stats["percentiles"][:, u].T, strict=True):
+                    yield Measurement(layer, "quantile", pct, unit, q)

@@ -5,7 +5,7 @@ sample stream, in batches of the run's batch size and in train mode, as it train
 BN generator normalizes over the batch it draws). The reference MNIST classifier
 (``probes.reference``) names each channel's digit, so an MNIST image has one of 10
 modes and a stacked-MNIST image (three digits as three channels) one of 1,000. Recorded
-as rows of the ``modes`` instrument (layer −1):
+by the ``modes`` instrument (``ModesProbe``, the GAN family's own), layer −1:
 
 - ``modes``: how many modes got at least one image;
 - ``kl``: KL(generated mode distribution ‖ uniform) = Σ p log(p·M), in nats (0: every
@@ -20,14 +20,19 @@ The first ``KEPT_IMAGES`` images of the first batch are kept as pictures.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 
 from normlab.models.stack import StackedModel
-from normlab.train.loop import Batch, StackRun
-from normlab.types import ProbeRow, SampleImage
+from normlab.probes.schedule import (
+    WHOLE_NETWORK,
+    Images,
+    Measurement,
+    ProbeContext,
+    When,
+)
 
 KEPT_IMAGES = 16
 CORRELATION_BATCHES = 32  # batches the correlation reads (2,048 images at batch 64)
@@ -97,35 +102,22 @@ def judge(
     return Judgement(modes, kl, corr, images[:, :KEPT_IMAGES])
 
 
-def image_bytes(image: torch.Tensor) -> bytes:
-    """An image in [0, 1] as bytes 0-255."""
-    return (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy().tobytes()
+class ModesProbe:
+    """``modes``: a generator's images judged after its last update (the GAN family's
+    own instrument): ``modes``, ``kl`` and ``batch_correlation`` (layer −1), and the
+    first ``KEPT_IMAGES`` images as pictures."""
 
+    name = "modes"
+    when = When.END
 
-@dataclass
-class JudgeHook:
-    """Judges a generative stack after its last step (a hook of ``train.loop``)."""
-
-    classify: Callable[[torch.Tensor], torch.Tensor]
-    samples: int
-    batch_size: int
-    channels: int
-    inside_step = False
-    instrument = True
-
-    def due(self, step: int, end_of_epoch: bool, end_of_run: bool) -> bool:
-        return end_of_run
-
-    def __call__(self, run: StackRun, batch: Batch | None) -> None:
-        j = judge(run.model, self.classify, self.samples, self.batch_size, self.channels)
-        values = {"modes": j.modes, "kl": j.kl, "batch_correlation": j.batch_correlation}
-        for m, on in enumerate(run.active()):
-            if not on:
-                continue
-            result = run.results[m]
-            for name, v in values.items():
-                result.probes.append(ProbeRow(run.step, "modes", -1, name, float(v[m])))
-            result.samples.extend(
-                SampleImage(run.step, i, self.channels, image_bytes(img))
-                for i, img in enumerate(j.images[m])
-            )
+    def measure(self, context: ProbeContext) -> Iterable[Measurement | Images]:
+        if context.classify is None or context.config is None:
+            raise ValueError("probe 'modes' needs a GAN run's config and reference classifier")
+        config = context.config
+        channels = config.source.image_shape[0]
+        j = judge(context.model, context.classify, config.gan_samples, config.batch_size,
+                  channels)  # fmt: skip
+        yield Measurement(WHOLE_NETWORK, "modes", j.modes)
+        yield Measurement(WHOLE_NETWORK, "kl", j.kl)
+        yield Measurement(WHOLE_NETWORK, "batch_correlation", j.batch_correlation)
+        yield Images(channels, j.images)

@@ -22,7 +22,7 @@ import torch
 
 from normlab.models.stack import StackedModel
 from normlab.probes.grads import loss_and_grads, member_dot
-from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext
+from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext, When
 
 BATCHES = 8  # gradients per estimate (fewer when the training pool holds fewer batches)
 
@@ -54,7 +54,7 @@ class NoiseProbe:
     """``noise``: the gradient noise of one step at the run's batch size."""
 
     name = "noise"
-    at_end_only = False
+    when = When.STEPS
 
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         pool = context.train_head

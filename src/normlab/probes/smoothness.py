@@ -15,7 +15,7 @@ import torch
 
 from normlab.models.stack import StackedModel
 from normlab.probes.grads import loss_and_grads, member_norm
-from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext
+from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext, When
 
 STEP_MULTIPLES = (0.5, 1.0, 2.0, 4.0)  # η as multiples of each member's learning rate
 
@@ -64,7 +64,7 @@ class SmoothnessProbe:
     """``smoothness``: the loss landscape along the gradient of the step's own batch."""
 
     name = "smoothness"
-    at_end_only = False
+    when = When.STEPS
 
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         b = context.batch

@@ -10,17 +10,17 @@ from pathlib import Path
 
 from normlab.analysis.records import step_losses, study_record
 from normlab.analysis.summary import summarize
-from normlab.claims.auto import design_of
+from normlab.claims.auto import budget_design
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import selected
 from normlab.claims.stored import stored_claims
-from normlab.experiments.errors import InputError, open_store
+from normlab.errors import InputError
+from normlab.experiments.errors import open_store
 from normlab.report import html
 from normlab.report.claims_page import claims_page
 from normlab.report.study_page import study_page
 from normlab.report.views import Page
 from normlab.spec.settings import SETTINGS, Setting
-from normlab.spec.study import BUDGETS
 
 
 @dataclass
@@ -51,17 +51,8 @@ def claims_scope(
 ) -> tuple[list[int] | None, Setting]:
     """The claims ``ids`` (with their parts; None: all) and the setting of ``model`` on
     ``dataset``, checked: InputError names a bad budget, claim or setting."""
-    try:
-        auto = design_of(budget) is not None
-    except ValueError as err:
-        raise InputError(str(err), "budget") from None
-    if budget not in BUDGETS and not auto:
-        raise InputError(f"{budget!r} is not one of {', '.join(BUDGETS)} or auto", "budget")
-    try:
-        return (selected(ids) if ids is not None else None), Setting(model, dataset)
-    except ValueError as err:
-        option = "only" if "claim" in str(err) else "model" if "model" in str(err) else "dataset"
-        raise InputError(str(err), option) from None
+    budget_design(budget)
+    return (selected(ids) if ids is not None else None), Setting(model, dataset)
 
 
 def claims_report(

@@ -8,7 +8,7 @@ from normlab.analysis.verdict import Reading, Verdict
 from normlab.claims.claim import Claim
 from normlab.claims.judge import ClaimResult
 from normlab.claims.stored import StoredClaim
-from normlab.report.evidence import EVIDENCE
+from normlab.registry import load
 from normlab.report.gallery import GALLERY
 from normlab.report.header import run_facts
 from normlab.report.plots import number
@@ -136,7 +136,7 @@ def claim_section(sc: StoredClaim, colors: Colors) -> Section:
     notes += r.notes
     try:
         # a claim without a figure of its own still gets its verdict and tables
-        figures = EVIDENCE[c.id](sc, colors) if sc.runs and c.id in EVIDENCE else []
+        figures = load(c.evidence)(sc, colors) if sc.runs and c.evidence else []
     except ValueError as err:  # evidence that cannot be drawn never hides the verdict
         figures, notes = [], [*notes, f"no figure: {err}"]
     figures = [f for f in figures if f.points]

@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from normlab.analysis.faithful import FaithfulComparison
 from normlab.analysis.summary import StudySummary
 from normlab.analysis.verdict import Verdict
 from normlab.claims.judge import ClaimResult
@@ -167,7 +168,7 @@ def summary_table(summary: StudySummary, title: str) -> Table:
     return table(tables.summary_table(summary, title))
 
 
-def faithful_table(notebook, rows: Sequence[Sequence[object]]) -> Table:
+def faithful_table(notebook, comparison: FaithfulComparison) -> Table:
     """The notebook's cells as it ran them (``reproduce.Faithful``): cell, model, batch,
     epochs, test metrics."""
     title = (
@@ -177,8 +178,9 @@ def faithful_table(notebook, rows: Sequence[Sequence[object]]) -> Table:
     table = Table(title=title, title_justify="left")
     for col in ("cell", "model", "batch", "epochs", "test acc", "test loss"):
         table.add_column(col)
-    for r in rows:
-        table.add_row(*(str(v) for v in r))
+    for c in comparison.cells:
+        table.add_row(c.cell, c.model, str(c.batch_size), str(c.epochs), f"{c.test_acc:.4f}",
+                      f"{c.test_loss:.4f}")  # fmt: skip
     return table
 
 

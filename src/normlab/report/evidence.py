@@ -1,8 +1,9 @@
-"""The figure that shows each claim's evidence, built from its study's stored runs.
+"""The figures that show the claims' evidence, built from a study's stored runs.
 
-``EVIDENCE`` maps a claim's number to its builder: a new claim adds one function and one
-line here, or only a line when its figure has one of the common shapes
-(``claim_figures``). A builder shows every run of the claim's study (the verdict may use a subset,
+A claim names its figure (``Claim.evidence``, e.g. ``"normlab.report.evidence:NOISE"``)
+and the claims page loads it by that name: a new claim declares a figure of one of the
+common shapes (``claim_figures.FactorFigure``) in a module of its own, or names one of
+these. A builder shows every run of the claim's study (the verdict may use a subset,
 e.g. the deep networks only; the comparisons table says which).
 """
 
@@ -33,7 +34,7 @@ from normlab.report.views import Axis, FigureView, Mark, Panel, Trace
 Builder = Callable[[StoredClaim, Colors], list[FigureView]]
 
 
-def _convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+def convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     targets = target_accuracies(sc)
     marks = [Mark("y", t, f"target {t:g}") for t in targets]
     return [
@@ -49,7 +50,7 @@ def _convergence(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     ]
 
 
-def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+def learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     usable = sc.claim.measures[""]
 
     def marks(runs: list[RunRecord]) -> list[Mark]:
@@ -77,9 +78,9 @@ def _learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     ]
 
 
-def _latency(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+def latency(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     factors = varied_fields(sc)
-    names = {str(r["name"]) for run in sc.runs for r in run.probes}
+    names = {r.name for run in sc.runs for r in run.probes}
     panels = []
     for batch in sorted(n.removeprefix("latency_bn_b") for n in names if "latency_bn_b" in n):
         traces: list[Trace] = []
@@ -111,13 +112,12 @@ def _latency(sc: StoredClaim, colors: Colors) -> list[FigureView]:
 def _shift(run: RunRecord) -> dict[float, float]:
     by_step: dict[int, list[float]] = defaultdict(list)
     for r in run.probes:
-        layer, value = int(r["layer"]), r["value"]
-        if r["probe"] == "ics" and r["name"] == "cosine" and layer > 0 and value is not None:
-            by_step[int(r["step"])].append(1 - float(value))
+        if r.probe == "ics" and r.name == "cosine" and r.layer > 0 and r.value is not None:
+            by_step[r.step].append(1 - float(r.value))
     return {s: float(np.mean(v)) for s, v in sorted(by_step.items())}
 
 
-def _covariate_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+def covariate_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     return [
         over_training(
             sc,
@@ -130,7 +130,7 @@ def _covariate_shift(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     ]
 
 
-def _ioffe_szegedy(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+def ioffe_szegedy(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     fig = over_training(
         sc, colors, "Ioffe & Szegedy's Figure 1", accuracy_curve, "validation accuracy"
     )
@@ -186,24 +186,23 @@ PERCENTILES = (15, 50, 85)
 def percentile_curves(run: RunRecord) -> tuple[int, np.ndarray, np.ndarray]:
     """Ioffe & Szegedy's Figure 1 (b, c) data: the middle fixed unit of the last hidden
     layer, and the steps and values [steps, 3] of its 15/50/85th input percentiles."""
-    names = {str(r["name"]) for r in run.probes if r["probe"] == "activations"}
-    units = sorted({int(n.split("_unit")[1]) for n in names if n.startswith("p50_unit")})
+    quantiles = [r for r in run.probes if r.probe == "activations" and r.name == "quantile"]
+    units = sorted({r.unit for r in quantiles})
     if not units:
         raise ValueError("the runs have no activation percentiles (probe 'activations')")
     unit = units[len(units) // 2]
-    last = max(int(r["layer"]) for r in run.probes if r["probe"] == "activations")
+    last = max(r.layer for r in run.probes if r.probe == "activations")
     by_step: dict[int, dict[int, float]] = defaultdict(dict)
-    for r in run.probes:
-        if r["probe"] == "activations" and r["layer"] == last and r["value"] is not None:
-            for q in PERCENTILES:
-                if r["name"] == f"p{q}_unit{unit}":
-                    by_step[int(r["step"])][q] = float(r["value"])
+    for r in quantiles:
+        q = round(r.quantile * 100)
+        if r.layer == last and r.unit == unit and r.value is not None and q in PERCENTILES:
+            by_step[r.step][q] = float(r.value)
     steps = sorted(s for s, v in by_step.items() if len(v) == len(PERCENTILES))
     values = np.array([[by_step[s][q] for q in PERCENTILES] for s in steps])
     return unit, np.array(steps), values
 
 
-def _convergence_by_batch(sc: StoredClaim, colors: Colors) -> list[FigureView]:
+def convergence_by_batch(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     """Validation accuracy against optimizer steps (top row) and against epochs (bottom
     row), a panel per norm, a series per batch size."""
     targets = target_accuracies(sc)
@@ -250,88 +249,77 @@ COVERAGE = [
 ]
 DEPTH = {"x": "hidden", "panels": ("activation",), "x_title": "hidden layers × width"}
 
-EVIDENCE: dict[int, Builder] = {
-    1: _convergence,
-    2: _learning_rates,
-    3: FactorFigure(
-        "Gradient imbalance against depth",
-        values=[("|log10 first/last hidden grad norm|", measures.gradient_imbalance)],
-        **DEPTH,
-    ),
-    4: FactorFigure(
-        "Train − test gap against batch size",
-        values=[("train − test accuracy", measures.train_test_gap), final("test_acc")],
-        **BATCH_SIZE,
-    ),
-    5: FactorFigure(
-        "Final test accuracy against the init scale",
-        "init_scale",
-        [final("test_acc")],
-        panels=("init",),
-        log_x=True,
-        x_title="init scale (× the scheme's)",
-    ),
-    6: FactorFigure(
-        "Accuracy against batch size per norm",
-        values=[
-            final("test_acc"),
-            (
-                "running − batch statistics accuracy",
-                measures.bn_probe_difference("running_acc", "batch_acc"),
-            ),
-        ],
-        **BATCH_SIZE,
-    ),
-    7: _latency,
-    8: _covariate_shift,
-    9: FactorFigure("Final test accuracy by input preprocessing", "inputs", [final("test_acc")]),
-    10: _ioffe_szegedy,
-    11: FactorFigure(
-        "Gradient ratio at the first step against depth",
-        values=[("log10 first/last hidden grad norm, step 1", measures.first_step_ratio)],
-        **DEPTH,
-    ),
-    12: FactorFigure(
-        "Dropout before BN vs at the block's end",
-        values=[
-            final("test_acc"),
-            (
-                "running − precise BN accuracy",
-                measures.bn_probe_difference("running_acc", "precise_acc"),
-            ),
-            ("variance shift (1 = none)", measures.variance_shift),
-        ],
-        panels=("dropout",),
-        **BATCH_SIZE,
-    ),
-    14: GAMMA,
-    18: GAMMA,
-    15: NOISE,
-    16: NOISE,
-    19: FactorFigure(
-        "Final accuracy, small vs large batch (Keskar et al.'s protocol)",
-        values=[final("test_acc"), final("train_acc")],
-        series="norm",
-        **BATCH_SIZE,
-    ),
-    13: FactorFigure(
-        "Mode coverage of the generated images, by the generator's norm",
-        "norm",
-        [*COVERAGE, ("batch correlation", measures.sample_correlation)],
-        panels=("dataset",),
-    ),
-    22: FactorFigure(
-        "Mode coverage of the generated images, by the discriminator's norm",
-        "discriminator_norm",
-        COVERAGE,
-        panels=("dataset",),
-    ),
-    20: _convergence_by_batch,
-    21: _convergence_by_batch,
-    17: FactorFigure(
-        "Final validation and test accuracy against batch size",
-        values=[final("val_acc"), final("test_acc")],
-        panels=("inputs",),
-        **BATCH_SIZE,
-    ),
-}
+GRADIENT_IMBALANCE: Builder = FactorFigure(
+    "Gradient imbalance against depth",
+    values=[("|log10 first/last hidden grad norm|", measures.gradient_imbalance)],
+    **DEPTH,
+)
+GAP_BY_BATCH: Builder = FactorFigure(
+    "Train − test gap against batch size",
+    values=[("train − test accuracy", measures.train_test_gap), final("test_acc")],
+    **BATCH_SIZE,
+)
+INIT_SCALE: Builder = FactorFigure(
+    "Final test accuracy against the init scale",
+    "init_scale",
+    [final("test_acc")],
+    panels=("init",),
+    log_x=True,
+    x_title="init scale (× the scheme's)",
+)
+ACCURACY_BY_BATCH: Builder = FactorFigure(
+    "Accuracy against batch size per norm",
+    values=[
+        final("test_acc"),
+        (
+            "running − batch statistics accuracy",
+            measures.bn_probe_difference("running_acc", "batch_acc"),
+        ),
+    ],
+    **BATCH_SIZE,
+)
+PREPROCESSING: Builder = FactorFigure(
+    "Final test accuracy by input preprocessing", "inputs", [final("test_acc")]
+)
+FIRST_STEP_RATIO: Builder = FactorFigure(
+    "Gradient ratio at the first step against depth",
+    values=[("log10 first/last hidden grad norm, step 1", measures.first_step_ratio)],
+    **DEPTH,
+)
+DROPOUT_BEFORE_BN: Builder = FactorFigure(
+    "Dropout before BN vs at the block's end",
+    values=[
+        final("test_acc"),
+        (
+            "running − precise BN accuracy",
+            measures.bn_probe_difference("running_acc", "precise_acc"),
+        ),
+        ("variance shift (1 = none)", measures.variance_shift),
+    ],
+    panels=("dropout",),
+    **BATCH_SIZE,
+)
+KESKAR: Builder = FactorFigure(
+    "Final accuracy, small vs large batch (Keskar et al.'s protocol)",
+    values=[final("test_acc"), final("train_acc")],
+    series="norm",
+    **BATCH_SIZE,
+)
+GENERATOR_COVERAGE: Builder = FactorFigure(
+    "Mode coverage of the generated images, by the generator's norm",
+    "norm",
+    [*COVERAGE, ("batch correlation", measures.sample_correlation)],
+    panels=("dataset",),
+)
+DISCRIMINATOR_COVERAGE: Builder = FactorFigure(
+    "Mode coverage of the generated images, by the discriminator's norm",
+    "discriminator_norm",
+    COVERAGE,
+    panels=("dataset",),
+)
+FINAL_BY_BATCH: Builder = FactorFigure(
+    "Final validation and test accuracy against batch size",
+    values=[final("val_acc"), final("test_acc")],
+    panels=("inputs",),
+    **BATCH_SIZE,
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -19,19 +19,20 @@ from normlab.analysis.records import RunRecord
 from normlab.claims.stored import StoredClaim
 from normlab.report.style import arm_name
 from normlab.report.views import ImageView
+from normlab.types import SampleImage
 
 SIDE = 28  # pixels of a digit's side
 
 
-def image_grid(samples: list[dict[str, object]]) -> np.ndarray:
+def image_grid(samples: Sequence[SampleImage]) -> np.ndarray:
     """Stored images (``pixels`` bytes of ``channels`` × 28 × 28) tiled in a square grid,
     [rows·28, columns·28, 3] uint8 (one channel: grey)."""
     columns = math.ceil(math.sqrt(len(samples)))
     rows = math.ceil(len(samples) / columns)
     grid = np.zeros((rows * SIDE, columns * SIDE, 3), dtype=np.uint8)
     for i, sample in enumerate(samples):
-        image = np.frombuffer(sample["pixels"], dtype=np.uint8)
-        image = image.reshape(int(sample["channels"]), SIDE, SIDE).transpose(1, 2, 0)
+        image = np.frombuffer(sample.pixels, dtype=np.uint8)
+        image = image.reshape(sample.channels, SIDE, SIDE).transpose(1, 2, 0)
         r, c = divmod(i, columns)
         grid[r * SIDE : (r + 1) * SIDE, c * SIDE : (c + 1) * SIDE] = image  # grey broadcasts
     return grid

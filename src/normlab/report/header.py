@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from normlab.analysis.records import RunRecord, StudyRecord
 from normlab.claims.definitions import CLAIMS
 from normlab.spec.study import BUDGETS, StudySpec
-from normlab.types import FINISHED
+from normlab.types import FINISHED, Status
 
 
 def duration(seconds: float) -> str:
@@ -33,9 +33,10 @@ def run_facts(runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
     """Runs (by outcome), device, software and compute time of ``runs``."""
     status = Counter(r.status for r in runs)
     unfinished = sum(n for s, n in status.items() if s not in FINISHED)
-    parts = [f"{status[s]} {s}" for s in ("done", "diverged", "failed") if status[s]]
-    if unfinished - status["failed"]:
-        parts.append(f"{unfinished - status['failed']} not trained yet")
+    parts = [f"{status[s]} {s}" for s in (Status.DONE, Status.DIVERGED, Status.FAILED)
+             if status[s]]  # fmt: skip
+    if unfinished - status[Status.FAILED]:
+        parts.append(f"{unfinished - status[Status.FAILED]} not trained yet")
     outcome = ", ".join(parts)
 
     def device(r: RunRecord) -> str:

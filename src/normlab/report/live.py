@@ -33,7 +33,7 @@ from normlab.analysis.progress import Pace, Standing, configs_standing, study_st
 from normlab.claims.auto import auto_name, design_of, sequential
 from normlab.claims.claim import ClaimError
 from normlab.claims.definitions import CLAIMS, claim_studies
-from normlab.experiments.errors import InputError
+from normlab.errors import InputError
 from normlab.report import html as page_html
 from normlab.report.build import claims_report, claims_scope, study_report
 from normlab.report.header import duration
@@ -278,7 +278,7 @@ class LiveReport:
                      for n in wanted or list(CLAIMS)
                      if sequential(CLAIMS[n]) and not CLAIMS[n].not_applicable(setting)}
             rows = [r for name in names & known for r in store.runs(name)]
-            return list({r["id"]: RunConfig.from_stored(r["config"]) for r in rows}.values())
+            return list({r.id: RunConfig.from_stored(r.config) for r in rows}.values())
         if self._configs is None:
             specs = claim_studies(wanted or list(CLAIMS), w.budget, setting).values()
             studies = {spec.name: spec for spec in specs}  # a study two claims share, once

@@ -17,7 +17,7 @@ from normlab.report.plots import describe, number
 from normlab.report.style import Colors, arm_name, shade
 from normlab.report.tables import runs_table, summary_table
 from normlab.report.views import Axis, FigureView, Header, Page, Panel, Section, Trace
-from normlab.types import FINISHED
+from normlab.types import FINISHED, Status
 
 SPLITS = ("train", "val", "test")
 LOG_FACTORS = ("batch_size", "lr", "init_scale", "ghost_batch_size", "momentum")
@@ -64,10 +64,10 @@ class Arms:
 def _epoch_clock(run: RunRecord, clock: str) -> list[float]:
     """The x of each epoch's end: its step, or the run's training seconds by then."""
     if clock == "step":
-        return [e["epoch"] * run.steps_per_epoch for e in run.epochs]
+        return [e.epoch * run.steps_per_epoch for e in run.epochs]
     total, out = 0.0, []
     for e in run.epochs:
-        total += (e["seconds"] or 0.0) - (e["eval_seconds"] or 0.0)
+        total += (e.seconds or 0.0) - (e.eval_seconds or 0.0)
         out.append(total)
     return out
 
@@ -80,9 +80,9 @@ def split_curve(metric: str, split: str, clock: str) -> plots.Curve:
         points = {}
         if split == "val":
             for e in run.evals:
-                points[e["step"] if clock == "step" else e["seconds"]] = e[f"val_{metric}"]
+                points[e.step if clock == "step" else e.seconds] = getattr(e, f"val_{metric}")
         for x, e in zip(_epoch_clock(run, clock), run.epochs, strict=True):
-            points[x] = e[f"{split}_{metric}"]
+            points[x] = getattr(e, f"{split}_{metric}")
         return {x: points[x] for x in sorted(points) if points[x] is not None}
 
     return curve
@@ -180,7 +180,8 @@ def step_losses(arms: Arms, losses: Losses) -> FigureView:
         traces += plots.curve_traces(
             arms.name[key], arms.color[key], runs, curve, arms.factors, "training loss"
         )
-        diverged += [(run, arms.color[key], curve(run)) for run in runs if run.status == "diverged"]
+        diverged += [(run, arms.color[key], curve(run))
+                     for run in runs if run.status == Status.DIVERGED]  # fmt: skip
     for run, color, curve in diverged:
         finite = [v for v in curve.values() if math.isfinite(v)]
         y = finite[-1] if finite else 1.0

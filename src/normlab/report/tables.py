@@ -219,18 +219,21 @@ def sequential_sentence(r: ClaimResult) -> str:
             f"look(s), {'stopped' if r.stopped else 'going on'}: {because}.")  # fmt: skip
 
 
+_LAST = ("train_acc", "val_acc", "test_acc", "test_loss")  # the runs table's metrics
+
+
 def runs_table(runs: Sequence[RunRecord], factors: Sequence[str], key: str = "runs") -> TableView:
     """Every run: id, status, factors, seed, last epoch's metrics, time, divergence."""
     rows = []
     for run in runs:
-        last = run.epochs[-1] if run.epochs else {}
+        last = run.epochs[-1] if run.epochs else None
         rows.append(
             (
                 Cell(run.run_id),
                 Cell(run.status, style=run.status),
                 *(Cell(value_text(run, f)) for f in factors),
                 Cell(str(run.config.seed), sort=run.config.seed),
-                *(_num(last.get(k)) for k in ("train_acc", "val_acc", "test_acc", "test_loss")),
+                *(_num(getattr(last, k, None)) for k in _LAST),
                 Cell(str(len(run.epochs)), sort=len(run.epochs)),
                 _num(run.seconds, 3),
                 Cell(

@@ -12,7 +12,14 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from normlab.data.sources import DATASETS, DatasetSource
 from normlab.models.family import ModelFamily, get_family
@@ -29,7 +36,6 @@ ActivationName = Literal[ACTIVATIONS.names()]  # type: ignore[valid-type]
 InitScheme = Literal[INIT_SCHEMES]  # type: ignore[valid-type]
 Position = Literal[POSITIONS]  # type: ignore[valid-type]
 SemanticsName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
-ProbeName = Literal[PROBES.names()]  # type: ignore[valid-type]
 
 # Fields that may differ between the members of one stack.
 MEMBER_FIELDS = ("seed", "lr")
@@ -110,7 +116,7 @@ class RunConfig(BaseModel):
     epochs: int = Field(5, ge=1)
     seed: int = Field(0, ge=0)
     log_every: int = Field(1, ge=1, description="keep every n-th step's training loss")
-    probes: tuple[ProbeName, ...] = Field(
+    probes: tuple[str, ...] = Field(
         (), description="instruments to record (normlab.probes); none cost nothing"
     )
     probe_every: int = Field(100, ge=1, description="steps between probe measurements")
@@ -133,6 +139,13 @@ class RunConfig(BaseModel):
         """A stored configuration as plain values, every field present (for exports)."""
         return cls.from_stored(config_json).model_dump(mode="json")
 
+    @field_validator("probes")
+    @classmethod
+    def _known_probes(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            PROBES[name]  # a ValueError lists the registered instruments
+        return names
+
     @model_validator(mode="before")
     @classmethod
     def _resolve_init(cls, data: object) -> object:
@@ -150,35 +163,15 @@ class RunConfig(BaseModel):
         problem = self._foreign_field() or self.family.check(self)
         if problem:
             raise ValueError(problem)
-        kind = NORMS[self.norm]
-        if kind.reference_batch and not self.family.generative:
-            raise ValueError(
-                f"norm {self.norm!r} needs a reference batch fed through the network, "
-                "which only the GAN family's generator does"
-            )
-        if kind.layer is None and (not self.norm_affine or self.norm_gain != 1.0):
-            raise ValueError("norm_affine and norm_gain need a norm; norm 'none' has no γ, β")
-        if kind.batch_statistics and self.batch_size < 2:
-            raise ValueError(f"norm {self.norm!r} needs batch_size >= 2, got {self.batch_size}")
-        units = self.family.units(self)
-        if self.norm == "group" and any(u % self.groups for u in units):
-            raise ValueError(f"groups {self.groups} must divide every layer's width {units}")
-        if (
-            self.norm == "ghost_batch"
-            and self.batch_size > self.ghost_batch_size
-            and self.batch_size % self.ghost_batch_size
-        ):
-            raise ValueError(
-                f"ghost_batch_size {self.ghost_batch_size} must divide batch_size {self.batch_size}"
-            )
+        problem = NORMS[self.norm].problem(self, self.family.units(self), self.family.generative)
+        if problem:
+            raise ValueError(problem)
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
-        if "inference" in self.probes and not (kind.foldable and self.norm_position == "before"):
-            raise ValueError(
-                f"probe 'inference' folds the norm: it needs a foldable norm (batch, "
-                f"batch_renorm, ghost_batch) before the activation, got {self.norm!r} "
-                f"{self.norm_position!r}"
-            )
+        for name in self.probes:
+            problem = PROBES[name].problem(self)
+            if problem:
+                raise ValueError(problem)
         return self
 
     def _foreign_field(self) -> str | None:

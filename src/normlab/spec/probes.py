@@ -1,21 +1,64 @@
-"""The instruments by name (torch-free: the run configuration lists them from here).
+"""The instruments by name, with what a run needs to record them (torch-free: the run
+configuration lists and checks them from here).
 
-Each entry is the ``"module:Class"`` of a ``probes.schedule.Probe``; adding an
+Each entry names a ``probes.schedule.Probe`` class (``"module:Class"``) and, if the
+instrument cannot measure every run, the check that says why not; adding an
 instrument is one module plus one line here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from normlab.models.registry import NORMS
 from normlab.registry import Registry
 
-PROBES: Registry[str] = Registry("probe")
-for _name, _target in (
-    ("layers", "normlab.probes.layers:LayersProbe"),
-    ("activations", "normlab.probes.layers:ActivationsProbe"),
-    ("ics", "normlab.probes.ics:CovariateShiftProbe"),
-    ("smoothness", "normlab.probes.smoothness:SmoothnessProbe"),
-    ("bn", "normlab.probes.bn:BatchNormProbe"),
-    ("inference", "normlab.probes.inference:InferenceProbe"),
-    ("noise", "normlab.probes.noise:NoiseProbe"),
+
+class ProbedRun(Protocol):
+    """What an instrument's check reads of a run (``RunConfig`` has it)."""
+
+    norm: str
+    norm_position: str
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    """An instrument: its class, and ``check`` (what stops a run from recording it;
+    None: nothing) when it cannot measure every run. ``family``: a model family's own
+    instrument, which that family records on every run (a study does not list it)."""
+
+    name: str
+    target: str
+    check: Callable[[ProbedRun], str | None] | None = None
+    family: bool = False
+
+    def problem(self, run: ProbedRun) -> str | None:
+        """Why ``run`` cannot record this instrument, if it cannot."""
+        if self.family:
+            return f"probe {self.name!r} is a model family's own: it is recorded, not listed"
+        return self.check(run) if self.check else None
+
+
+def _foldable(run: ProbedRun) -> str | None:
+    if NORMS[run.norm].foldable and run.norm_position == "before":
+        return None
+    return (
+        f"probe 'inference' folds the norm: it needs a foldable norm (batch, batch_renorm, "
+        f"ghost_batch) before the activation, got {run.norm!r} {run.norm_position!r}"
+    )
+
+
+PROBES: Registry[ProbeKind] = Registry("probe")
+for _kind in (
+    ProbeKind("layers", "normlab.probes.layers:LayersProbe"),
+    ProbeKind("activations", "normlab.probes.layers:ActivationsProbe"),
+    ProbeKind("ics", "normlab.probes.ics:CovariateShiftProbe"),
+    ProbeKind("smoothness", "normlab.probes.smoothness:SmoothnessProbe"),
+    ProbeKind("bn", "normlab.probes.bn:BatchNormProbe"),
+    ProbeKind("inference", "normlab.probes.inference:InferenceProbe", _foldable),
+    ProbeKind("noise", "normlab.probes.noise:NoiseProbe"),
+    ProbeKind("modes", "normlab.probes.modes:ModesProbe", family=True),
 ):
-    PROBES.register(_name, _target)
+    PROBES.register(_kind.name, _kind)

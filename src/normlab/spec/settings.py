@@ -10,16 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from normlab.errors import InputError
 from normlab.spec.study import StudySpec
 
 MODELS = {"mlp": "MLP", "cnn": "CNN"}
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion"}
-# The CNN's conv blocks per budget: the family's default (32, 64) costs about ten times
-# the seed's MLP per epoch on a CPU, so the quick budget uses a CNN of a twelfth of its
-# convolution work, with GroupNorm's groups (32 elsewhere) cut to 8 so that they divide
-# its channels; the regime column names the network a verdict rests on.
-CNN_CHANNELS = {"quick": [8, 16], "standard": [32, 64], "full": [32, 64]}
-CNN_GROUPS = {"quick": 8, "standard": 32, "full": 32}
+# What a claim study's fixed settings gain in each model's setting, per budget. The
+# CNN's conv blocks: the family's default (32, 64) costs about ten times the seed's MLP
+# per epoch on a CPU, so the quick budget uses a CNN of a twelfth of its convolution
+# work, with GroupNorm's groups (32 elsewhere) cut to 8 so that they divide its
+# channels; the regime column names the network a verdict rests on.
+MODEL_FIXED: dict[str, dict[str, dict[str, object]]] = {
+    "mlp": {},
+    "cnn": {
+        "quick": {"channels": [8, 16], "groups": 8},
+        "standard": {"channels": [32, 64], "groups": 32},
+        "full": {"channels": [32, 64], "groups": 32},
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -31,9 +39,12 @@ class Setting:
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+            raise InputError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}",
+                             "model")  # fmt: skip
         if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+            raise InputError(
+                f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}", "dataset"
+            )
 
     @classmethod
     def of(cls, model: str, dataset: str) -> Setting:
@@ -58,9 +69,8 @@ class Setting:
         this model (the seed's setting changes nothing, its name included)."""
         if self.is_seed:
             return spec
-        fixed = {**spec.fixed, "model": self.model, "dataset": self.dataset}
-        if self.model == "cnn":
-            fixed["channels"], fixed["groups"] = CNN_CHANNELS[budget], CNN_GROUPS[budget]
+        fixed = {**spec.fixed, "model": self.model, "dataset": self.dataset,
+                 **MODEL_FIXED[self.model].get(budget, {})}  # fmt: skip
         grid = {k: v for k, v in spec.grid.items() if k not in fixed}
         name = f"{spec.name}-{self.model}-{self.dataset}"
         return spec.model_copy(update={"name": name, "fixed": fixed, "grid": grid})

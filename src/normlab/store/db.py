@@ -14,6 +14,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,19 @@ from normlab.store.schema import (
     StoreError,
     migrate,
 )
-from normlab.types import FINISHED, RunIdentity, RunResult
+from normlab.types import (
+    FINISHED,
+    EpochMetrics,
+    EvalPoint,
+    ProbeRow,
+    RunIdentity,
+    RunResult,
+    SampleImage,
+    Status,
+    StepLoss,
+    StoredRun,
+    StoredStudy,
+)
 
 __all__ = ["FINISHED", "SCHEMA_VERSION", "STATUSES", "Store", "StoreError"]
 
@@ -118,10 +131,6 @@ class Store:
                 [(study_id, c.run_id, i) for i, c in enumerate(runs)],
             )
         return int(study_id)
-
-    def statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
-        """Status of each of ``run_ids`` that the database knows."""
-        return {run_id: row["status"] for run_id, row in self.run_states(run_ids).items()}
 
     def claim(
         self,
@@ -233,14 +242,21 @@ class Store:
 
     # -- reading ------------------------------------------------------------------
 
-    def run_states(self, run_ids: Iterable[str]) -> dict[str, sqlite3.Row]:
-        """Where each of ``run_ids`` the database knows stands: its ``status``,
-        ``progress`` (steps of a running attempt), ``lease_until`` and ``stack_size``."""
+    def run_states(self, run_ids: Iterable[str]) -> dict[str, StoredRun]:
+        """Each of ``run_ids`` the database knows, as stored (its status, a running
+        attempt's progress and lease, ...)."""
         ids, out = list(run_ids), {}
         for start in range(0, len(ids), 500):
-            for row in self._rows(ids[start : start + 500],
-                                  "status, progress, lease_until, stack_size"):  # fmt: skip
-                out[row["id"]] = row
+            for row in self._rows(ids[start : start + 500], _RUN_COLUMNS):
+                out[row["id"]] = _run(row)
+        return out
+
+    def statuses(self, run_ids: Iterable[str]) -> dict[str, Status]:
+        """Status of each of ``run_ids`` that the database knows."""
+        ids, out = list(run_ids), {}
+        for start in range(0, len(ids), 500):
+            for row in self._rows(ids[start : start + 500], "status"):
+                out[row["id"]] = Status(row["status"])
         return out
 
     def study_names(self) -> list[str]:
@@ -258,44 +274,67 @@ class Store:
             raise StoreError(f"{self.path}: no study named {name!r} (has: {', '.join(names)})")
         return name
 
-    def study(self, name: str) -> sqlite3.Row:
-        """One study's row: its ``spec`` (JSON), ``created_at`` and ``updated_at``."""
+    def study(self, name: str) -> StoredStudy:
+        """One study as registered: its declaration and when."""
         row = self.conn.execute("SELECT * FROM studies WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise StoreError(f"{self.path}: no study named {name!r}")
-        return row
+        return StoredStudy(name, json.loads(row["spec"]), row["created_at"], row["updated_at"])
 
-    def runs(self, study: str) -> list[sqlite3.Row]:
+    def runs(self, study: str) -> list[StoredRun]:
         """The runs of ``study`` in study order, with their configs and statuses."""
-        return self.conn.execute(
+        return [_run(r) for r in self.conn.execute(
             "SELECT r.* FROM runs r JOIN study_runs sr ON sr.run_id = r.id "
             "JOIN studies s ON s.id = sr.study_id WHERE s.name = ? ORDER BY sr.position",
             (study,),
-        ).fetchall()
+        )]  # fmt: skip
 
-    def _per_run(self, table: str, study: str, order: str) -> list[sqlite3.Row]:
-        return self.conn.execute(
-            f"SELECT t.* FROM {table} t JOIN study_runs sr ON sr.run_id = t.run_id "
-            f"JOIN studies s ON s.id = sr.study_id WHERE s.name = ? ORDER BY sr.position, {order}",
+    def _per_run(self, table: str, study: str, order: str) -> dict[str, list]:
+        record = _RECORDS[table]
+        columns = ", ".join(f't."{c}"' for c in COLUMNS[table])
+        out: dict[str, list] = {}
+        for run_id, *values in self.conn.execute(
+            f"SELECT t.run_id, {columns} FROM {table} t JOIN study_runs sr "
+            "ON sr.run_id = t.run_id JOIN studies s ON s.id = sr.study_id "
+            f"WHERE s.name = ? ORDER BY sr.position, {order}",
             (study,),
-        ).fetchall()
+        ):
+            out.setdefault(run_id, []).append(record(*values))
+        return out
 
-    def epochs(self, study: str) -> list[sqlite3.Row]:
-        """Per-epoch metrics of every run of ``study``, in study order then epoch."""
+    def epochs(self, study: str) -> dict[str, list[EpochMetrics]]:
+        """Per-epoch metrics of every run of ``study`` that has some, by run id, in study
+        order then epoch (a value SQLite could not keep as a number reads None)."""
         return self._per_run("epochs", study, "t.epoch")
 
-    def probes(self, study: str) -> list[sqlite3.Row]:
-        """Probe measurements (step, probe, layer, name, value) of every run of ``study``."""
-        return self._per_run("probes", study, "t.step, t.probe, t.layer, t.name")
+    def probes(self, study: str) -> dict[str, list[ProbeRow]]:
+        """Probe measurements of every run of ``study``, by run id, in step order."""
+        order = "t.step, t.probe, t.layer, t.name, t.unit, t.quantile"
+        return self._per_run("probes", study, order)
 
-    def evals(self, study: str) -> list[sqlite3.Row]:
-        """Validation evaluations within epochs (step, epoch, seconds, loss, accuracy)."""
+    def evals(self, study: str) -> dict[str, list[EvalPoint]]:
+        """Validation evaluations within epochs of every run of ``study``, by run id."""
         return self._per_run("evals", study, "t.step")
 
-    def samples(self, study: str) -> list[sqlite3.Row]:
-        """The images generators drew (run_id, step, index, channels, pixels), per run."""
+    def samples(self, study: str) -> dict[str, list[SampleImage]]:
+        """The images generators drew, by run id, in step and index order."""
         return self._per_run("samples", study, 't.step, t."index"')
 
-    def steps(self, study: str) -> list[sqlite3.Row]:
-        """The kept per-step training losses (run_id, step, loss) of every run of ``study``."""
+    def steps(self, study: str) -> dict[str, list[StepLoss]]:
+        """The kept per-step training losses of every run of ``study``, by run id."""
         return self._per_run("steps", study, "t.step")
+
+
+_RECORDS = {
+    "epochs": EpochMetrics,
+    "steps": StepLoss,
+    "probes": ProbeRow,
+    "evals": EvalPoint,
+    "samples": SampleImage,
+}
+_RUN_COLUMNS = ", ".join(f.name for f in fields(StoredRun) if f.name != "id")
+
+
+def _run(row: sqlite3.Row) -> StoredRun:
+    values = {f.name: row[f.name] for f in fields(StoredRun)}
+    return StoredRun(**{**values, "status": Status(row["status"])})

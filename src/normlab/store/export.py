@@ -38,7 +38,7 @@ TABLES: dict[str, dict[str, str]] = {
         "seconds": "epoch_seconds",
         "eval_seconds": "eval_seconds",
     },
-    "probes": {c: c for c in ("step", "probe", "layer", "name", "value")},
+    "probes": {c: c for c in ("step", "probe", "layer", "name", "unit", "quantile", "value")},
     "evals": {c: c for c in ("step", "epoch", "seconds", "val_loss", "val_acc")},
 }
 FORMATS = ("csv", "parquet")
@@ -60,24 +60,24 @@ def rows(
     caller's run-config model fills in fields that older runs predate)."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}: choose one of {', '.join(TABLES)}")
-    runs = {r["id"]: r for r in store.runs(study)}
+    by_run = getattr(store, table)(study)
     out = []
-    for record in getattr(store, table)(study):
-        run = runs[record["run_id"]]
-        config = read_config(run["config"])
+    for run in store.runs(study):
+        config = read_config(run.config)
         for name, value in config.items():  # lists (widths, probes) as one cell
             if isinstance(value, list | tuple):
                 config[name] = ("," if name == "probes" else "-").join(map(str, value))
-        out.append(
-            {
-                **config,
-                "study": study,
-                "run_id": run["id"],
-                "cohort": run["cohort"],
-                "status": run["status"],
-                **{name: record[column] for column, name in TABLES[table].items()},
-            }
-        )
+        for record in by_run.get(run.id, []):
+            out.append(
+                {
+                    **config,
+                    "study": study,
+                    "run_id": run.id,
+                    "cohort": run.cohort,
+                    "status": str(run.status),
+                    **{name: getattr(record, column) for column, name in TABLES[table].items()},
+                }
+            )
     return out
 
 

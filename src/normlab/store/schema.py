@@ -25,7 +25,7 @@ class StoreError(RuntimeError):
     cannot be written)."""
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 STATUSES = tuple(s.value for s in Status)  # plain strings: the schema writes them
 
 _SCHEMA_V1 = f"""
@@ -125,7 +125,33 @@ CREATE INDEX runs_owner ON runs (owner);
 _SCHEMA_V5 = """
 ALTER TABLE runs ADD COLUMN progress INTEGER;
 """
-_SCRIPTS = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
+# Version 6 gave a probe value's unit and quantile columns of their own, where version 5
+# packed them into its name ("p15_unit3": the 15th percentile of unit 3). The table is
+# rebuilt (its key grows) and such names are unpacked into name "quantile".
+_SCHEMA_V6 = """
+CREATE TABLE probes_v6 (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    probe TEXT NOT NULL,
+    layer INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    unit INTEGER NOT NULL DEFAULT -1,
+    quantile REAL NOT NULL DEFAULT -1.0,
+    value REAL,
+    PRIMARY KEY (run_id, step, probe, layer, name, unit, quantile)
+) WITHOUT ROWID;
+INSERT INTO probes_v6 (run_id, step, probe, layer, name, value)
+    SELECT run_id, step, probe, layer, name, value FROM probes
+    WHERE NOT name GLOB 'p[0-9]*_unit[0-9]*';
+INSERT INTO probes_v6
+    SELECT run_id, step, probe, layer, 'quantile',
+           CAST(substr(name, instr(name, '_unit') + 5) AS INTEGER),
+           CAST(substr(name, 2, instr(name, '_unit') - 2) AS INTEGER) / 100.0, value
+    FROM probes WHERE name GLOB 'p[0-9]*_unit[0-9]*';
+DROP TABLE probes;
+ALTER TABLE probes_v6 RENAME TO probes;
+"""
+_SCRIPTS = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6)
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:

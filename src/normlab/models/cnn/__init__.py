@@ -16,6 +16,7 @@ class CNNFamily:
 
     name = "cnn"
     generative = False
+    instruments = ()
     fields = ("channels", "kernel")
     defaults: Mapping[str, object] = MappingProxyType({})
     # On the CPU measured (BENCHMARKS.md, issue 10) a stack of the default CNN (421k

@@ -26,6 +26,7 @@ class GANFamily:
 
     name = "gan"
     generative = True
+    instruments = ("modes",)  # its images judged by the reference classifier
     fields = ("latent", "discriminator_hidden", "discriminator_norm", "gan_samples")
     # The usual GAN recipe: Adam at 2e-4 with β₁ 0.5 (DCGAN), images in [-1, 1] as the
     # generator's tanh draws them, leaky ReLU, no dropout; PyTorch's BN constants. He

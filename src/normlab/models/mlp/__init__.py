@@ -16,6 +16,7 @@ class MLPFamily:
 
     name = "mlp"
     generative = False
+    instruments = ()
     fields: tuple[str, ...] = ()  # settings only this family reads
     defaults: Mapping[str, object] = MappingProxyType({})
     # Stacking pays while a CPU stack holds about this many parameters (the cost curves
