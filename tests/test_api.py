@@ -24,8 +24,10 @@ def test_a_notebook_runs_a_study(tmp_path, data_root):
     summary = report.summary()
     assert [g.factors["norm"] for g in summary.groups] == ["none", "batch"]
     assert all(0.8 < g.test_acc.mean < 1 for g in summary.groups)
-    again = normlab.run_study(spec, db=db, data_dir=data_root)
+    run = normlab.Execution(db=db, data_dir=data_root)  # the same, as one value
+    again = normlab.run_study(spec, run)
     assert (again.finished_before, again.trained) == (4, 0)  # resumed: nothing to train
+    assert normlab.summary(execution=run) == summary == normlab.summary("notebook", db=db)
 
 
 @pytest.mark.slow
@@ -51,6 +53,24 @@ def test_bad_input_raises_one_line_input_errors(tmp_path):
     with pytest.raises(normlab.InputError) as info:
         normlab.judge_claims([99], db=tmp_path / "x.db")
     assert info.value.option == "ids" and "no claim 99" in str(info.value)
+    # the option each error concerns is data, set where the error is found
+    for call, option in (
+        (lambda: normlab.judge_claims([4], "auto", max_seeds=2, db=tmp_path / "x.db"), "max_seeds"),
+        (lambda: normlab.judge_claims([4], "auto3", db=tmp_path / "x.db"), "budget"),
+        (lambda: normlab.judge_claims([4], model="rnn", db=tmp_path / "x.db"), "model"),
+        (lambda: normlab.judge_claims([4], dataset="cifar", db=tmp_path / "x.db"), "dataset"),
+        (lambda: normlab.run_study(StudySpec(name="x"), db=tmp_path / "x.db",
+                                   executor="pool", address="1.2.3.4:6379"), "address"),
+        (lambda: normlab.run_study(StudySpec(name="x"), db=tmp_path / "x.db",
+                                   executor="slurm"), "executor"),
+        (lambda: normlab.summary(db=tmp_path / "none.db"), "db"),
+        (lambda: normlab.summary("nope", db=tmp_path / "x.db"), "study"),
+    ):  # fmt: skip
+        with pytest.raises(normlab.InputError) as info:
+            call()
+        assert info.value.option == option, (option, str(info.value))
+    with pytest.raises(TypeError, match=r"unknown execution option\(s\): gpu"):
+        normlab.run_study(StudySpec(name="x"), gpu=True)
     (tmp_path / "junk.db").write_text("not a database at all" * 100)
     with pytest.raises(normlab.InputError, match=r"junk\.db"):
         normlab.run_study(StudySpec(name="x"), db=tmp_path / "junk.db")
