@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -10,6 +11,8 @@ from normlab.experiments.plan import (
     stack_size,
 )
 from normlab.experiments.reproduce import corrected, faithful
+from normlab.models.cnn.settings import CNNSettings
+from normlab.models.mlp.settings import MLPSettings
 from normlab.spec.config import RunConfig
 from normlab.spec.study import StudyError, load_study
 
@@ -70,6 +73,12 @@ def test_grid_expands_to_cartesian_product_grouped_by_cohort(tmp_path):
         ('name="x"\n[grid]\ncarried_from=["abc"]', "study.toml: grid.carried_from: unknown field"),
         ('name="x"\n[fixed]\nchannels=[8]', "channels describes a cnn model"),
         ('name="x"\n[fixed]\nprobes=["inference"]', "probe 'inference' folds the norm"),
+        ('name="x"\n[fixed]\nprobes=["modes"]', "probe 'modes' is a model family's own"),
+        ('name="x"\n[fixed]\nprobes=["ghosts"]', "fixed.probes: unknown probe 'ghosts'"),
+        ('name="x"\n[fixed]\nmodel="rnn"',
+         "study.toml: fixed.model: Input should be one of 'mlp', 'cnn', 'gan' (got 'rnn')"),
+        ('name="x"\n[fixed]\nmodel="cnn"\nkernel=0',
+         "study.toml: fixed.kernel: Input should be greater than or equal to 1"),
     ],
 )
 def test_invalid_files_get_one_line_errors(tmp_path, text, message):
@@ -151,3 +160,20 @@ def test_the_memory_budget_where_the_system_does_not_say_how_much_it_has(monkeyp
     assert size == math.ceil(40 / math.ceil(40 / fits)) and size < 16
     sizes = [len(u.configs) for u in plan([RunConfig(seed=s) for s in range(10)])]
     assert sizes == [5, 5]
+
+
+def test_a_family_owns_its_section_of_a_run_and_reads_flat():
+    """A CNN run's conv settings are its family's section, declared in models/cnn; the
+    run reads and writes them flat, and an MLP run's stored form carries none of them
+    (so every run id stays what it was: tests/test_store.py checks stored ones)."""
+    cnn = RunConfig(model="cnn", channels=(8, 16), hidden=(32,))
+    assert cnn.arch == CNNSettings(channels=(8, 16)) and cnn.channels == (8, 16)
+    assert cnn.model_dump()["kernel"] == 3 and "latent" not in cnn.model_dump()
+    assert RunConfig.from_stored(cnn.model_dump_json()) == cnn
+    mlp = RunConfig()
+    assert mlp.arch == MLPSettings() and "channels" not in mlp.model_dump()
+    with pytest.raises(AttributeError):
+        mlp.channels  # noqa: B018  (an MLP has no conv blocks)
+    # a stored configuration from before the sections, every family's field in it
+    old = {**mlp.model_dump(mode="json"), "channels": [32, 64], "kernel": 3, "latent": 64}
+    assert RunConfig.from_stored(json.dumps(old)) == mlp

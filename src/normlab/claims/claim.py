@@ -108,8 +108,8 @@ class Claim:
                 raise ClaimError(f"claim {self.id}: {source} has no run with {arm}")
         handled = {"seed", *self.by, *self.factors, *([self.across] if self.across else [])}
         dumps = [c.model_dump(mode="json") for c in runs]
-        for name in RunConfig.model_fields:
-            if name not in handled and len({repr(d[name]) for d in dumps}) > 1:
+        for name in RunConfig.field_names():
+            if name not in handled and len({repr(d.get(name)) for d in dumps}) > 1:
                 raise ClaimError(
                     f"claim {self.id}: {source} varies {name!r}, which the claim neither "
                     f"compares by, spans nor tells its arms apart with"

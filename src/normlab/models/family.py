@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from normlab.models.registry import FAMILIES
 from normlab.models.settings import NormSettings
 from normlab.registry import load
@@ -18,18 +20,14 @@ EVAL_CHUNK = 1000  # rows per evaluation pass: the evaluation loop and the cost 
 
 
 class ModelSettings(Protocol):
-    """The run settings a family reads (``spec.config.RunConfig`` has them)."""
+    """The run settings a family reads (``spec.config.RunConfig`` has them): the shared
+    ones, and ``arch``, the family's own section (its ``settings`` model)."""
 
+    arch: Any
     hidden: tuple[int, ...]
-    channels: tuple[int, ...]
-    latent: int
-    discriminator_hidden: tuple[int, ...]
-    discriminator_norm: str
     inputs: str
     probes: tuple[str, ...]
-    gan_samples: int
     batch_size: int
-    kernel: int
     activation: str
     norm: str
     norm_position: str
@@ -58,7 +56,7 @@ class ModelFamily(Protocol):
     cpu_stack_parameters: int  # stacking pays on a CPU up to about this many parameters
     generative: bool  # it draws images (judged by the reference classifier), not labels
     instruments: tuple[str, ...]  # probes every run of the family records, unlisted
-    fields: tuple[str, ...]  # run settings only this family reads (others must not set them)
+    settings: type[BaseModel]  # its section of a run's configuration, tagged by ``model``
     defaults: Mapping[str, object]  # run settings' defaults of this family's own
 
     def check(self, settings: ModelSettings) -> str | None:

@@ -115,7 +115,7 @@ class ModesProbe:
             raise ValueError("probe 'modes' needs a GAN run's config and reference classifier")
         config = context.config
         channels = config.source.image_shape[0]
-        j = judge(context.model, context.classify, config.gan_samples, config.batch_size,
+        j = judge(context.model, context.classify, config.arch.gan_samples, config.batch_size,
                   channels)  # fmt: skip
         yield Measurement(WHOLE_NETWORK, "modes", j.modes)
         yield Measurement(WHOLE_NETWORK, "kl", j.kl)

@@ -177,18 +177,22 @@ class ProbeSet:
         for probe in self.probes:
             if not self._due(probe, step, end_of_run):
                 continue
-            for m in probe.measure(context):
-                if isinstance(m, Images):
-                    for member, images in enumerate(m.pixels):
-                        rows[member] += [SampleImage(step, i, m.channels, image_bytes(image))
-                                         for i, image in enumerate(images)]  # fmt: skip
-                    continue
-                m = Measurement(*m)  # a plain (layer, name, values) too
-                for member, value in enumerate(m.values.tolist()):
-                    rows[member].append(
-                        ProbeRow(step, probe.name, m.layer, m.name, value, m.unit, m.quantile)
-                    )
+            for item in probe.measure(context):
+                for member, filed in enumerate(_filed(step, probe.name, item)):
+                    rows[member] += filed
         return rows
+
+
+def _filed(
+    step: int, probe: str, item: Measurement | Images | tuple
+) -> list[list[ProbeRow | SampleImage]]:
+    """What one instrument said at ``step``, as each member's rows."""
+    if isinstance(item, Images):
+        return [[SampleImage(step, i, item.channels, image_bytes(image))
+                 for i, image in enumerate(images)] for images in item.pixels]  # fmt: skip
+    m = Measurement(*item)  # a plain (layer, name, values) too
+    return [[ProbeRow(step, probe, m.layer, m.name, v, m.unit, m.quantile)]
+            for v in m.values.tolist()]  # fmt: skip
 
 
 def image_bytes(image: torch.Tensor) -> bytes:

@@ -48,7 +48,7 @@ def _claim_arms(sc: StoredClaim, runs: list[RunRecord]) -> dict[str, list[RunRec
 def varied_fields(sc: StoredClaim) -> list[str]:
     """The fields that vary in the claim's study (seed aside): what a tooltip names."""
     runs = sc.runs
-    names = [f for f in type(runs[0].config).model_fields if f != "seed"] if runs else []
+    names = [f for f in runs[0].config.model_dump() if f != "seed"] if runs else []
     return [f for f in names if len({repr(getattr(r.config, f)) for r in runs}) > 1]
 
 

@@ -1,5 +1,12 @@
 """One run's full configuration: everything its numbers depend on besides the machine.
 
+The settings every run has are fields here; a model family's own (a CNN's conv blocks,
+a GAN's discriminator) are its section, ``arch``, declared and validated in the
+family's folder (``models/<family>/settings.py``) and told apart by ``model``. Read
+and written, a configuration is flat (``config.channels``, ``{"model": "cnn",
+"channels": [8, 16], ...}``): study files, stored runs and exports name every setting
+alike, and a setting of another family is refused unless it is that family's default.
+
 A run is identified by the SHA-256 of its canonical JSON, so the same configuration in
 two studies is one run, trained once. Torch-free: the store's readers parse stored
 configurations back through this model (``RunConfig.from_stored``), so a run recorded
@@ -10,14 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -30,7 +39,12 @@ from normlab.spec.probes import PROBES
 
 # The valid names of each registered kind, as the types of the fields that take them.
 Dataset = Literal[DATASETS.names()]  # type: ignore[valid-type]
-Model = Literal[FAMILIES.names()]  # type: ignore[valid-type]
+# Each registered family's section, told apart by its ``model``.
+_SECTIONS = {name: get_family(name).settings for name in FAMILIES.names()}
+Architecture = Annotated[
+    Union[tuple(_SECTIONS.values())],  # type: ignore[valid-type]  # noqa: UP007
+    Field(discriminator="model"),
+]
 Norm = Literal[NORMS.names()]  # type: ignore[valid-type]
 ActivationName = Literal[ACTIVATIONS.names()]  # type: ignore[valid-type]
 InitScheme = Literal[INIT_SCHEMES]  # type: ignore[valid-type]
@@ -71,23 +85,13 @@ class RunConfig(BaseModel):
     inputs: Literal["raw", "scaled", "standardized", "symmetric"] = "raw"
     val_size: int = Field(5000, ge=0, le=50000)
     data_seed: int = Field(0, ge=0)
-    model: Model = Field(
-        "mlp", description="model family: mlp, cnn (conv blocks first) or gan (claim 13)"
+    arch: Architecture = Field(
+        default_factory=_SECTIONS["mlp"],
+        description="the model family's own settings: model = mlp, cnn (conv blocks "
+        "first) or gan (claim 13), and that family's fields",
     )
-    channels: tuple[int, ...] = Field(
-        (32, 64), description="cnn: output channels of each conv block"
-    )
-    kernel: int = Field(3, ge=1, description="cnn: convolution kernel size (same padding)")
     hidden: tuple[int, ...] = Field(
         (512,), description="dense hidden layers' widths (gan: the generator's)"
-    )
-    latent: int = Field(64, ge=1, description="gan: the generator's noise values")
-    discriminator_hidden: tuple[int, ...] = Field(
-        (512, 256), description="gan: the discriminator's hidden layers' widths"
-    )
-    discriminator_norm: Norm = Field("none", description="gan: the discriminator's norm")
-    gan_samples: int = Field(
-        10000, ge=100, description="gan: images generated per run and judged after training"
     )
     activation: ActivationName = "relu"
     norm: Norm = Field("none", description="the hidden layers' norm (gan: the generator's)")
@@ -136,7 +140,8 @@ class RunConfig(BaseModel):
 
     @classmethod
     def as_stored_row(cls, config_json: str) -> dict[str, object]:
-        """A stored configuration as plain values, every field present (for exports)."""
+        """A stored configuration as plain values, every field of its family present (for
+        exports)."""
         return cls.from_stored(config_json).model_dump(mode="json")
 
     @field_validator("probes")
@@ -148,19 +153,52 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _resolve_init(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("model", "mlp") in FAMILIES.names():
+    def _resolve(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        model = data.get("model", "mlp")
+        if model in _SECTIONS:  # an unknown one is reported by the section's tag
             # A family may have defaults of its own (a GAN's optimizer, inputs, ...).
-            data = {**get_family(data.get("model", "mlp")).defaults, **data}
-        if isinstance(data, dict) and data.get("init") is None:
+            data = {**get_family(model).defaults, **data}
+        if data.get("init") is None:
             semantics = data.get("semantics", "keras")
             if semantics in PRESETS:  # an unknown one is reported by its own field
                 data = {**data, "init": get_semantics(semantics).init}
-        return data
+        return _sectioned(data, model)
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The configuration as one flat mapping: the family's section in its place."""
+        out: dict[str, Any] = {}
+        for key, value in handler(self).items():
+            if key == "arch":
+                out.update(value)
+            else:
+                out[key] = value
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        # A family's own setting reads like any other: config.channels.
+        arch = self.__dict__.get("arch")
+        if arch is not None and name in type(arch).model_fields:
+            return getattr(arch, name)
+        return super().__getattr__(name)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Every setting a run may have, as study files name them (flat)."""
+        names = []
+        for name in cls.model_fields:
+            if name != "arch":
+                names.append(name)
+                continue
+            for section in _SECTIONS.values():
+                names += [f for f in section.model_fields if f not in names]
+        return names
 
     @model_validator(mode="after")
     def _check_combination(self) -> RunConfig:
-        problem = self._foreign_field() or self.family.check(self)
+        problem = self.family.check(self)
         if problem:
             raise ValueError(problem)
         problem = NORMS[self.norm].problem(self, self.family.units(self), self.family.generative)
@@ -173,16 +211,6 @@ class RunConfig(BaseModel):
             if problem:
                 raise ValueError(problem)
         return self
-
-    def _foreign_field(self) -> str | None:
-        """A setting of another family's (e.g. ``channels`` on an MLP), if one is set."""
-        for name in FAMILIES.names():
-            if name == self.model:
-                continue
-            for field in get_family(name).fields:
-                if field not in self.family.fields and getattr(self, field) != _default(field):
-                    return f"{field} describes a {name} model: it needs model = {name!r}"
-        return None
 
     @property
     def family(self) -> ModelFamily:
@@ -219,7 +247,7 @@ class RunConfig(BaseModel):
     def _identity(self) -> dict[str, object]:
         data = self.model_dump(mode="json")
         for name, default in _LATER_FIELDS.items():
-            if data[name] == default:
+            if name in data and data[name] == default:  # another family's: never there
                 del data[name]
         return data
 
@@ -236,8 +264,22 @@ class RunConfig(BaseModel):
         )
 
 
-def _default(field: str) -> object:
-    return RunConfig.model_fields[field].default
+def _sectioned(data: dict[str, Any], model: str) -> dict[str, Any]:
+    """``data`` (flat) with the family's own settings moved into its section, ``arch``;
+    another family's setting is dropped at that family's default, refused otherwise."""
+    data = dict(data)
+    arch = {**data.pop("arch", {}), "model": data.pop("model", model)}
+    for family, section in _SECTIONS.items():
+        for field, info in section.model_fields.items():
+            if field == "model" or field not in data:
+                continue
+            value = data.pop(field)
+            if family == model:
+                arch[field] = value
+            elif (tuple(value) if isinstance(value, list) else value) != info.default:
+                raise ValueError(f"{field} describes a {family} model: it needs model = {family!r}")
+    data["arch"] = arch
+    return data
 
 
 def _digest(data: dict[str, object]) -> str:
@@ -247,8 +289,13 @@ def _digest(data: dict[str, object]) -> str:
 
 def first_error(err: ValidationError) -> tuple[str, str]:
     """The first problem pydantic found, as (field, one line naming the value); the
-    field is empty for a rule across fields."""
+    field is empty for a rule across fields. A family's setting is named as a study
+    file names it (``kernel``, not ``arch.cnn.kernel``)."""
     problem = err.errors()[0]
-    field = str(problem["loc"][0]) if problem["loc"] else ""
+    loc = problem["loc"]
+    if problem["type"] == "union_tag_invalid":  # the section's tag: the model's name
+        tag, tags = problem["ctx"]["tag"], problem["ctx"]["expected_tags"]
+        return "model", f"Input should be one of {tags} (got {tag!r})"
+    field = str(loc[-1] if loc and loc[0] == "arch" else loc[0]) if loc else ""
     message = problem["msg"].removeprefix("Value error, ")
     return field, f"{message} (got {problem.get('input')!r})" if field else message

@@ -175,7 +175,7 @@ def _one_line(
 
 
 def _unknown_field() -> str:
-    fields = [f for f in RunConfig.model_fields if f not in INTERNAL_FIELDS]
+    fields = [f for f in RunConfig.field_names() if f not in INTERNAL_FIELDS]
     return f"unknown field (allowed: {', '.join([*fields, *SHORTHANDS])})"
 
 

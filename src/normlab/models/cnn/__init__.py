@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from normlab.models.cnn.settings import CNNSettings
 from normlab.models.cnn.spec import CNNSpec
 from normlab.models.family import DataShape, ModelSettings, widths
 from normlab.models.settings import BlockSpec
@@ -17,7 +18,7 @@ class CNNFamily:
     name = "cnn"
     generative = False
     instruments = ()
-    fields = ("channels", "kernel")
+    settings = CNNSettings
     defaults: Mapping[str, object] = MappingProxyType({})
     # On the CPU measured (BENCHMARKS.md, issue 10) a stack of the default CNN (421k
     # parameters per member) trained fastest per model at K=4, at batch 32 and 256 alike:
@@ -25,23 +26,23 @@ class CNNFamily:
     cpu_stack_parameters = 1_700_000
 
     def check(self, settings: ModelSettings) -> str | None:
-        if not settings.channels or min(settings.channels) < 1:
-            return f"channels must be positive, got {list(settings.channels)}"
+        if not settings.arch.channels or min(settings.arch.channels) < 1:
+            return f"channels must be positive, got {list(settings.arch.channels)}"
         if settings.hidden and min(settings.hidden) < 1:
             return f"hidden widths must be positive, got {list(settings.hidden)}"
         return None
 
     def units(self, settings: ModelSettings) -> tuple[int, ...]:
         """Channels of each conv block, then the dense hidden widths: what a norm follows."""
-        return (*settings.channels, *settings.hidden)
+        return (*settings.arch.channels, *settings.hidden)
 
     def spec(self, settings: ModelSettings, data: DataShape) -> CNNSpec:
         return CNNSpec(
             image=data.image_shape,
-            channels=tuple(settings.channels),
+            channels=tuple(settings.arch.channels),
             hidden=tuple(settings.hidden),
             n_classes=data.classes,
-            kernel=settings.kernel,
+            kernel=settings.arch.kernel,
             **BlockSpec.options(settings),
         )
 
@@ -67,7 +68,7 @@ class CNNFamily:
         return spec.conv_flops() + 2 * (spec.parameters - spec.conv_parameters)
 
     def describe(self, settings: ModelSettings) -> str:
-        conv = "-".join(map(str, settings.channels))
+        conv = "-".join(map(str, settings.arch.channels))
         return f"CNN {conv} + {widths(settings.hidden)}" if settings.hidden else f"CNN {conv}"
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from normlab.models.family import EVAL_CHUNK, DataShape, ModelSettings, widths
+from normlab.models.gan.settings import GANSettings
 from normlab.models.gan.spec import GANSpec
 from normlab.models.mlp.spec import MLPSpec
 from normlab.models.registry import NORMS
@@ -27,7 +28,7 @@ class GANFamily:
     name = "gan"
     generative = True
     instruments = ("modes",)  # its images judged by the reference classifier
-    fields = ("latent", "discriminator_hidden", "discriminator_norm", "gan_samples")
+    settings = GANSettings
     # The usual GAN recipe: Adam at 2e-4 with β₁ 0.5 (DCGAN), images in [-1, 1] as the
     # generator's tanh draws them, leaky ReLU, no dropout; PyTorch's BN constants. He
     # initialisation with zero biases: with PyTorch's default layers (small weights,
@@ -52,28 +53,30 @@ class GANFamily:
             return f"dropout: the GAN family has none, got {settings.dropout}"
         if settings.inputs != "symmetric":
             return f"inputs: a GAN draws images in [-1, 1] ('symmetric'), got {settings.inputs!r}"
+        gan: GANSettings = settings.arch
         for part, hidden in (("hidden", settings.hidden),
-                             ("discriminator_hidden", settings.discriminator_hidden)):  # fmt: skip
+                             ("discriminator_hidden", gan.discriminator_hidden)):  # fmt: skip
             if not hidden or min(hidden) < 1:
                 return f"{part}: the GAN's networks need positive widths, got {list(hidden)}"
-        if settings.gan_samples < 2 * settings.batch_size:
+        if gan.gan_samples < 2 * settings.batch_size:
             return (f"gan_samples: the judging draws at least two batches "
-                    f"(2 × {settings.batch_size}), got {settings.gan_samples}")  # fmt: skip
-        if NORMS[settings.discriminator_norm].reference_batch:
+                    f"(2 × {settings.batch_size}), got {gan.gan_samples}")  # fmt: skip
+        if NORMS[gan.discriminator_norm].reference_batch:
             return "discriminator_norm: virtual BN is for the generator (norm)"
         return None
 
     def units(self, settings: ModelSettings) -> tuple[int, ...]:
-        return (*settings.hidden, *settings.discriminator_hidden)
+        return (*settings.hidden, *settings.arch.discriminator_hidden)
 
     def spec(self, settings: ModelSettings, data: DataShape) -> GANSpec:
+        gan: GANSettings = settings.arch
         options = BlockSpec.options(settings)
-        generator = MLPSpec(n_inputs=settings.latent, hidden=tuple(settings.hidden),
+        generator = MLPSpec(n_inputs=gan.latent, hidden=tuple(settings.hidden),
                             n_classes=data.n_features, **options)  # fmt: skip
-        options.update(activation=DISCRIMINATOR_ACTIVATION, norm=settings.discriminator_norm)
+        options.update(activation=DISCRIMINATOR_ACTIVATION, norm=gan.discriminator_norm)
         discriminator = MLPSpec(n_inputs=data.n_features, n_classes=1,
-                                hidden=tuple(settings.discriminator_hidden), **options)  # fmt: skip
-        return GANSpec(settings.latent, data.n_features, generator, discriminator)
+                                hidden=tuple(gan.discriminator_hidden), **options)  # fmt: skip
+        return GANSpec(gan.latent, data.n_features, generator, discriminator)
 
     def build(self, spec: GANSpec, seeds: Sequence[int]):
         from normlab.models.gan.stack import StackedGAN
@@ -99,7 +102,7 @@ class GANFamily:
         return 2 * spec.parameters
 
     def describe(self, settings: ModelSettings) -> str:
-        return f"GAN G {widths(settings.hidden)} D {widths(settings.discriminator_hidden)}"
+        return f"GAN G {widths(settings.hidden)} D {widths(settings.arch.discriminator_hidden)}"
 
 
 FAMILY = GANFamily()

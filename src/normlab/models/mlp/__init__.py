@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from normlab.models.family import EVAL_CHUNK, DataShape, ModelSettings, widths
+from normlab.models.mlp.settings import MLPSettings
 from normlab.models.mlp.spec import MLPSpec
 from normlab.models.settings import BlockSpec
 
@@ -17,7 +18,7 @@ class MLPFamily:
     name = "mlp"
     generative = False
     instruments = ()
-    fields: tuple[str, ...] = ()  # settings only this family reads
+    settings = MLPSettings
     defaults: Mapping[str, object] = MappingProxyType({})
     # Stacking pays while a CPU stack holds about this many parameters (the cost curves
     # in BENCHMARKS.md: with 100k parameters per member stacking pays up to K=16-32,
