@@ -21,7 +21,8 @@ from torch import nn
 from normlab.data.prepare import Split
 from normlab.models.blocks import member_losses
 from normlab.models.stack import StackedModel
-from normlab.probes.schedule import PRECISE_BATCHES, WHOLE_NETWORK, Measurement, ProbeContext, When
+from normlab.probes.schedule import PRECISE_BATCHES, Measurement, ProbeContext, When
+from normlab.types import WHOLE
 
 
 def running_norms(model: StackedModel) -> list[nn.Module]:
@@ -131,7 +132,7 @@ class BatchNormProbe:
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         model, held_out = context.model, context.held_out
         for name, values in discrepancy(model, held_out, context.batch_size).items():
-            yield WHOLE_NETWORK, name, values
+            yield WHOLE, name, values
         if not running_norms(model):
             return
         for layer, values in enumerate(variance_shift(model, held_out.x)):
@@ -139,5 +140,5 @@ class BatchNormProbe:
         recalibrated = copy.deepcopy(model)
         precise_statistics(recalibrated, context.train_head, context.train_batch, PRECISE_BATCHES)
         precise = discrepancy(recalibrated, held_out, context.batch_size)
-        yield WHOLE_NETWORK, "precise_loss", precise["running_loss"]
-        yield WHOLE_NETWORK, "precise_acc", precise["running_acc"]
+        yield WHOLE, "precise_loss", precise["running_loss"]
+        yield WHOLE, "precise_acc", precise["running_acc"]

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 import torch
 
 from normlab.models.stack import StackedModel
-from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext, When
+from normlab.probes.schedule import Measurement, ProbeContext, When
 from normlab.runtime import synchronize
+from normlab.types import WHOLE
 
 LATENCY_BATCHES = (1, 256)
 REPEATS = 200  # forward passes timed per model and batch; the median is kept
@@ -68,8 +69,8 @@ class InferenceProbe:
         model, x = context.model, context.held_out.x
         folded = model.fold()
         diff, largest = output_difference(model, folded, x)
-        yield WHOLE_NETWORK, "fold_diff", diff / largest.clamp(min=1.0)
+        yield WHOLE, "fold_diff", diff / largest.clamp(min=1.0)
         for b in LATENCY_BATCHES:
             for name, stack in (("bn", model), ("folded", folded)):
                 seconds = [latency(stack.member(m), x[:b]) for m in range(model.k)]
-                yield WHOLE_NETWORK, f"latency_{name}_b{b}", torch.tensor(seconds)
+                yield WHOLE, f"latency_{name}_b{b}", torch.tensor(seconds)

@@ -27,12 +27,12 @@ import torch
 
 from normlab.models.stack import StackedModel
 from normlab.probes.schedule import (
-    WHOLE_NETWORK,
     Images,
     Measurement,
     ProbeContext,
     When,
 )
+from normlab.types import WHOLE
 
 KEPT_IMAGES = 16
 CORRELATION_BATCHES = 32  # batches the correlation reads (2,048 images at batch 64)
@@ -117,7 +117,7 @@ class ModesProbe:
         channels = config.source.image_shape[0]
         j = judge(context.model, context.classify, config.arch.gan_samples, config.batch_size,
                   channels)  # fmt: skip
-        yield Measurement(WHOLE_NETWORK, "modes", j.modes)
-        yield Measurement(WHOLE_NETWORK, "kl", j.kl)
-        yield Measurement(WHOLE_NETWORK, "batch_correlation", j.batch_correlation)
+        yield Measurement(WHOLE, "modes", j.modes)
+        yield Measurement(WHOLE, "kl", j.kl)
+        yield Measurement(WHOLE, "batch_correlation", j.batch_correlation)
         yield Images(channels, j.images)

@@ -22,7 +22,8 @@ import torch
 
 from normlab.models.stack import StackedModel
 from normlab.probes.grads import loss_and_grads, member_dot
-from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext, When
+from normlab.probes.schedule import Measurement, ProbeContext, When
+from normlab.types import WHOLE
 
 BATCHES = 8  # gradients per estimate (fewer when the training pool holds fewer batches)
 
@@ -60,4 +61,4 @@ class NoiseProbe:
         pool = context.train_head
         values = gradient_noise(context.model, pool.x, pool.y, context.train_batch)
         for name, v in values.items():
-            yield WHOLE_NETWORK, name, v
+            yield WHOLE, name, v

@@ -34,7 +34,6 @@ from normlab.types import NO_QUANTILE, WHOLE, ProbeRow, SampleImage
 
 PROBE_EXAMPLES = 512  # held-out examples the activation and BN probes look at
 PRECISE_BATCHES = 20  # training batches whose statistics precise BN averages
-WHOLE_NETWORK = WHOLE  # the layer recorded for measurements of the whole network
 
 
 class When(Enum):

@@ -15,7 +15,8 @@ import torch
 
 from normlab.models.stack import StackedModel
 from normlab.probes.grads import loss_and_grads, member_norm
-from normlab.probes.schedule import WHOLE_NETWORK, Measurement, ProbeContext, When
+from normlab.probes.schedule import Measurement, ProbeContext, When
+from normlab.types import WHOLE
 
 STEP_MULTIPLES = (0.5, 1.0, 2.0, 4.0)  # η as multiples of each member's learning rate
 
@@ -69,4 +70,4 @@ class SmoothnessProbe:
     def measure(self, context: ProbeContext) -> Iterable[Measurement]:
         b = context.batch
         for name, values in smoothness(context.model, b.x, b.y, b.keys, context.rates.host).items():
-            yield WHOLE_NETWORK, name, values
+            yield WHOLE, name, values

@@ -253,11 +253,7 @@ class Store:
 
     def statuses(self, run_ids: Iterable[str]) -> dict[str, Status]:
         """Status of each of ``run_ids`` that the database knows."""
-        ids, out = list(run_ids), {}
-        for start in range(0, len(ids), 500):
-            for row in self._rows(ids[start : start + 500], "status"):
-                out[row["id"]] = Status(row["status"])
-        return out
+        return {run_id: run.status for run_id, run in self.run_states(run_ids).items()}
 
     def study_names(self) -> list[str]:
         """Names of all studies, most recently updated last."""
