@@ -202,12 +202,13 @@ def test_several_baselines_and_context_comparisons():
 def test_a_claim_is_checked_against_its_study():
     runs = [RunConfig(norm=n, seed=s, lr=lr) for n in ("none", "batch") for s in (0, 1)
             for lr in (1e-3, 1e-2)]  # fmt: skip
-    claim = CLAIMS[4]  # compares by batch size only
-    with pytest.raises(ClaimError, match="claim 4: s varies 'lr', which the claim neither"):
+    claim = CLAIMS[16]  # compares by batch size only, at one rate
+    with pytest.raises(ClaimError, match="claim 16: s varies 'lr', which the claim neither"):
         claim.check(runs, "s")
-    with pytest.raises(ClaimError, match="claim 4: s has no run with norm='none'"):
+    with pytest.raises(ClaimError, match="claim 16: s has no run with norm='none'"):
         claim.check([r for r in runs if r.norm == "batch"], "s")
     CLAIMS[2].check(runs, "s")  # claim 2 spans the learning rates
+    CLAIMS[4].check(runs, "s")  # claim 4 tunes them
 
 
 def test_deep_networks_are_selected_by_their_depth():
@@ -401,13 +402,22 @@ def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(
     assert seed.exit_code == 2 and "for MLP/MNIST" in seed.output
 
 
-def test_the_regime_names_data_models_length_and_seeds():
-    def run(depth, seed, epochs):  # 55 steps per epoch
-        config = RunConfig(hidden=(128,) * depth, seed=seed, epochs=epochs, batch_size=1000)
+def test_the_regime_names_data_models_length_seeds_and_protocol():
+    def run(depth, seed, epochs, **protocol):  # 55 steps per epoch
+        config = RunConfig(hidden=(128,) * depth, seed=seed, epochs=epochs, batch_size=1000,
+                           **protocol)  # fmt: skip
         return RunRecord(config, Status.DONE, [], [], [])
 
     runs = [run(16, 0, 1), run(2, 1, 1), run(8, 0, 3)]
     r = regime(runs)
     assert r.models == ("MLP 2×128", "MLP 8×128", "MLP 16×128")  # natural order
-    assert r.text() == "mnist, MLP 2×128 … MLP 16×128, 1/3 epochs (55/165 steps), 2 seeds"
-    assert regime(runs[:1]).text() == "mnist, MLP 16×128, 1 epoch (55 steps), 1 seed"
+    assert r.text() == ("mnist, MLP 2×128 … MLP 16×128, 1/3 epochs (55/165 steps), 2 seeds; "
+                        "lr fixed 0.001; running statistics")  # fmt: skip
+    assert regime(runs[:1]).as_json()["stopping"] == "1 epoch"
+    tuned = [run(2, 0, 20, patience=2, evaluation="precise", lr=lr) for lr in (1e-3, 1e-2)]
+    protocol = regime(tuned, ("lr",)).as_json()
+    assert protocol["lr"] == "tuned per arm on validation over [0.001, 0.01]"
+    assert protocol["stopping"] == ("validation plateau, patience 2, cap 20 epochs; "
+                                    "best-validation epoch reported")  # fmt: skip
+    assert protocol["evaluation"] == "precise BN"
+    assert regime(tuned).as_json()["lr"] == "each of [0.001, 0.01]"  # a grid, not tuned

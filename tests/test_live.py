@@ -165,7 +165,7 @@ def test_a_claim_whose_study_still_runs_shows_no_verdict_yet(tmp_path):
     page = claims_page(settled, "quick", "c.db", grid={})
     sections = {s.key: s for s in page.sections}
     assert sections["claim-4"].badge == ("running", "running")
-    assert "0 of 6 runs finished" in sections["claim-4"].sentences[0]
+    assert "0 of 18 runs finished" in sections["claim-4"].sentences[0]  # 3 rates tuned
     assert sections["claim-12"].badge == ("not run", "queued")
     lead = sections["verdicts"].sentences
     assert "Running: claim(s) 4." in lead and "Not run yet: claim(s) 12." in lead

@@ -13,7 +13,8 @@ from normlab.data.prepare import Split
 from normlab.models.mlp.spec import MLPSpec
 from normlab.models.mlp.stack import StackedMLP
 from normlab.models.settings import NormSettings
-from normlab.probes.bn import discrepancy, precise_statistics, variance_shift
+from normlab.models.statistics import precise_statistics
+from normlab.probes.bn import discrepancy, variance_shift
 from normlab.probes.ics import internal_covariate_shift
 from normlab.probes.layers import fixed_units, layer_norms, preactivation_stats
 from normlab.probes.noise import gradient_noise

@@ -94,7 +94,7 @@ def _show(summary) -> None:
     """Print a ``StudySummary``."""
     from normlab.report.console import summary_table
 
-    title = f"{summary.study}: final-epoch test metrics over seeds"
+    title = f"{summary.study}: reported test metrics over seeds"
     _consoles()[0].print(summary_table(summary, title))
 
 

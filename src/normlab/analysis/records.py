@@ -44,10 +44,22 @@ class RunRecord:
     def steps_per_epoch(self) -> int:
         return self.config.steps_per_epoch
 
+    @property
+    def reported(self) -> EpochMetrics | None:
+        """The epoch a finished run reports (None unless it finished): its last, or for a
+        run stopped at a validation plateau (``patience``) the epoch of its best
+        validation accuracy, the first among equals. That epoch's test accuracy was
+        measured on the weights of then: it is the best-validation checkpoint's."""
+        if self.status != Status.DONE or not self.epochs:
+            return None
+        if not self.config.patience:
+            return self.epochs[-1]
+        return max(self.epochs, key=lambda e: (e.val_acc, -e.epoch))
+
     def final(self, metric: str) -> float:
-        """The last epoch's ``metric`` (e.g. test_acc); NaN unless the run finished."""
-        done = self.status == Status.DONE and self.epochs
-        return getattr(self.epochs[-1], metric) if done else math.nan
+        """The reported epoch's ``metric`` (e.g. test_acc); NaN unless the run finished."""
+        epoch = self.reported
+        return getattr(epoch, metric) if epoch is not None else math.nan
 
     def probe(self, probe: str, name: str, step: int | None = None) -> dict[int, list[float]]:
         """One probe value's measurements by layer (NULLs left out), in step order; at

@@ -1,21 +1,25 @@
 """Per-configuration summaries over seeds: mean and 95% confidence interval.
 
-The interval is Student's t over the seeds' final-epoch values (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n);
-with one seed there is no interval. Diverged runs are counted, not averaged in.
+The interval is Student's t over the seeds' reported values (the last epoch's, or the
+best-validation epoch's of a run stopped at a plateau): mean ± t₀.₉₇₅,ₙ₋₁ · s/√n; with one
+seed there is no interval. Diverged runs are counted, not averaged in. In a tuned study
+(``tune``) each seed of a configuration counts its run best on validation.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from normlab.spec.config import RunConfig
+from normlab.analysis.records import RunRecord, study_record
+from normlab.analysis.tuning import select_tuned
 from normlab.store.db import Store
-from normlab.types import FINISHED, Status, StoredRun
+from normlab.types import FINISHED, Status
 
 # Config fields that never define a group: they identify members or bookkeeping.
 _NOT_FACTORS = ("seed", "carried_from", "stream", "log_every")
@@ -58,6 +62,7 @@ class GroupSummary:
     test_acc: Estimate
     test_loss: Estimate
     epoch_seconds: Estimate
+    chosen: str = ""  # a tuned study's: the values the seeds chose, e.g. "0.003 ×2, 0.01"
 
 
 @dataclass(frozen=True)
@@ -65,33 +70,48 @@ class StudySummary:
     study: str
     factors: list[str]
     groups: list[GroupSummary]
+    tuned: tuple[str, ...] = ()  # the fields each seed's run was chosen over
 
 
 def summarize(store: Store, study: str, factors: list[str] | None = None) -> StudySummary:
     """Group ``study``'s runs by ``factors`` (default: the config fields that vary in it,
-    the seed aside) and summarize each group."""
-    runs = store.runs(study)
-    configs = {r.id: RunConfig.as_stored_row(r.config) for r in runs}
+    the seed and a tuned study's tuned fields aside) and summarize each group."""
+    record = study_record(store, study)
+    runs = record.runs
+    configs = {r.run_id: r.config.model_dump(mode="json") for r in runs}
+    tune = tuple(record.spec.get("tune") or {})
     if factors is None:
-        keys = [k for k in next(iter(configs.values()), {}) if k not in _NOT_FACTORS]
+        keys = [k for k in next(iter(configs.values()), {}) if k not in (*_NOT_FACTORS, *tune)]
         factors = [k for k in keys if len({json.dumps(c[k]) for c in configs.values()}) > 1]
-    epochs = store.epochs(study)
-    groups: dict[str, list[StoredRun]] = {}
+    tuned = tuple(f for f in tune if f not in factors)  # grouped by it: every value shown
+    kept = {r.run_id for r in select_tuned(runs, tuned)}
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
-        key = json.dumps([configs[r.id][f] for f in factors])
-        groups.setdefault(key, []).append(r)
+        groups[json.dumps([configs[r.run_id][f] for f in factors])].append(r)
     out = []
     for members in groups.values():
-        done = [epochs[r.id] for r in members if r.status == Status.DONE and r.id in epochs]
+        chosen = [r for r in members if r.run_id in kept]
+        done = [r for r in chosen if r.reported is not None]
         out.append(
             GroupSummary(
-                factors={f: configs[members[0].id][f] for f in factors},
+                factors={f: configs[members[0].run_id][f] for f in factors},
                 runs=len(members),
                 finished=sum(r.status in FINISHED for r in members),
                 diverged=sum(r.status == Status.DIVERGED for r in members),
-                test_acc=Estimate.of([e[-1].test_acc for e in done]),
-                test_loss=Estimate.of([e[-1].test_loss for e in done]),
-                epoch_seconds=Estimate.of([float(np.mean([x.seconds for x in e])) for e in done]),
+                test_acc=Estimate.of([r.reported.test_acc for r in done]),
+                test_loss=Estimate.of([r.reported.test_loss for r in done]),
+                epoch_seconds=Estimate.of(
+                    [float(np.mean([e.seconds for e in r.epochs])) for r in done]
+                ),
+                chosen=_chosen(done, tuned),
             )
         )
-    return StudySummary(study=study, factors=factors, groups=out)
+    return StudySummary(study=study, factors=factors, groups=out, tuned=tuned)
+
+
+def _chosen(runs: list[RunRecord], tuned: tuple[str, ...]) -> str:
+    """The tuned values ``runs`` (one per seed) hold, with how many seeds chose each."""
+    if not tuned:
+        return ""
+    counts = Counter("/".join(f"{getattr(r.config, f):g}" for f in tuned) for r in runs)
+    return ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in sorted(counts.items()))

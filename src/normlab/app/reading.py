@@ -19,7 +19,7 @@ def summary(
     execution: Execution | None = None,
     **options: Unpack[ExecutionOptions],
 ) -> StudySummary:
-    """``study``'s (default: the latest) final-epoch test metrics per configuration
+    """``study``'s (default: the latest) reported test metrics per configuration
     over seeds, grouped by ``factors`` (default: the fields that vary), from the
     execution's database; InputError if there is none or no such study."""
     db = Execution.of(execution, options).db

@@ -34,9 +34,10 @@ class Claim:
     kind: str = "continuous"
     # the runs the claim is about (e.g. deep networks only); the others are context only
     where: Callable[[RunConfig], bool] | None = None
-    # a factor whose values each seed's measure takes together (the measures then get
-    # the list of that seed's runs over it), e.g. the learning rate for "usable LRs"
-    across: str | None = None
+    # a factor (or several) whose values each seed's measure takes together (the
+    # measures then get the list of that seed's runs over them), e.g. the learning rate
+    # for "usable LRs", or norm and inputs for a difference in differences
+    across: str | tuple[str, ...] | None = None
     # the factor that tells the arms apart, the arm's value of it, and the baselines the
     # verdict compares the arm with. Without a factor every run is the arm, and its
     # measure (a difference within the run, e.g. a log ratio) is set against 0. Several
@@ -64,6 +65,10 @@ class Claim:
     # measures that depend on the dataset (e.g. its target accuracies): dataset -> the
     # measures on it, in place of ``measures``
     measures_by_dataset: Callable[[str], dict[str, Callable[..., float]]] | None = None
+    # the fields its study tunes (the study file's ``tune``): each arm's seed is judged
+    # by its run of the grid best on validation (``analysis.tuning``); the comparison at
+    # the default learning rate, the seed notebook's condition, is shown as context
+    tune: tuple[str, ...] = ()
 
     def measures_on(self, dataset: str) -> dict[str, Callable[..., float]]:
         """The claim's measures on ``dataset``."""
@@ -106,7 +111,8 @@ class Claim:
                 if isinstance(self.factor, str):
                     arm = f"{self.factor}={missing[0]!r}"
                 raise ClaimError(f"claim {self.id}: {source} has no run with {arm}")
-        handled = {"seed", *self.by, *self.factors, *([self.across] if self.across else [])}
+        across = (self.across,) if isinstance(self.across, str) else (self.across or ())
+        handled = {"seed", *self.by, *self.factors, *self.tune, *across}
         dumps = [c.model_dump(mode="json") for c in runs]
         for name in RunConfig.field_names():
             if name not in handled and len({repr(d.get(name)) for d in dumps}) > 1:
@@ -120,6 +126,9 @@ def claim_study(claim: Claim, budget: str, setting: Setting = SEED) -> StudySpec
     """The built-in study of ``claim`` at ``budget`` (quick, standard or full) in
     ``setting``, checked against the claim; ClaimError where it does not apply."""
     spec, path = _declared(claim, budget, setting)
+    if tuple(spec.tune) != claim.tune:
+        raise ClaimError(f"claim {claim.id}: study {spec.name} tunes {tuple(spec.tune)!r}, "
+                         f"the claim {claim.tune!r}")  # fmt: skip
     try:
         claim.check(spec.runs(path), f"study {spec.name}")
     except StudyError as err:

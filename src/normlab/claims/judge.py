@@ -11,6 +11,7 @@ from normlab.analysis.power import detectable_for, seeds_for
 from normlab.analysis.records import RunRecord, records
 from normlab.analysis.regime import Regime, regime
 from normlab.analysis.stats import Comparison, compare, holm
+from normlab.analysis.tuning import chosen_note, select_tuned
 from normlab.analysis.verdict import (
     Basis,
     Reading,
@@ -20,6 +21,7 @@ from normlab.analysis.verdict import (
     decide,
 )
 from normlab.claims.claim import Claim, ClaimError
+from normlab.spec.config import DEFAULT_LR
 from normlab.spec.settings import Setting
 from normlab.store.db import Store
 from normlab.types import Status
@@ -171,46 +173,73 @@ def judge(store: Store, claim: Claim, study: str) -> ClaimResult:
 
 
 def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
-    """``judge`` on the runs of the claim's study, already read."""
+    """``judge`` on the runs of the claim's study, already read. A tuned claim judges
+    each arm's seed by its run best on validation, and shows the comparison at the
+    default learning rate beside the verdict."""
     runs = [r for r in study_runs if claim.where is None or claim.where(r.config)]
     wanted = (claim.arm, *claim.baselines, *claim.context)
     runs = [r for r in runs if claim.arm_of(r.config) in wanted]
-    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
-    diverged: dict[str, list[int]] = {}
-    for run in runs:
-        arm = claim.arm_of(run.config)
-        count = diverged.setdefault(arm, [0, 0])
-        count[0] += run.status == Status.DIVERGED
-        count[1] += 1
-        factors = (factor_value(getattr(run.config, f)) for f in claim.by)
-        groups[(*factors, arm, run.config.seed)].append(run)
-
-    def measured(measures: dict[str, Callable[..., float]]) -> Arms:
-        arms: Arms = defaultdict(lambda: defaultdict(dict))
-        for (*by, arm, seed), members in groups.items():
-            parts = [f"{f}={v}" for f, v in zip(claim.by, by, strict=True)]
-            if claim.across is None and len(members) != 1:
-                raise ClaimError(
-                    f"claim {claim.id}: {len(members)} runs of seed {seed} in one comparison "
-                    f"({', '.join(parts)}); its study varies a factor the claim does not name"
-                )
-            for name, measure in measures.items():
-                value = measure(members if claim.across else members[0])
-                label = ", ".join([*parts, name] if name else parts)
-                arms[label][arm][seed] = value
-                if claim.factor is None:  # a within-run measure, set against no effect
-                    arms[label][claim.baselines[0]][seed] = 0.0
-        return arms
-
-    values = measured(claim.measures_on(runs[0].config.dataset if runs else "mnist"))
-    result = judge_values(claim, values, len(runs), measured(claim.context_measures))
+    kept = select_tuned(runs, claim.tune)
+    groups, diverged = _grouped(claim, kept)
+    dataset = runs[0].config.dataset if runs else "mnist"
+    values = _measured(claim, groups, claim.measures_on(dataset))
+    result = judge_values(claim, values, len(runs), _measured(claim, groups,
+                                                              claim.context_measures))
+    if claim.tune:
+        at_default = [r for r in runs if r.config.lr == DEFAULT_LR]
+        fixed = _measured(claim, _grouped(claim, at_default)[0], claim.measures_on(dataset))
+        fixed = {_at_default(label): arms for label, arms in fixed.items()}
+        result.context.extend(_compare_all(claim, fixed, claim.baselines))
+        result.notes.append(chosen_note(kept, claim.tune, lambda r: claim.arm_of(r.config)))
     judged = [r for r in runs if claim.arm_of(r.config) in (claim.arm, *claim.baselines)]
     where = Setting.of(runs[0].config.model, runs[0].config.dataset).label if runs else ""
-    result = replace(result, regime=regime(judged), setting=where)
+    result = replace(result, regime=regime(judged, claim.tune), setting=where)
     result.diverged.update({arm: (d, n) for arm, (d, n) in diverged.items()})
     if claim.note is not None:
         result.notes.append(claim.note(runs))
     return result
+
+
+def _at_default(label: str) -> str:
+    """A comparison's label at the default learning rate (a tuned claim's context)."""
+    return ", ".join(t for t in (f"fixed lr {DEFAULT_LR:g}", label) if t)
+
+
+def _grouped(
+    claim: Claim, runs: list[RunRecord]
+) -> tuple[dict[tuple, list[RunRecord]], dict[str, tuple[int, int]]]:
+    """``runs`` by the claim's groups, arm and seed; and per arm, how many of them
+    diverged out of how many."""
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    diverged: dict[str, tuple[int, int]] = {}
+    for run in runs:
+        arm = claim.arm_of(run.config)
+        d, n = diverged.get(arm, (0, 0))
+        diverged[arm] = (d + (run.status == Status.DIVERGED), n + 1)
+        factors = (factor_value(getattr(run.config, f)) for f in claim.by)
+        groups[(*factors, arm, run.config.seed)].append(run)
+    return groups, diverged
+
+
+def _measured(
+    claim: Claim, groups: dict[tuple, list[RunRecord]], measures: dict[str, Callable[..., float]]
+) -> Arms:
+    """Each measure of each group's runs, as comparison label -> arm -> seed -> value."""
+    arms: Arms = defaultdict(lambda: defaultdict(dict))
+    for (*by, arm, seed), members in groups.items():
+        parts = [f"{f}={v}" for f, v in zip(claim.by, by, strict=True)]
+        if claim.across is None and len(members) != 1:
+            raise ClaimError(
+                f"claim {claim.id}: {len(members)} runs of seed {seed} in one comparison "
+                f"({', '.join(parts)}); its study varies a factor the claim does not name"
+            )
+        for name, measure in measures.items():
+            value = measure(members if claim.across else members[0])
+            label = ", ".join([*parts, name] if name else parts)
+            arms[label][arm][seed] = value
+            if claim.factor is None:  # a within-run measure, set against no effect
+                arms[label][claim.baselines[0]][seed] = 0.0
+    return arms
 
 
 def _missing(arms: Arms) -> tuple[list[str], int]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from normlab.analysis.records import RunRecord, accuracy_curve
 from normlab.models.registry import FOLD_TOLERANCE
-from normlab.types import FINISHED, Status
+from normlab.types import FINISHED, WHOLE, Status
 
 
 def chance(run: RunRecord) -> float:
@@ -32,11 +32,38 @@ def final_val_accuracy(run: RunRecord) -> float:
     return run.final("val_acc")
 
 
+def difference_in_differences(
+    measure: Callable[[RunRecord], float], field: str, treated: str, control: str
+) -> Callable[[list[RunRecord]], float]:
+    """(BN − none where ``field`` is ``treated``) − (BN − none where it is ``control``)
+    of ``measure``, from one seed's runs over norm × ``field``: how much BN's effect
+    changes between the two (NaN unless all four runs have a value)."""
+
+    def measure_did(runs: list[RunRecord]) -> float:
+        return bn_effect(measure, field, treated)(runs) - bn_effect(measure, field, control)(runs)
+
+    return measure_did
+
+
+def bn_effect(
+    measure: Callable[[RunRecord], float], field: str, value: str
+) -> Callable[[list[RunRecord]], float]:
+    """BN − none of ``measure`` among one seed's runs whose ``field`` is ``value``."""
+
+    def measure_effect(runs: list[RunRecord]) -> float:
+        by_norm = {r.config.norm: r for r in runs if str(getattr(r.config, field)) == value}
+        if "batch" not in by_norm or "none" not in by_norm:
+            return math.nan
+        return measure(by_norm["batch"]) - measure(by_norm["none"])
+
+    return measure_effect
+
+
 def train_test_gap(run: RunRecord) -> float:
-    """Last epoch's training accuracy (train mode, epoch mean) minus test accuracy."""
-    if run.status != Status.DONE or not run.epochs:
-        return math.nan
-    return run.epochs[-1].train_acc - run.epochs[-1].test_acc
+    """The reported epoch's training accuracy (train mode, epoch mean) minus its test
+    accuracy."""
+    epoch = run.reported
+    return epoch.train_acc - epoch.test_acc if epoch is not None else math.nan
 
 
 def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
@@ -45,8 +72,8 @@ def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
     NaN when none of the seed's runs finished (the seed is then dropped)."""
 
     def measure(runs: list[RunRecord]) -> float:
-        finished = [(r.config.lr, r.epochs[-1].val_acc) for r in runs
-                     if r.status == Status.DONE and r.epochs]  # fmt: skip
+        finished = [(r.config.lr, r.final("val_acc")) for r in runs
+                     if r.reported is not None]  # fmt: skip
         if not finished:
             return math.nan
         best = max(acc for _, acc in finished)
@@ -109,12 +136,18 @@ def init_gradient_growth(runs: list[RunRecord]) -> float:
     return float(np.polyfit(depth, ratio, 1)[0])
 
 
-def bn_probe_difference(first: str, second: str) -> Callable[[RunRecord], float]:
-    """The last ``bn`` probe measurement's ``first`` minus its ``second`` (e.g. accuracy
-    with running statistics minus accuracy with batch statistics)."""
+def bn_probe_difference(
+    first: str, second: str, step: int | None = None
+) -> Callable[[RunRecord], float]:
+    """The ``bn`` probe's ``first`` minus its ``second`` at its last measurement (at
+    ``step``, if given: NaN where it has none) (e.g. accuracy with running statistics
+    minus accuracy with batch statistics)."""
 
     def measure(run: RunRecord) -> float:
-        return run.last("bn", first) - run.last("bn", second)
+        if step is None:
+            return run.last("bn", first) - run.last("bn", second)
+        at = [run.probe("bn", name, step).get(WHOLE, [math.nan])[0] for name in (first, second)]
+        return at[0] - at[1] if run.status == Status.DONE else math.nan
 
     return measure
 

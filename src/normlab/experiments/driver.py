@@ -126,6 +126,10 @@ class Driver:
             return
         self.tally.trained += len(results)
         self.tally.diverged += sum(r.diverged for r in outcome.results)
+        # a stack that stopped at its validation plateau: the steps it did not take
+        untaken = unit.steps - self._steps.get(_key(unit), 0)
+        if untaken > 0:
+            self.observer.advanced(untaken, unit.work * untaken / max(unit.steps, 1))
 
 
 def pending_units(

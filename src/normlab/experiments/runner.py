@@ -84,6 +84,12 @@ def instruments(
     return hooks
 
 
+def schedule_of(config: RunConfig) -> Schedule:
+    """How a run of ``config`` trains: its batches, length, stopping and evaluation."""
+    return Schedule(config.batch_size, config.epochs, config.log_every, config.stream,
+                    config.patience, config.evaluation)  # fmt: skip
+
+
 def train_unit(
     unit: Unit, data: DataCache, progress: Callable[[int], None] | None = None
 ) -> list[RunResult]:
@@ -101,7 +107,7 @@ def train_unit(
             splits,
             [c.seed for c in unit.configs],
             [c.lr for c in unit.configs],
-            Schedule(first.batch_size, first.epochs, first.log_every),
+            schedule_of(first),
             instruments(first, splits, progress, data),
         )
     # A chain: one model carried through every leg, each leg with a fresh optimizer (as
@@ -111,7 +117,7 @@ def train_unit(
     for leg in unit.configs:
         if leg.model_spec() != spec:
             raise ValueError(f"run {leg.run_id} changes the architecture of the model it carries")
-        schedule = Schedule(leg.batch_size, leg.epochs, leg.log_every, leg.stream)
+        hooks = instruments(leg, splits, progress, data)
         results += train_stack(model, make_optimizer(leg), splits, [leg.seed], [leg.lr],
-                               schedule, instruments(leg, splits, progress, data))  # fmt: skip
+                               schedule_of(leg), hooks)  # fmt: skip
     return results

@@ -3,31 +3,23 @@
 In training BN normalizes by the batch's statistics; at inference by running averages
 of them. ``discrepancy`` evaluates the same data both ways. ``variance_shift`` compares
 each BN layer's running variance with the variance its input really has at inference
-(Li et al. 2019: dropout before BN makes them differ). ``precise_statistics`` replaces
-the running averages, which lag behind the weights, by the plain average of the batch
-statistics of many training batches with the weights fixed and dropout off (the
-"precise BN" of Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm").
+(Li et al. 2019: dropout before BN makes them differ). The probe also measures accuracy
+after precise BN (``models.statistics``) recomputes the running averages.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterable
 
 import torch
-from torch import nn
 
 from normlab.data.prepare import Split
 from normlab.models.blocks import member_losses
 from normlab.models.stack import StackedModel
+from normlab.models.statistics import precise_statistics, running_norms
 from normlab.probes.schedule import PRECISE_BATCHES, Measurement, ProbeContext, When
 from normlab.types import WHOLE
-
-
-def running_norms(model: StackedModel) -> list[nn.Module]:
-    """The model's norms that keep running statistics (BN and its variants)."""
-    return [n for n in model.norms if n.kind.running_statistics]
 
 
 @torch.no_grad()
@@ -89,36 +81,6 @@ def variance_shift(model: StackedModel, x: torch.Tensor) -> list[torch.Tensor]:
         r = (norm.running_var + eps) / (real + eps)
         shifts.append(torch.maximum(r, 1 / r).mean(dim=1))
     return shifts
-
-
-@torch.no_grad()
-def precise_statistics(model: StackedModel, split: Split, batch_size: int, batches: int) -> None:
-    """Set every BN layer's running statistics to the average of the batch statistics of
-    the first ``batches`` consecutive batches of ``split`` (weights fixed, no dropout).
-
-    Each layer sees its input as training produces it (earlier layers normalized by the
-    same batch), and keeps its own variance convention (biased or Bessel-corrected).
-    """
-    norms = running_norms(model)
-    if not norms:
-        raise ValueError("the model has no batch normalization layers")
-    batches = min(batches, len(split) // batch_size)
-    if batches == 0:
-        raise ValueError(f"batch_size {batch_size} exceeds the {len(split)} examples")
-    settings = [n.settings for n in norms]
-    was_training = model.training
-    model.train()
-    try:
-        for b in range(batches):
-            # momentum 1/(b+1) turns the running update into a cumulative mean
-            for n, s in zip(norms, settings, strict=True):
-                n.settings = dataclasses.replace(s, momentum=1.0 / (b + 1))
-            x = split.x[b * batch_size : (b + 1) * batch_size]
-            model(x)
-    finally:
-        for n, s in zip(norms, settings, strict=True):
-            n.settings = s
-        model.train(was_training)
 
 
 class BatchNormProbe:

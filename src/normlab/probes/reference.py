@@ -32,7 +32,7 @@ import torch
 from normlab.data.locate import data_root, load
 from normlab.data.prepare import Split, prepare
 from normlab.models.stack import StackedModel
-from normlab.probes.bn import precise_statistics
+from normlab.models.statistics import precise_statistics
 from normlab.spec.config import RunConfig
 from normlab.train.loop import Schedule, train_stack
 from normlab.train.optimizers import make_optimizer

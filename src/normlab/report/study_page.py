@@ -277,7 +277,7 @@ def study_page(study: StudyRecord, summary: StudySummary, losses: Losses, db: st
             "summary",
             "Summary",
             _overview(study, summary, arms),
-            tables=[summary_table(summary, "final-epoch test metrics per configuration")],
+            tables=[summary_table(summary, "reported test metrics per configuration")],
         )
     ]
     sections.append(

@@ -58,13 +58,16 @@ def divergence(diverged: dict[str, tuple[int, int]]) -> str:
 
 
 def summary_table(summary: StudySummary, title: str) -> TableView:
-    """Final-epoch test metrics per configuration, mean ± 95% CI over seeds."""
+    """Reported test metrics per configuration, mean ± 95% CI over seeds (a tuned
+    study's: each seed's run best on validation, with the values chosen)."""
     rows = []
+    chosen = (f"chosen {'/'.join(summary.tuned)}",) if summary.tuned else ()
     for g in summary.groups:
         runs = f"{g.finished}/{g.runs}" + (f" ({g.diverged} diverged)" if g.diverged else "")
         rows.append(
             (
                 *(Cell(str(v)) for v in g.factors.values()),
+                *(Cell(g.chosen) for _ in chosen),
                 Cell(g.test_acc.format(4), sort=g.test_acc.mean),
                 Cell(g.test_loss.format(4), sort=g.test_loss.mean),
                 Cell(g.epoch_seconds.format(2), sort=g.epoch_seconds.mean),
@@ -72,13 +75,16 @@ def summary_table(summary: StudySummary, title: str) -> TableView:
             )
         )
     numeric = frozenset(("test acc", "test loss", "s/epoch", "runs"))
+    note = "mean ± 95% CI over seeds (Student t)"
+    if summary.tuned:
+        note += f"; each seed's run best on validation over {', '.join(summary.tuned)}"
     return TableView(
         "summary",
         title,
-        (*summary.factors, "test acc", "test loss", "s/epoch", "runs"),
+        (*summary.factors, *chosen, "test acc", "test loss", "s/epoch", "runs"),
         rows,
         numeric,
-        "mean ± 95% CI over seeds (Student t)",
+        note,
     )
 
 

@@ -51,6 +51,7 @@ InitScheme = Literal[INIT_SCHEMES]  # type: ignore[valid-type]
 Position = Literal[POSITIONS]  # type: ignore[valid-type]
 SemanticsName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 
+DEFAULT_LR = 1e-3  # Adam's and Keras's default rate, the seed notebook's
 # Fields that may differ between the members of one stack.
 MEMBER_FIELDS = ("seed", "lr")
 # Fields only normlab's own procedures set (one model carried through several
@@ -73,6 +74,10 @@ _LATER_FIELDS = {
     "discriminator_norm": "none",
     "gan_samples": 10000,
     "beta1": 0.9,
+    "patience": 0,
+    "evaluation": "running",
+    "bn_momentum": None,
+    "bn_eps": None,
 }
 
 
@@ -109,10 +114,20 @@ class RunConfig(BaseModel):
     semantics: SemanticsName = "keras"
     init: InitScheme | None = Field(None, description="default: the semantics preset's")
     init_scale: float = Field(1.0, gt=0.0)
+    bn_momentum: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="BN's running-average momentum as Keras counts it, the old average's "
+        "weight (Keras 0.99, PyTorch's 0.1 is 0.9); default: the semantics preset's",
+    )
+    bn_eps: float | None = Field(
+        None, gt=0.0, description="BN's ε; default: the semantics preset's"
+    )
     groups: int = Field(32, ge=1)
     ghost_batch_size: int = Field(32, ge=2)
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0.0)
+    lr: float = Field(DEFAULT_LR, gt=0.0)
     beta1: float = Field(0.9, ge=0.0, lt=1.0, description="Adam only: the first moment's decay")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     nesterov: bool = False
@@ -126,6 +141,19 @@ class RunConfig(BaseModel):
     probe_every: int = Field(100, ge=1, description="steps between probe measurements")
     eval_every: int = Field(
         0, ge=0, description="steps between validation evaluations (0: each epoch's end only)"
+    )
+    patience: int = Field(
+        0,
+        ge=0,
+        description="stop once validation accuracy has not improved for this many epochs "
+        "(epochs is then the cap) and report the epoch of the best validation accuracy; "
+        "0: train every epoch and report the last",
+    )
+    evaluation: Literal["running", "precise"] = Field(
+        "running",
+        description="the BN statistics validation and test are evaluated with: the running "
+        "averages (as Keras and PyTorch do), or precise ones, recomputed for the weights at "
+        "hand from training batches (the running figures are then kept beside them)",
     )
     # Set only by procedures that carry one model through several trainings (the
     # notebook as written): the run whose final weights this one starts from, and
@@ -204,6 +232,9 @@ class RunConfig(BaseModel):
         problem = NORMS[self.norm].problem(self, self.family.units(self), self.family.generative)
         if problem:
             raise ValueError(problem)
+        if self.patience and (self.val_size == 0 or self.family.generative):
+            raise ValueError("patience stops at a validation plateau: it needs a classifier "
+                             "with val_size > 0")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
         for name in self.probes:
@@ -253,9 +284,10 @@ class RunConfig(BaseModel):
 
     def norm_settings(self) -> NormSettings:
         sem = get_semantics(self.semantics)
+        momentum = sem.bn_momentum if self.bn_momentum is None else 1.0 - self.bn_momentum
         return NormSettings(
-            eps=sem.bn_eps,
-            momentum=sem.bn_momentum,
+            eps=sem.bn_eps if self.bn_eps is None else self.bn_eps,
+            momentum=momentum,
             unbiased_running_var=sem.bn_unbiased_running_var,
             groups=self.groups,
             ghost_batch_size=self.ghost_batch_size,

@@ -21,23 +21,30 @@ class ProbedRun(Protocol):
 
     norm: str
     norm_position: str
+    patience: int
 
 
 @dataclass(frozen=True)
 class ProbeKind:
     """An instrument: its class, and ``check`` (what stops a run from recording it;
     None: nothing) when it cannot measure every run. ``family``: a model family's own
-    instrument, which that family records on every run (a study does not list it)."""
+    instrument, which that family records on every run (a study does not list it).
+    ``at_end``: it measures once, at the last step, which a run that stops at a
+    validation plateau does not know in advance."""
 
     name: str
     target: str
     check: Callable[[ProbedRun], str | None] | None = None
     family: bool = False
+    at_end: bool = False
 
     def problem(self, run: ProbedRun) -> str | None:
         """Why ``run`` cannot record this instrument, if it cannot."""
         if self.family:
             return f"probe {self.name!r} is a model family's own: it is recorded, not listed"
+        if self.at_end and run.patience:
+            return (f"probe {self.name!r} measures at the last step, which a run stopped at "
+                    f"a validation plateau (patience {run.patience}) cannot know in advance")
         return self.check(run) if self.check else None
 
 
@@ -57,8 +64,8 @@ for _kind in (
     ProbeKind("ics", "normlab.probes.ics:CovariateShiftProbe"),
     ProbeKind("smoothness", "normlab.probes.smoothness:SmoothnessProbe"),
     ProbeKind("bn", "normlab.probes.bn:BatchNormProbe"),
-    ProbeKind("inference", "normlab.probes.inference:InferenceProbe", _foldable),
+    ProbeKind("inference", "normlab.probes.inference:InferenceProbe", _foldable, at_end=True),
     ProbeKind("noise", "normlab.probes.noise:NoiseProbe"),
-    ProbeKind("modes", "normlab.probes.modes:ModesProbe", family=True),
+    ProbeKind("modes", "normlab.probes.modes:ModesProbe", family=True, at_end=True),
 ):
     PROBES.register(_kind.name, _kind)

@@ -20,6 +20,15 @@ of the file's own (the ``standard`` budget)::
     seeds = 2
     fixed = { epochs = 1 }
     grid = { batch_size = [128] }
+
+``tune`` names a learning-rate grid every configuration trains over, so that each arm
+is compared at its best rate, chosen per seed on validation accuracy, never on test
+(``analysis.tuning``)::
+
+    tune = { lr = [3e-4, 1e-3, 3e-3, 1e-2] }
+
+The rates of one configuration stack into one unit (each member has its own), so the
+grid costs less than a study per rate.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from normlab.spec.config import INTERNAL_FIELDS, RunConfig, first_error
 
 SHORTHANDS = ("depth", "width")
+TUNABLE = ("lr",)  # the fields a study may tune (each member of a stack has its own)
 
 
 class StudyError(ValueError):
@@ -62,6 +72,7 @@ class Budget(BaseModel):
     seeds: int | None = Field(None, ge=1)
     fixed: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
+    tune: dict[str, list[Any]] = {}
 
 
 class StudySpec(BaseModel):
@@ -74,6 +85,10 @@ class StudySpec(BaseModel):
     seeds: int | None = Field(None, ge=1, description="shorthand for grid.seed = range(seeds)")
     fixed: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
+    tune: dict[str, list[Any]] = Field(
+        {}, description="learning rates each configuration trains over, the best per seed "
+        "on validation compared"
+    )
     budget: dict[Literal[BUDGETS], Budget] = {}  # type: ignore[valid-type]
 
     def with_budget(self, budget: str) -> StudySpec:
@@ -92,6 +107,7 @@ class StudySpec(BaseModel):
             # a budget may move a factor between fixed and grid
             fixed={**{k: v for k, v in self.fixed.items() if k not in o.grid}, **o.fixed},
             grid={**{k: v for k, v in self.grid.items() if k not in o.fixed}, **o.grid},
+            tune=o.tune or self.tune,
         )
 
     def study(self, source: str = "<study>") -> Study:
@@ -111,7 +127,7 @@ class StudySpec(BaseModel):
             lines.append(f"description = {json.dumps(self.description)}")
         if self.seeds is not None:
             lines.append(f"seeds = {self.seeds}")
-        for section, values in (("fixed", self.fixed), ("grid", self.grid)):
+        for section, values in (("fixed", self.fixed), ("grid", self.grid), ("tune", self.tune)):
             if values:
                 lines += ["", f"[{section}]", *table(values)]
         for budget, o in self.budget.items():
@@ -119,12 +135,12 @@ class StudySpec(BaseModel):
             if o.seeds is not None:
                 lines.append(f"seeds = {o.seeds}")
             lines += [f"{key} = {{ {', '.join(table(v))} }}" for key, v in
-                      (("fixed", o.fixed), ("grid", o.grid)) if v]  # fmt: skip
+                      (("fixed", o.fixed), ("grid", o.grid), ("tune", o.tune)) if v]  # fmt: skip
         return "\n".join(lines) + "\n"
 
     def runs(self, source: str = "<study>") -> list[RunConfig]:
         """Every run of the study, validated; StudyError names the offending field."""
-        grid = dict(self.grid)
+        grid = {**self.grid, **self._tuned(source)}
         if self.seeds is not None:
             if "seed" in grid or "seed" in self.fixed:
                 raise StudyError(f"{source}: seeds: give either seeds or a seed field, not both")
@@ -146,8 +162,23 @@ class StudySpec(BaseModel):
             try:
                 configs.append(RunConfig(**settings))
             except ValidationError as err:
-                raise StudyError(_one_line(err, source, grid, chosen)) from None
+                raise StudyError(_one_line(err, source, grid, chosen, self.tune)) from None
         return list(dict.fromkeys(configs))  # a grid may name one run twice
+
+
+    def _tuned(self, source: str) -> dict[str, list[Any]]:
+        """The ``tune`` grid, checked: fields a study may tune, each a list of values
+        and set nowhere else."""
+        for key, values in self.tune.items():
+            if key not in TUNABLE:
+                raise StudyError(f"{source}: tune.{key}: only {', '.join(TUNABLE)} can be tuned")
+            if len(values) < 2:
+                raise StudyError(f"{source}: tune.{key}: give at least two values to choose "
+                                 f"from, got {values!r}")  # fmt: skip
+            if key in self.fixed or key in self.grid:
+                raise StudyError(f"{source}: {key}: set both in tune and in "
+                                 f"{'fixed' if key in self.fixed else 'grid'}")  # fmt: skip
+        return self.tune
 
 
 def _expand_shorthands(settings: dict[str, Any], source: str) -> dict[str, Any]:
@@ -162,13 +193,17 @@ def _expand_shorthands(settings: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _one_line(
-    err: ValidationError, source: str, grid: dict[str, list[Any]], chosen: dict[str, Any]
+    err: ValidationError,
+    source: str,
+    grid: dict[str, list[Any]],
+    chosen: dict[str, Any],
+    tune: dict[str, list[Any]],
 ) -> str:
     field, message = first_error(err)
     if not field:  # a rule across fields: say which combination broke it
         where = ", ".join(f"{k}={v!r}" for k, v in chosen.items()) or "fixed settings"
         return f"{source}: {message} (at {where})"
-    section = "grid" if field in grid else "fixed"
+    section = "tune" if field in tune else "grid" if field in grid else "fixed"
     if err.errors()[0]["type"] == "extra_forbidden":
         message = _unknown_field()
     return f"{source}: {section}.{field}: {message}"

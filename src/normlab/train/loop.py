@@ -17,31 +17,37 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 
 from normlab.data.prepare import Split, Splits
 from normlab.models.stack import StackedModel
+from normlab.models.statistics import precise_batches, precise_statistics, running_norms
 from normlab.runtime import synchronize
 from normlab.seeding import derive_seed
 from normlab.train.graph import CapturedStep
 from normlab.train.optim import Optimizer, Rates
 from normlab.train.step import Batch, StepState, train_step
-from normlab.types import EpochMetrics, EvalPoint, RunResult, StepLoss
+from normlab.types import WHOLE, EpochMetrics, EvalPoint, ProbeRow, RunResult, StepLoss
 
 
 @dataclass(frozen=True)
 class Schedule:
     """How a stack trains: batch size and epochs; ``log_every`` keeps every n-th step's
     loss; ``stream`` selects fresh random streams for data order and dropout (for one
-    model carried through several trainings)."""
+    model carried through several trainings). ``patience`` > 0 stops a member once its
+    validation accuracy has not improved for that many epochs (``epochs`` is the cap);
+    ``evaluation`` is "running" (held-out data are evaluated with BN's running
+    statistics) or "precise" (with statistics recomputed for the weights at hand)."""
 
     batch_size: int
     epochs: int
     log_every: int = 1
     stream: int = 0
+    patience: int = 0
+    evaluation: str = "running"
 
 
 @torch.no_grad()
@@ -72,6 +78,7 @@ class StackRun:
     rates: Rates
     splits: Splits
     state: StepState
+    schedule: Schedule
     steps_per_epoch: int
     results: list[RunResult]
     total_steps: int
@@ -79,10 +86,41 @@ class StackRun:
     train_clock: float = 0.0  # training seconds so far, instruments left out
     epoch_start: float = 0.0
     paused: float = 0.0  # seconds of this epoch spent in instruments
+    # each member's plateau watch: its best validation accuracy, the epochs since it,
+    # and whether it has stopped (it trains on with the stack, but nothing is recorded)
+    best: list[float] = field(default_factory=list)
+    since_best: list[int] = field(default_factory=list)
+    stopped: list[bool] = field(default_factory=list)
 
     def active(self) -> list[bool]:
-        """Which members have not diverged (read from the device)."""
-        return (self.state.first_bad == 0).tolist()
+        """Which members have neither diverged (read from the device) nor stopped."""
+        ok = (self.state.first_bad == 0).tolist()
+        return [on and not stop for on, stop in zip(ok, self.stopped, strict=True)]
+
+    def held_out(self, *splits: Split) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Loss and accuracy [K] of every member on each of ``splits``, with the BN
+        statistics the schedule's ``evaluation`` names (the running ones stay as they
+        are)."""
+        if self.schedule.evaluation == "running" or not running_norms(self.model):
+            return [evaluate(self.model, s) for s in splits]
+        batch = self.schedule.batch_size
+        with self.model.frozen_statistics():
+            precise_statistics(self.model, self.splits.train, batch, precise_batches(batch))
+            return [evaluate(self.model, s) for s in splits]
+
+    def watch(self, m: int, val_acc: float) -> None:
+        """Note member ``m``'s validation accuracy after an epoch; stop it once it has
+        not improved for ``patience`` epochs."""
+        if val_acc > self.best[m]:
+            self.best[m], self.since_best[m] = val_acc, 0
+        else:
+            self.since_best[m] += 1
+        patience = self.schedule.patience
+        self.stopped[m] = bool(patience) and self.since_best[m] >= patience
+
+    def finished(self) -> bool:
+        """Whether every member has stopped or diverged."""
+        return not any(self.active())
 
     def clock(self) -> float:
         """This member's share of the training seconds so far (instruments left out)."""
@@ -118,7 +156,7 @@ class EvalHook:
         if not len(run.splits.val):
             return
         clock = run.clock()
-        loss, acc = (v.tolist() for v in evaluate(run.model, run.splits.val))
+        loss, acc = (v.tolist() for v in run.held_out(run.splits.val)[0])
         for m, on in enumerate(run.active()):
             if on:
                 point = EvalPoint(run.step, run.step / run.steps_per_epoch, clock, loss[m], acc[m])
@@ -160,7 +198,9 @@ def train_stack(
     that every step normalizes over exactly ``batch_size`` examples). A member whose
     loss becomes NaN/inf is marked diverged at that step and its parameters are frozen;
     the others go on. On a GPU the step is captured once as a CUDA graph and replayed,
-    unless ``cuda_graph`` is off or a hook must look inside the step.
+    unless ``cuda_graph`` is off or a hook must look inside the step. With
+    ``schedule.patience`` a member stops at its validation plateau, and the stack once
+    every member has stopped.
     """
     run = _prepare(model, optimizer, splits, seeds, lrs, schedule)
     data = (splits.train.x, splits.train.y)
@@ -189,6 +229,8 @@ def train_stack(
         train_seconds = time.perf_counter() - run.epoch_start - run.paused
         run.train_clock += train_seconds
         _end_epoch(run, epoch, schedule, train_seconds)
+        if run.finished():
+            break
     return run.results
 
 
@@ -206,8 +248,9 @@ def _prepare(model, optimizer, splits, seeds, lrs, schedule: Schedule) -> StackR
     state = StepState.create(k, n_train, schedule.batch_size, dropout_bases, device)
     opt_state = [optimizer.init([p.detach() for p in group]) for group in model.parameter_groups()]
     results = [RunResult() for _ in range(k)]
-    return StackRun(model, optimizer, opt_state, Rates.of(lrs, device), splits, state,
-                    steps_per_epoch, results, steps_per_epoch * schedule.epochs)  # fmt: skip
+    return StackRun(model, optimizer, opt_state, Rates.of(lrs, device), splits, state, schedule,
+                    steps_per_epoch, results, steps_per_epoch * schedule.epochs,
+                    best=[-math.inf] * k, since_best=[0] * k, stopped=[False] * k)  # fmt: skip
 
 
 def _take_step(
@@ -235,13 +278,18 @@ def _call(hooks: Sequence[Hook], run: StackRun, batch: Batch | None) -> None:
 
 def _end_epoch(run: StackRun, epoch: int, schedule: Schedule, train_seconds: float) -> None:
     """Evaluate after the epoch and record each member's numbers; a member that diverged
-    in an earlier epoch gets nothing more."""
+    in an earlier epoch, or stopped at its plateau, gets nothing more. A precise
+    evaluation keeps the running statistics' figures beside it, as rows of the
+    ``evaluation`` measurement."""
     model, splits, steps = run.model, run.splits, run.steps_per_epoch
     k, device = model.k, splits.train.x.device
     t1 = time.perf_counter()
     nan = torch.full((k,), math.nan)
-    val_loss, val_acc = evaluate(model, splits.val) if len(splits.val) else (nan, nan)
-    test_loss, test_acc = evaluate(model, splits.test)
+    held_out = [splits.val, splits.test] if len(splits.val) else [splits.test]
+    evaluated = run.held_out(*held_out)
+    running = _running_figures(run, held_out)
+    (val_loss, val_acc), (test_loss, test_acc) = ([(nan, nan)] * (2 - len(held_out))
+                                                  + evaluated)  # fmt: skip
     synchronize(device)
     eval_seconds = time.perf_counter() - t1
     first = run.step - steps
@@ -252,9 +300,11 @@ def _end_epoch(run: StackRun, epoch: int, schedule: Schedule, train_seconds: flo
     columns = zip(train_loss, train_acc, val_loss.tolist(), val_acc.tolist(),
                   test_loss.tolist(), test_acc.tolist(), strict=True)  # fmt: skip
     seconds = (train_seconds + eval_seconds) / k
-    for r, bad, metrics, member_losses_ in zip(
-        run.results, run.state.first_bad.tolist(), columns, losses, strict=True
+    for m, (r, bad, metrics, member_losses_) in enumerate(
+        zip(run.results, run.state.first_bad.tolist(), columns, losses, strict=True)
     ):
+        if run.stopped[m]:
+            continue  # it stopped at its plateau: what it does later is not its run's
         if bad and r.diverged_step is None:
             r.diverged_step = bad
         if r.diverged_step is not None and r.diverged_step <= first:
@@ -265,4 +315,20 @@ def _end_epoch(run: StackRun, epoch: int, schedule: Schedule, train_seconds: flo
             for s, loss in zip(logged, member_losses_, strict=True)
             if r.diverged_step is None or s <= r.diverged_step
         )
+        r.probes.extend(ProbeRow(run.step, "evaluation", WHOLE, name, values[m])
+                        for name, values in running.items())  # fmt: skip
         r.seconds += seconds
+        if r.diverged_step is None:
+            run.watch(m, metrics[3])
+
+
+def _running_figures(run: StackRun, held_out: list[Split]) -> dict[str, list[float]]:
+    """Loss and accuracy with the running statistics on ``held_out`` (validation, test),
+    for a precisely evaluated run with running statistics; empty otherwise."""
+    if run.schedule.evaluation == "running" or not running_norms(run.model):
+        return {}
+    names = ("val", "test")[-len(held_out):]
+    out = {}
+    for name, (loss, acc) in zip(names, (evaluate(run.model, s) for s in held_out), strict=True):
+        out[f"running_{name}_loss"], out[f"running_{name}_acc"] = loss.tolist(), acc.tolist()
+    return out
