@@ -15,7 +15,7 @@ from normlab.claims.definitions import CLAIMS
 from normlab.claims.judge import judge_runs
 from normlab.spec.config import RunConfig
 from normlab.spec.study import StudyError, StudySpec
-from normlab.types import EpochMetrics, Status
+from normlab.types import EpochMetrics, ProbeRow, Status
 
 SMALL = {"hidden": [64], "inputs": "scaled", "batch_size": 500, "val_size": 5000}
 
@@ -162,10 +162,11 @@ def test_precise_evaluation_keeps_the_running_figures_beside_it_on_real_mnist(
 
 
 def test_claim_9_is_a_difference_in_differences():
+    accuracies = (("batch", "standardized", 0.97), ("none", "standardized", 0.97),
+                  ("batch", "scaled", 0.975), ("none", "scaled", 0.965),
+                  ("batch", "raw", 0.97), ("none", "raw", 0.95))  # fmt: skip
     runs = [_record([0.9], norm=norm, inputs=inputs, lr=1e-3, test_acc=acc)
-            for norm, inputs, acc in (("batch", "standardized", 0.97), ("none", "standardized", 0.97),
-                                      ("batch", "scaled", 0.975), ("none", "scaled", 0.965),
-                                      ("batch", "raw", 0.97), ("none", "raw", 0.95))]  # fmt: skip
+            for norm, inputs, acc in accuracies]  # fmt: skip
     claim = CLAIMS[9]
     values = {name: measure(runs) for name, measure in claim.measures.items()}
     assert values["standardized vs scaled"] == pytest.approx(0.0 - 0.01)
@@ -183,3 +184,34 @@ def test_bn_momentum_and_epsilon_override_the_preset():
     assert RunConfig(norm="batch", bn_momentum=None).run_id == RunConfig(norm="batch").run_id
     with pytest.raises(ValueError, match="bn_momentum"):
         RunConfig(bn_momentum=1.0)
+
+
+def test_the_defaults_are_set_against_the_best_other_setting_on_validation():
+    claim = CLAIMS[18]
+    default = {"bn_momentum": 0.99, "bn_eps": 1e-3, "norm_gain": 1.0}
+    runs = [
+        _record([0.95], norm="batch", test_acc=0.95, **default),
+        _record([0.97], norm="batch", test_acc=0.94, **(default | {"norm_gain": 2.0})),
+        _record([0.96], norm="batch", test_acc=0.99, **(default | {"bn_eps": 1e-5})),
+    ]
+    (measure,) = claim.measures.values()
+    assert measure(runs) == pytest.approx(0.95 - 0.94)  # best on validation, not test
+    claim.check([r.config for r in runs], "s")
+
+
+def test_claim_11_is_the_bn_networks_own_slope_and_claim_24_reads_smoothness():
+    assert CLAIMS[11].factor is None and CLAIMS[11].where(RunConfig(norm="batch"))
+    assert not CLAIMS[11].where(RunConfig(norm="none"))
+    (measure,) = CLAIMS[24].measures.values()
+    rows = [ProbeRow(step, "smoothness", -1, "beta_smoothness", v)
+            for step, v in ((1, 1e6), (50, 10.0), (100, 30.0))]  # fmt: skip
+    run = RunRecord(RunConfig(), Status.DONE, [], [], rows)
+    assert measure(run) == pytest.approx(math.log10(20.0))  # the initialization aside
+
+
+def test_evaluations_per_epoch_resolve_every_batch_size_alike():
+    assert RunConfig(batch_size=16, eval_per_epoch=10).eval_interval == 343
+    assert RunConfig(batch_size=256, eval_per_epoch=10).eval_interval == 21
+    assert RunConfig(eval_every=50).eval_interval == 50
+    with pytest.raises(ValueError, match="eval_every or eval_per_epoch"):
+        RunConfig(eval_every=50, eval_per_epoch=10)

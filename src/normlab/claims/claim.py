@@ -101,8 +101,10 @@ class Claim:
         return ", ".join(f"{f}={getattr(config, f)}" for f in self.factor)
 
     def check(self, runs: list[RunConfig], source: str) -> None:
-        """Fail with a clear message unless ``runs`` (the claim's study) hold the arm and
-        its baselines and vary only in factors the claim compares, spans or pairs on."""
+        """Fail with a clear message unless ``runs`` (the claim's study; those ``where``
+        keeps) hold the arm and its baselines and vary only in factors the claim
+        compares, spans, tunes or pairs on."""
+        runs = [c for c in runs if self.where is None or self.where(c)]
         if self.factor is not None:
             arms = {self.arm_of(c) for c in runs}
             missing = [a for a in (self.arm, *self.baselines) if a not in arms]

@@ -14,6 +14,7 @@ import numpy as np
 
 from normlab.analysis.records import RunRecord, accuracy_curve
 from normlab.models.registry import FOLD_TOLERANCE
+from normlab.spec.config import RunConfig
 from normlab.types import FINISHED, WHOLE, Status
 
 
@@ -59,6 +60,26 @@ def bn_effect(
     return measure_effect
 
 
+def against_best(
+    measure: Callable[[RunRecord], float], is_default: Callable[[RunConfig], bool]
+) -> Callable[[list[RunRecord]], float]:
+    """``measure`` of a seed's default run minus that of its other run with the best
+    reported validation accuracy (the selection reads validation only, so a measure on
+    test is not biased by it); NaN unless every run of the seed finished."""
+
+    def measure_against_best(runs: list[RunRecord]) -> float:
+        if any(r.status not in FINISHED for r in runs):
+            return math.nan
+        default = [r for r in runs if is_default(r.config)]
+        others = [r for r in runs if not is_default(r.config) and r.reported is not None]
+        if len(default) != 1 or not others:
+            return math.nan
+        best = max(others, key=lambda r: r.final("val_acc"))
+        return measure(default[0]) - measure(best)
+
+    return measure_against_best
+
+
 def train_test_gap(run: RunRecord) -> float:
     """The reported epoch's training accuracy (train mode, epoch mean) minus its test
     accuracy."""
@@ -68,7 +89,9 @@ def train_test_gap(run: RunRecord) -> float:
 
 def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
     """log10 of the largest learning rate whose run finished within ``tolerance`` of the
-    best final validation accuracy over the rates tried (diverged runs never qualify);
+    best reported validation accuracy over the rates tried (diverged runs never
+    qualify); +inf when that is the top of the grid (censored: the largest usable rate
+    is at least that, unknown how much larger; a ranked comparison orders it last);
     NaN when none of the seed's runs finished (the seed is then dropped)."""
 
     def measure(runs: list[RunRecord]) -> float:
@@ -77,7 +100,8 @@ def largest_usable_lr(tolerance: float) -> Callable[[list[RunRecord]], float]:
         if not finished:
             return math.nan
         best = max(acc for _, acc in finished)
-        return math.log10(max(lr for lr, acc in finished if acc >= best - tolerance))
+        largest = max(lr for lr, acc in finished if acc >= best - tolerance)
+        return math.inf if largest == max(r.config.lr for r in runs) else math.log10(largest)
 
     return measure
 
@@ -123,14 +147,18 @@ def first_step_ratio(run: RunRecord) -> float:
     return math.log10(first / last) if first > 0 and last > 0 else math.nan
 
 
+MIN_DEPTHS = 3  # depths a slope over depth rests on
+
+
 def init_gradient_growth(runs: list[RunRecord]) -> float:
     """How fast, over depth, the first hidden layer's gradient outgrows the last one's at
     initialization: the least-squares slope of ``first_step_ratio`` against the number of
-    hidden layers (decades per layer; NaN with fewer than two depths). Yang et al. (2019)
-    predict a positive slope for BN."""
+    hidden layers (decades per layer; NaN with fewer than ``MIN_DEPTHS`` depths, since
+    two points always lie on a line). Yang et al. (2019) predict a positive slope for
+    BN."""
     points = [(len(r.config.hidden), first_step_ratio(r)) for r in runs]
     points = [(depth, ratio) for depth, ratio in points if not math.isnan(ratio)]
-    if len({depth for depth, _ in points}) < 2:
+    if len({depth for depth, _ in points}) < MIN_DEPTHS:
         return math.nan
     depth, ratio = np.array(points).T
     return float(np.polyfit(depth, ratio, 1)[0])
@@ -177,6 +205,25 @@ def epochs_to(target: float) -> Callable[[RunRecord], float]:
         return steps_to(target)(run) / run.steps_per_epoch
 
     return measure
+
+
+def log_mean_probe(probe: str, name: str) -> Callable[[RunRecord], float]:
+    """log10 of the mean over training of a whole-network probe value, the measurement
+    at initialization aside (NaN for an unfinished run, or a mean that is not positive)."""
+
+    def measure(run: RunRecord) -> float:
+        values = [v for step, v in _whole(run, probe, name) if step > 1]
+        if run.status != Status.DONE or not values or not np.mean(values) > 0:
+            return math.nan
+        return math.log10(float(np.mean(values)))
+
+    return measure
+
+
+def _whole(run: RunRecord, probe: str, name: str) -> list[tuple[int, float]]:
+    """A whole-network probe value's measurements, as (step, value)."""
+    return [(r.step, r.value) for r in run.probes if (r.probe, r.name, r.layer) ==
+            (probe, name, WHOLE) and r.value is not None]  # fmt: skip
 
 
 def gradient_noise(run: RunRecord) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from normlab.analysis.records import RunRecord, StudyRecord, study_record
+from normlab.analysis.tuning import select_tuned
 from normlab.claims.auto import BASE, auto_name, design_of, judge_auto, sequential
 from normlab.claims.claim import Claim, study_name
 from normlab.claims.definitions import CLAIMS, selected
@@ -31,6 +32,12 @@ class StoredClaim:
     @property
     def runs(self) -> list[RunRecord]:
         return self.study.runs if self.study else []
+
+    @property
+    def shown(self) -> list[RunRecord]:
+        """The runs its figures show: a tuned claim's seeds each by its run best on
+        validation (``analysis.tuning``), as the verdict reads them; else all."""
+        return select_tuned(self.runs, self.claim.tune)
 
     @property
     def unfinished(self) -> list[RunRecord]:

@@ -77,8 +77,8 @@ def instruments(
         held_out = splits.val if len(splits.val) else splits.test
         classify = data.reference().classify if config.family.generative else None
         hooks += probe_hooks(names, config, held_out, splits.train, classify)
-    if config.eval_every:
-        hooks.append(EvalHook(config.eval_every))
+    if config.eval_interval:
+        hooks.append(EvalHook(config.eval_interval))
     if progress is not None:
         hooks.append(ProgressHook(progress))
     return hooks

@@ -47,7 +47,7 @@ def _claim_arms(sc: StoredClaim, runs: list[RunRecord]) -> dict[str, list[RunRec
 
 def varied_fields(sc: StoredClaim) -> list[str]:
     """The fields that vary in the claim's study (seed aside): what a tooltip names."""
-    runs = sc.runs
+    runs = sc.shown
     names = [f for f in runs[0].config.model_dump() if f != "seed"] if runs else []
     return [f for f in names if len({repr(getattr(r.config, f)) for r in runs}) > 1]
 
@@ -70,13 +70,13 @@ def by_factor(
     ``panels``, one series per arm (value of the claim's factor) or per value of the
     field ``series`` (named as ``series_names`` says, else as arms are)."""
     factors = varied_fields(sc)
-    numeric = not isinstance(factor_value(getattr(sc.runs[0].config, x)), str)
+    numeric = not isinstance(factor_value(getattr(sc.shown[0].config, x)), str)
 
     def x_of(run: RunRecord) -> float | str:
         v = factor_value(getattr(run.config, x))
         return v if numeric else str(v)
 
-    order = plots.axis_values(x_of(r) for r in sc.runs)
+    order = plots.axis_values(x_of(r) for r in sc.shown)
     axis = Axis(
         x_title or x,
         log=log_x,
@@ -85,7 +85,7 @@ def by_factor(
     )
     mode = "lines+markers" if numeric else "markers"
     out = []
-    for (where, runs), (what, value) in itertools.product(_split(sc.runs, panels).items(), values):
+    for (where, runs), (what, value) in itertools.product(_split(sc.shown, panels).items(), values):
         traces = []
         arms = (
             _claim_arms(sc, runs)
@@ -125,7 +125,7 @@ def over_training(
     the highest seed."""
     factors = varied_fields(sc)
     out = []
-    for where, runs in _split(sc.runs, panels).items():
+    for where, runs in _split(sc.shown, panels).items():
         traces = []
         for arm, members in _claim_arms(sc, runs).items():
             traces += plots.curve_traces(arm_name(arm), colors(arm), members, curve, factors, what)
@@ -167,5 +167,5 @@ def final(metric: str) -> Measure:
 def target_accuracies(sc: StoredClaim) -> list[float]:
     """The target accuracies of a claim whose measures are "target=0.93", ..., on the
     dataset of its runs."""
-    dataset = sc.runs[0].config.dataset if sc.runs else "mnist"
+    dataset = sc.shown[0].config.dataset if sc.shown else "mnist"
     return sorted(float(n.split("=")[1]) for n in sc.claim.measures_on(dataset))

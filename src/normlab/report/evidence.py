@@ -80,7 +80,7 @@ def learning_rates(sc: StoredClaim, colors: Colors) -> list[FigureView]:
 
 def latency(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     factors = varied_fields(sc)
-    names = {r.name for run in sc.runs for r in run.probes}
+    names = {r.name for run in sc.shown for r in run.probes}
     panels = []
     for batch in sorted(n.removeprefix("latency_bn_b") for n in names if "latency_bn_b" in n):
         traces: list[Trace] = []
@@ -90,7 +90,7 @@ def latency(sc: StoredClaim, colors: Colors) -> list[FigureView]:
                 return run.last("inference", probe) * 1e6
 
             traces += plots.factor_traces(
-                label, colors(label), sc.runs, lambda r, k=label: k, value, factors,
+                label, colors(label), sc.shown, lambda r, k=label: k, value, factors,
                 "µs per forward pass", mode="bar",
             )  # fmt: skip
         panels.append(
@@ -137,7 +137,7 @@ def ioffe_szegedy(sc: StoredClaim, colors: Colors) -> list[FigureView]:
     first = fig.panels[0]
     panels = [Panel("(a) validation accuracy", first.x, first.y, first.traces)]
     for letter, norm in zip("bc", ("none", "batch"), strict=True):
-        runs = [r for r in sc.runs if r.config.norm == norm and r.probes]
+        runs = [r for r in sc.shown if r.config.norm == norm and r.probes]
         if not runs:
             continue
         run = min(runs, key=lambda r: r.config.seed)
@@ -235,13 +235,13 @@ NOISE = FactorFigure(
     **BATCH_SIZE,
 )
 GAMMA = FactorFigure(
-    "Final test accuracy against BN's initial γ, learned or frozen",
+    "Final test accuracy against BN's initial γ, per momentum and ε",
     "norm_gain",
     [final("test_acc")],
+    panels=("bn_eps",),
     log_x=True,
     x_title="initial γ (β starts at 0)",
-    series="norm_affine",
-    series_names={"True": "γ, β learned", "False": "γ, β frozen"},
+    series="bn_momentum",
 )
 COVERAGE = [
     ("KL to uniform (nats)", measures.mode_kl),

@@ -78,6 +78,7 @@ _LATER_FIELDS = {
     "evaluation": "running",
     "bn_momentum": None,
     "bn_eps": None,
+    "eval_per_epoch": 0,
 }
 
 
@@ -141,6 +142,12 @@ class RunConfig(BaseModel):
     probe_every: int = Field(100, ge=1, description="steps between probe measurements")
     eval_every: int = Field(
         0, ge=0, description="steps between validation evaluations (0: each epoch's end only)"
+    )
+    eval_per_epoch: int = Field(
+        0,
+        ge=0,
+        description="validation evaluations per epoch, evenly spaced in its steps, in place "
+        "of eval_every (so that runs of different batch sizes are resolved alike in epochs)",
     )
     patience: int = Field(
         0,
@@ -232,6 +239,8 @@ class RunConfig(BaseModel):
         problem = NORMS[self.norm].problem(self, self.family.units(self), self.family.generative)
         if problem:
             raise ValueError(problem)
+        if self.eval_every and self.eval_per_epoch:
+            raise ValueError("give eval_every or eval_per_epoch, not both")
         if self.patience and (self.val_size == 0 or self.family.generative):
             raise ValueError("patience stops at a validation plateau: it needs a classifier "
                              "with val_size > 0")
@@ -261,6 +270,13 @@ class RunConfig(BaseModel):
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch (the last partial batch is dropped)."""
         return (self.source.train_size - self.val_size) // self.batch_size
+
+    @property
+    def eval_interval(self) -> int:
+        """Steps between validation evaluations within epochs (0: none)."""
+        if self.eval_per_epoch:
+            return max(1, self.steps_per_epoch // self.eval_per_epoch)
+        return self.eval_every
 
     @property
     def run_id(self) -> str:
