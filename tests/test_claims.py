@@ -280,23 +280,31 @@ def test_claims_command_gives_verdicts_on_real_mnist(claims_db):
             "detectable_effect", "seeds_needed", "regime", "setting", "basis",
             "dropped"}  # fmt: skip
     four = verdicts[0]
-    assert set(four) == keys and four["runs"] == 6 and four["ci_low"] <= four["effect"]
+    # 2 arms × 3 seeds × 3 learning rates, each seed's best on validation judged
+    assert set(four) == keys and four["runs"] == 18 and four["ci_low"] <= four["effect"]
     assert four["setting"] == "MLP/MNIST"
-    # the regime: quick's three epochs of the seed's network at batch 128, 3 seeds
-    assert four["regime"] == {"datasets": ["mnist"], "models": ["MLP 1×512"], "epochs": [3],
-                              "steps": [1287], "seeds": 3}  # fmt: skip
+    # the regime: quick's protocol for the seed's network at batch 128, 3 seeds
+    regime = four["regime"]
+    assert {k: regime[k] for k in ("datasets", "models", "epochs", "steps", "seeds")} == {
+        "datasets": ["mnist"], "models": ["MLP 1×512"], "epochs": [8], "steps": [3432],
+        "seeds": 3}  # fmt: skip
+    assert regime["lr"] == "tuned per arm on validation over [0.001, 0.003, 0.01]"
+    assert regime["stopping"].startswith("validation plateau, patience 1, cap 8 epochs")
+    assert regime["evaluation"] == "precise BN"
     # one comparison (batch 128): the verdict is the rule applied to it
     lead = Comparison(four["effect"], four["ci_low"], four["ci_high"], 0.0, "", 3, 3, True)
     assert four["verdict"] == verdict([lead], [four["p_corrected"]], CLAIMS[4].rule)
     # resumes: no training
     again = runner.invoke(app, ["claims", "--only", "4", "--db", str(db)])
-    assert again.exit_code == 0 and "6 already finished, 0 to train" in again.output
+    assert again.exit_code == 0 and "18 already finished, 0 to train" in again.output
     assert verdicts[0]["verdict"] in again.output
     # divergence is an outcome, shown for claim 4 and its part 12
     assert again.output.count("diverged: none of 6 runs") == 2
     assert "context, batch_size=128, dropout=0.5, variance shift" in again.output
     assert "4. BN has a regularizing effect" in again.output  # the claim, under the table
-    assert "regime: mnist, MLP 1×512, 3 epochs (1,287 steps), 3 seeds" in again.output
+    assert "regime: mnist, MLP 1×512, validation plateau, patience 1, cap 8" in again.output
+    assert "context, fixed lr 0.001, batch_size=128" in again.output  # the seed's rate
+    assert "learning rate chosen per seed on validation: batch" in again.output
 
 
 @pytest.mark.parametrize(
@@ -347,7 +355,8 @@ def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(
     done = CliRunner().invoke(app, [*args, "--json", "--db", db])
     assert done.exit_code == 0, done.output
     nine, ten = json.loads(done.output[done.output.index("[") :])
-    assert nine["setting"] == ten["setting"] == "CNN/Fashion" and nine["runs"] == 12
+    # 2 norms × 3 inputs × 3 seeds × 3 learning rates
+    assert nine["setting"] == ten["setting"] == "CNN/Fashion" and nine["runs"] == 54
     assert nine["regime"]["models"] == ["CNN 8-16 + 1×512"]
     assert nine["regime"]["datasets"] == ["fashion-mnist"]
     assert ten["verdict"] == "not applicable" and "MLP on MNIST" in ten["reason"]
@@ -358,7 +367,8 @@ def test_a_claim_on_the_cnn_and_fashion_mnist_end_to_end(
     with Store(db) as store:
         (stored,) = stored_claims(store, "quick", [9], Setting("cnn", "fashion-mnist"))
     judged = stored.result
-    assert [j.label for j in judged.comparisons] == ["inputs=scaled", "inputs=standardized"]
+    assert [j.label for j in judged.comparisons] == ["standardized vs raw",
+                                                     "standardized vs scaled"]  # fmt: skip
     rule = verdict([j.comparison for j in judged.comparisons],
                    [j.p_corrected for j in judged.comparisons], CLAIMS[9].rule)  # fmt: skip
     assert nine["verdict"] == judged.verdict == rule and nine["effect"] == judged.effect

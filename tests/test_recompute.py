@@ -224,7 +224,7 @@ def test_measures_export_from_every_claims_study_in_every_setting(tmp_path):
                 if todo:
                     assert store.claim([c.run_id for c in todo], owner, 60.0, {})
                     assert store.save_results(owner, [(c.run_id, _made_up(c, rng)) for c in todo])
-    assert len(judged) == 17 + 12 + 14 + 12  # MLP/MNIST, CNN/MNIST, MLP/Fashion, CNN/Fashion
+    assert len(judged) == 20 + 15 + 17 + 15  # MLP/MNIST, CNN/MNIST, MLP/Fashion, CNN/Fashion
     for name, claims in judged.items():
         out = tmp_path / f"{name}.csv"
         done = CliRunner().invoke(app, ["export", "--table", "measures", "--study", name,

@@ -2,7 +2,8 @@
 until its comparisons are decided or the cap is reached (``analysis.sequential``).
 
 The runs of a look are the quick budget's design (its networks, lengths and factor
-levels) at the look's seeds. A design's seeds are its own: the cap N draws seeds from
+levels, and its protocol: a tuned claim's learning-rate grid, a plateau stop, precise
+evaluation) at the look's seeds. A design's seeds are its own: the cap N draws seeds from
 1000·N on, so that no run of a fixed budget, or of a design with another cap, enters it
 as if new (changing the cap after a look starts a new design, and pays for it). The
 verdict is replayed from the stored runs look by look, so it is the same whoever ran
