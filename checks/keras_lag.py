@@ -79,8 +79,8 @@ def _bn_layers(keras, net):
 def _accuracy(net, x, y, training: bool) -> float:
     correct = 0
     for start in range(0, len(x), BATCH):
-        xb = x[start : start + BATCH]
-        correct += int((np.argmax(net(xb, training=training), -1) == y[start : start + BATCH]).sum())
+        predicted = np.argmax(net(x[start : start + BATCH], training=training), -1)
+        correct += int((predicted == y[start : start + BATCH]).sum())
     return correct / len(x)
 
 

@@ -62,19 +62,19 @@ class Claim:
     # the settings it applies to (a claim about the seed's MLP does not apply to a CNN)
     models: tuple[str, ...] = ("mlp", "cnn")
     datasets: tuple[str, ...] = ("mnist", "fashion-mnist")
-    # measures that depend on the dataset (e.g. its target accuracies): dataset -> the
-    # measures on it, in place of ``measures``
-    measures_by_dataset: Callable[[str], dict[str, Callable[..., float]]] | None = None
+    # measures that depend on the setting (e.g. its target accuracies): setting -> the
+    # measures in it, in place of ``measures``
+    measures_by_setting: Callable[[Setting], dict[str, Callable[..., float]]] | None = None
     # the fields its study tunes (the study file's ``tune``): each arm's seed is judged
     # by its run of the grid best on validation (``analysis.tuning``); the comparison at
     # the default learning rate, the seed notebook's condition, is shown as context
     tune: tuple[str, ...] = ()
 
-    def measures_on(self, dataset: str) -> dict[str, Callable[..., float]]:
-        """The claim's measures on ``dataset``."""
-        if self.measures_by_dataset is None:
+    def measures_in(self, setting: Setting) -> dict[str, Callable[..., float]]:
+        """The claim's measures in ``setting``."""
+        if self.measures_by_setting is None:
             return self.measures
-        return self.measures_by_dataset(dataset)
+        return self.measures_by_setting(setting)
 
     def not_applicable(self, setting: Setting) -> str:
         """Why the claim does not apply to ``setting`` ("" when it does)."""

@@ -49,11 +49,18 @@ from normlab.spec.study import StudySpec
 
 _FIGURES = "normlab.report.evidence:"  # where the claims' figures are (``Claim.evidence``)
 
-# Target validation accuracies per dataset: claim 1's (reached within quick's single
-# epoch by BN), and claims 20 and 21's (near the converged accuracy of the quick budget's
-# smallest network, so that the claims are about converging, not the first epoch).
+# Target validation accuracies: claim 1's per dataset (reached within quick's single
+# epoch by BN), and claims 20 and 21's per setting, near what the quick budget's network
+# converges to at both batch sizes (so that the claims are about converging, not the
+# first epoch; measured in issue 23's session: the quick MLP plateaus at 96.6-97.6% on
+# MNIST).
 TARGETS = {"mnist": (0.93, 0.95), "fashion-mnist": (0.8, 0.84)}
-NEAR_CONVERGED = {"mnist": (0.975,), "fashion-mnist": (0.87,)}
+NEAR_CONVERGED = {
+    ("mlp", "mnist"): 0.97,
+    ("cnn", "mnist"): 0.985,
+    ("mlp", "fashion-mnist"): 0.86,
+    ("cnn", "fashion-mnist"): 0.87,
+}
 
 # Claim 23: the step its lag is measured at (the quick CNN's running statistics trail
 # its weights at steps 100-200 in real Keras too).
@@ -104,7 +111,9 @@ CLAIMS: dict[int, Claim] = {
             tune=("lr",),
             kind="ranked",
             title="faster convergence",
-            measures_by_dataset=lambda d: {f"target={t}": steps_to(t) for t in TARGETS[d]},
+            measures_by_setting=lambda s: {
+                f"target={t}": steps_to(t) for t in TARGETS[s.dataset]
+            },
             evidence=_FIGURES + "convergence",
         ),
         Claim(
@@ -371,9 +380,10 @@ CLAIMS: dict[int, Claim] = {
             19,
             "… but large batches may reach a worse solution (Keskar et al. 2017; part 2 of 15)",
             "19-large-batch-gap",
-            "final test accuracy, batch 5,120 (≈10% of the training set) − batch 256, "
-            "Keskar et al.'s F1 network with BN and without (negative = large worse); "
-            "ghost BN shown alongside",
+            "test accuracy at the best-validation epoch of a run trained to its plateau, "
+            "batch 5,120 (≈10% of the training set) − batch 256, Keskar et al.'s F1 network "
+            "with BN and without (negative = large worse; they report −0.22 points at "
+            "convergence); ghost BN shown alongside",
             {"": final_test_accuracy},
             Rule(direction=-1, min_effect=0.002),
             by=("norm",),
@@ -403,15 +413,18 @@ CLAIMS: dict[int, Claim] = {
             20,
             "Small batches need more iterations to converge (part 2 of 16)",
             "20-batch-size-convergence",
-            "optimizer steps until validation accuracy first reaches 97.5% (Fashion: 87%; "
-            "near convergence, trained to a plateau), batch 16 − batch 256 (ranked: never "
+            "optimizer steps until validation accuracy first reaches a target near "
+            "convergence (MLP: 97% on MNIST, 86% on Fashion; CNN: 98.5%, 87%; trained to a "
+            "plateau), batch 16 − batch 256 (ranked: never "
             "reached is slowest; positive = small batches need more steps)",
             {},
             Rule(direction=1, min_effect=50),
             **SMALL_VS_LARGER_BATCH,
             title="small-batch iterations",
-            measures_by_dataset=lambda d: {
-                f"target={t}": steps_to(t) for t in NEAR_CONVERGED[d]
+            measures_by_setting=lambda s: {
+                f"target={NEAR_CONVERGED[s.model, s.dataset]}": steps_to(
+                    NEAR_CONVERGED[s.model, s.dataset]
+                )
             },
             evidence=_FIGURES + "convergence_by_batch",
         ),
@@ -419,15 +432,17 @@ CLAIMS: dict[int, Claim] = {
             21,
             "… but small batches adapt faster: fewer epochs to a target (part 3 of 16)",
             "20-batch-size-convergence",
-            "epochs until validation accuracy first reaches 97.5% (Fashion: 87%), resolved "
+            "epochs until validation accuracy first reaches claim 20's target, resolved "
             "to a tenth of an epoch at both batch sizes, batch 16 − batch 256 (ranked: never "
             "reached is slowest; negative = small batches need fewer epochs)",
             {},
             Rule(direction=-1, min_effect=0.1),
             **SMALL_VS_LARGER_BATCH,
             title="small-batch adaptation",
-            measures_by_dataset=lambda d: {
-                f"target={t}": epochs_to(t) for t in NEAR_CONVERGED[d]
+            measures_by_setting=lambda s: {
+                f"target={NEAR_CONVERGED[s.model, s.dataset]}": epochs_to(
+                    NEAR_CONVERGED[s.model, s.dataset]
+                )
             },
             evidence=_FIGURES + "convergence_by_batch",
         ),

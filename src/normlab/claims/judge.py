@@ -22,7 +22,7 @@ from normlab.analysis.verdict import (
 )
 from normlab.claims.claim import Claim, ClaimError
 from normlab.spec.config import DEFAULT_LR
-from normlab.spec.settings import Setting
+from normlab.spec.settings import SEED, Setting
 from normlab.store.db import Store
 from normlab.types import Status
 
@@ -181,18 +181,18 @@ def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
     runs = [r for r in runs if claim.arm_of(r.config) in wanted]
     kept = select_tuned(runs, claim.tune)
     groups, diverged = _grouped(claim, kept)
-    dataset = runs[0].config.dataset if runs else "mnist"
-    values = _measured(claim, groups, claim.measures_on(dataset))
+    setting = Setting.of(runs[0].config.model, runs[0].config.dataset) if runs else SEED
+    values = _measured(claim, groups, claim.measures_in(setting))
     result = judge_values(claim, values, len(runs), _measured(claim, groups,
                                                               claim.context_measures))
     if claim.tune:
         at_default = [r for r in runs if r.config.lr == DEFAULT_LR]
-        fixed = _measured(claim, _grouped(claim, at_default)[0], claim.measures_on(dataset))
+        fixed = _measured(claim, _grouped(claim, at_default)[0], claim.measures_in(setting))
         fixed = {_at_default(label): arms for label, arms in fixed.items()}
         result.context.extend(_compare_all(claim, fixed, claim.baselines))
         result.notes.append(chosen_note(kept, claim.tune, lambda r: claim.arm_of(r.config)))
     judged = [r for r in runs if claim.arm_of(r.config) in (claim.arm, *claim.baselines)]
-    where = Setting.of(runs[0].config.model, runs[0].config.dataset).label if runs else ""
+    where = setting.label if runs else ""
     result = replace(result, regime=regime(judged, claim.tune), setting=where)
     result.diverged.update({arm: (d, n) for arm, (d, n) in diverged.items()})
     if claim.note is not None:

@@ -15,6 +15,7 @@ from normlab.report import plots
 from normlab.report.style import Colors, arm_name
 from normlab.report.views import Axis, FigureView, Mark, Panel
 from normlab.spec.config import RunConfig
+from normlab.spec.settings import SEED, Setting
 
 Measure = tuple[str, Callable[[RunRecord], float]]  # (what it is, measure of one run)
 
@@ -165,7 +166,8 @@ def final(metric: str) -> Measure:
 
 
 def target_accuracies(sc: StoredClaim) -> list[float]:
-    """The target accuracies of a claim whose measures are "target=0.93", ..., on the
-    dataset of its runs."""
-    dataset = sc.shown[0].config.dataset if sc.shown else "mnist"
-    return sorted(float(n.split("=")[1]) for n in sc.claim.measures_on(dataset))
+    """The target accuracies of a claim whose measures are "target=0.93", ..., in the
+    setting of its runs."""
+    first = sc.runs[0].config if sc.runs else None
+    setting = Setting.of(first.model, first.dataset) if first else SEED
+    return sorted(float(n.split("=")[1]) for n in sc.claim.measures_in(setting))
