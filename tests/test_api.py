@@ -34,14 +34,15 @@ def test_a_notebook_runs_a_study(tmp_path, data_root):
 def test_a_notebook_judges_a_claim(claims_db):
     db, printed = claims_db  # claim 9's quick study, trained once by `normlab claims`
     (nine,) = normlab.judge_claims([9], budget="quick", db=db)  # all there: trains nothing
-    assert nine.id == 9 and nine.runs == 12 and nine.failures == []
+    # 2 norms × 3 inputs × 3 seeds × 3 learning rates
+    assert nine.id == 9 and nine.runs == 54 and nine.failures == []
     (cli,) = [v for v in printed if v["id"] == 9]  # what the command printed of it
-    assert (cli["verdict"], cli["effect"], cli["runs"]) == (nine.verdict, nine.effect, 12)
+    assert (cli["verdict"], cli["effect"], cli["runs"]) == (nine.verdict, nine.effect, 54)
     assert math.isfinite(nine.effect) and nine.ci_low <= nine.effect <= nine.ci_high
     # the verdict is the rule applied to the comparisons it reports
     comparisons = [j.comparison for j in nine.comparisons]
     corrected = [j.p_corrected for j in nine.comparisons]
-    assert [j.label for j in nine.comparisons] == ["inputs=scaled", "inputs=standardized"]
+    assert [j.label for j in nine.comparisons] == ["standardized vs raw", "standardized vs scaled"]
     assert nine.verdict == verdict(comparisons, corrected, CLAIMS[9].rule)
 
 

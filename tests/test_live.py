@@ -177,7 +177,7 @@ def test_a_live_claims_page_gives_the_verdicts_of_claims_whose_studies_ended(cla
     with live_report(db, claims=True, ids=[4, 9], port=0) as server:
         end = _until(lambda: (s := _state(server))["state"] == "complete" and s)
         main = json.loads(_get(server.url + "content")[1])["main"]
-    assert (end["finished"], end["runs"]) == (30, 30)  # 6 + 6 + 18 runs
+    assert (end["finished"], end["runs"]) == (78, 78)  # 18 + 6 + 54 runs
     for v in verdicts:  # each claim's badge is the verdict `normlab claims` printed
         title = html.escape(f'{v["id"]}. {CLAIMS[v["id"]].claim}')
         assert f'{title} <span class="tag {v["verdict"]}">{v["verdict"]}</span>' in main

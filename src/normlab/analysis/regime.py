@@ -98,6 +98,8 @@ def _rates(runs: Sequence[RunRecord], tuned: Sequence[str]) -> str:
     """How the runs' learning rates were set, in words."""
     rates = sorted({r.config.lr for r in runs})
     listed = "[" + ", ".join(f"{lr:g}" for lr in rates) + "]"
+    if len(rates) > 4:  # a long grid in a table's cell: its size and ends
+        listed = f"{len(rates)} rates, {rates[0]:g}–{rates[-1]:g}"
     if "lr" in tuned:
         return f"tuned per arm on validation over {listed}"
     return f"fixed {rates[0]:g}" if len(rates) == 1 else f"each of {listed}"

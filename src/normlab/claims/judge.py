@@ -183,8 +183,8 @@ def judge_runs(claim: Claim, study_runs: list[RunRecord]) -> ClaimResult:
     groups, diverged = _grouped(claim, kept)
     setting = Setting.of(runs[0].config.model, runs[0].config.dataset) if runs else SEED
     values = _measured(claim, groups, claim.measures_in(setting))
-    result = judge_values(claim, values, len(runs), _measured(claim, groups,
-                                                              claim.context_measures))
+    context = _measured(claim, groups, claim.context_measures)
+    result = judge_values(claim, values, len(runs), context)
     if claim.tune:
         at_default = [r for r in runs if r.config.lr == DEFAULT_LR]
         fixed = _measured(claim, _grouped(claim, at_default)[0], claim.measures_in(setting))
