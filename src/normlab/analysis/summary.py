@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 from normlab.analysis.records import RunRecord, study_record
-from normlab.analysis.tuning import select_tuned
+from normlab.analysis.tuning import chosen_values, select_tuned
 from normlab.store.db import Store
 from normlab.types import FINISHED, Status
 
@@ -62,7 +62,7 @@ class GroupSummary:
     test_acc: Estimate
     test_loss: Estimate
     epoch_seconds: Estimate
-    chosen: str = ""  # a tuned study's: the values the seeds chose, e.g. "0.003 ×2, 0.01"
+    chosen: str = ""  # a tuned study's: the values the seeds chose, e.g. "0.003 ×2, 0.01 ×1"
 
 
 @dataclass(frozen=True)
@@ -103,15 +103,8 @@ def summarize(store: Store, study: str, factors: list[str] | None = None) -> Stu
                 epoch_seconds=Estimate.of(
                     [float(np.mean([e.seconds for e in r.epochs])) for r in done]
                 ),
-                chosen=_chosen(done, tuned),
+                chosen=chosen_values(done, tuned) if tuned else "",
             )
         )
     return StudySummary(study=study, factors=factors, groups=out, tuned=tuned)
 
-
-def _chosen(runs: list[RunRecord], tuned: tuple[str, ...]) -> str:
-    """The tuned values ``runs`` (one per seed) hold, with how many seeds chose each."""
-    if not tuned:
-        return ""
-    counts = Counter("/".join(f"{getattr(r.config, f):g}" for f in tuned) for r in runs)
-    return ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in sorted(counts.items()))

@@ -62,13 +62,18 @@ def chosen_note(
 ) -> str:
     """Which values the selection kept, per arm, e.g. "learning rate chosen on
     validation: batch 0.003 ×5, 0.01 ×3; none 0.001 ×8"."""
-    by_arm: dict[str, Counter] = defaultdict(Counter)
+    by_arm: dict[str, list[RunRecord]] = defaultdict(list)
     for run in kept:
-        if run.status == Status.DONE:
-            by_arm[arm_of(run)][tuple(getattr(run.config, f) for f in fields)] += 1
-    parts = [
-        f"{arm} " + ", ".join(f"{'/'.join(map(str, v))} ×{n}" for v, n in sorted(counts.items()))
-        for arm, counts in sorted(by_arm.items())
-    ]
+        by_arm[arm_of(run)].append(run)
+    parts = [f"{arm} {chosen_values(runs, fields)}" for arm, runs in sorted(by_arm.items())]
     names = "/".join("learning rate" if f == "lr" else f for f in fields)
     return f"{names} chosen per seed on validation: " + "; ".join(parts)
+
+
+def chosen_values(kept: Sequence[RunRecord], fields: Sequence[str]) -> str:
+    """The values of ``fields`` the finished runs of ``kept`` hold, with how many runs
+    (seeds) hold each, e.g. "0.003 ×2, 0.01 ×1"."""
+    counts = Counter(tuple(getattr(r.config, f) for f in fields)
+                     for r in kept if r.status == Status.DONE)  # fmt: skip
+    return ", ".join(f"{'/'.join(f'{v:g}' for v in values)} ×{n}"
+                     for values, n in sorted(counts.items()))  # fmt: skip

@@ -233,9 +233,8 @@ def gradient_noise(run: RunRecord) -> float:
     whose unbiased signal estimate came out negative (the noisiest ones) is weighed,
     never dropped. NaN for an unfinished run, or one whose mean signal is not positive
     (a seed without a value, counted under the verdict)."""
-    rows = [r for r in run.probes if r.probe == "noise" and r.step > 1 and r.value is not None]
-    trace = [r.value for r in rows if r.name == "trace"]
-    signal = [r.value for r in rows if r.name == "signal"]
+    trace = [v for step, v in _whole(run, "noise", "trace") if step > 1]
+    signal = [v for step, v in _whole(run, "noise", "signal") if step > 1]
     if run.status != Status.DONE or not trace or not signal or not np.mean(signal) > 0:
         return math.nan
     return math.log10(float(np.mean(trace)) / float(np.mean(signal)))

@@ -3,6 +3,7 @@ a claims run (finished, still running or interrupted) shows."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from normlab.analysis.records import RunRecord, StudyRecord, study_record
@@ -33,7 +34,7 @@ class StoredClaim:
     def runs(self) -> list[RunRecord]:
         return self.study.runs if self.study else []
 
-    @property
+    @functools.cached_property
     def shown(self) -> list[RunRecord]:
         """The runs its figures show: a tuned claim's seeds each by its run best on
         validation (``analysis.tuning``), as the verdict reads them; else all."""

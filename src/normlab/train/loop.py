@@ -319,7 +319,7 @@ def _end_epoch(run: StackRun, epoch: int, schedule: Schedule, train_seconds: flo
                         for name, values in running.items())  # fmt: skip
         r.seconds += seconds
         if r.diverged_step is None:
-            run.watch(m, metrics[3])
+            run.watch(m, r.epochs[-1].val_acc)
 
 
 def _running_figures(run: StackRun, held_out: list[Split]) -> dict[str, list[float]]:
