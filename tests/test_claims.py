@@ -29,6 +29,7 @@ from normlab.claims.measures import (
     gradient_noise,
     init_gradient_growth,
     largest_usable_lr,
+    phase_gradient_noise,
     spread_of_final_accuracy,
     steps_to,
     train_test_gap,
@@ -47,8 +48,8 @@ from test_recompute import recompute
 
 
 def test_every_claim_study_expands_at_every_budget():
-    assert sorted(CLAIMS) == list(range(1, 25))  # the seed's claims, parts and findings
-    parts = {11: 3, 12: 4, 18: 14, 19: 15, 20: 16, 21: 16, 22: 13, 24: 8}
+    assert sorted(CLAIMS) == list(range(1, 26))  # the seed's claims, parts and findings
+    parts = {11: 3, 12: 4, 18: 14, 19: 15, 20: 16, 21: 16, 22: 13, 24: 8, 25: 8}
     assert {c.id: c.part_of for c in CLAIMS.values() if c.part_of} == parts
     for claim in CLAIMS.values():
         sizes = [len(claim_study(claim, b).runs()) for b in ("quick", "standard", "full")]
@@ -148,6 +149,21 @@ def test_gradient_noise_is_the_ratio_of_mean_trace_to_mean_signal_after_initiali
         _probe("noise", -1, "signal", -1.0, 50),
     ]
     assert math.isnan(gradient_noise(_run([], epochs, probes=negative)))  # no signal at all
+
+
+def test_gradient_noise_in_a_phase_reads_the_measurements_at_that_training_loss():
+    epochs = [{"epoch": 1, "val_acc": 0.9, "train_acc": 0.9, "test_acc": 0.9}]
+    # (trace, signal, loss, step): the init is in no phase; steps 50 and 150 are in
+    # [0.2, 0.5]: mean trace 30, mean signal 2 -> log10(15)
+    rows = [_probe("noise", -1, name, v, step)
+            for t, g, loss, step in ((1e6, 1.0, 0.3, 1), (20.0, 1.0, 0.45, 50),
+                                     (99.0, 9.0, 0.9, 100), (40.0, 3.0, 0.25, 150))
+            for name, v in (("trace", t), ("signal", g), ("loss", loss))]  # fmt: skip
+    run = _run([], epochs, probes=rows)
+    assert phase_gradient_noise(0.2, 0.5)(run) == pytest.approx(math.log10(15.0))
+    assert phase_gradient_noise(0.6, 1.0)(run) == pytest.approx(math.log10(11.0))
+    assert math.isnan(phase_gradient_noise(0.01, 0.1)(run))  # never got there
+    assert CLAIMS[15].measures_in(SETTINGS[0]) and CLAIMS[16].context_measures
 
 
 def test_measures_at_initialization_and_at_the_last_measurement():
@@ -263,12 +279,12 @@ def test_an_inconclusive_verdict_says_whether_seeds_would_settle_it():
 
 def test_only_brings_a_claims_parts_after_it():
     assert selected([4, 1]) == [1, 4, 12]
-    assert selected(list(CLAIMS)) == [1, 2, 3, 11, 4, 12, 5, 6, 7, 8, 24, 9, 10, 13, 22, 14,
-                                      18, 15, 19, 16, 20, 21, 17, 23]  # fmt: skip
+    assert selected(list(CLAIMS)) == [1, 2, 3, 11, 4, 12, 5, 6, 7, 8, 24, 25, 9, 10, 13, 22,
+                                      14, 18, 15, 19, 16, 20, 21, 17, 23]  # fmt: skip
     assert selected([14]) == [14, 18]
     assert selected([13]) == [13, 22]
-    with pytest.raises(ValueError, match="no claim 25"):
-        selected([25])
+    with pytest.raises(ValueError, match="no claim 26"):
+        selected([26])
 
 
 @pytest.mark.slow

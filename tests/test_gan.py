@@ -15,7 +15,7 @@ from normlab.models.dropout import gaussian, key_bases
 from normlab.models.gan.vbn import VirtualBatchNorm
 from normlab.models.norms import BatchNorm
 from normlab.models.settings import NormSettings
-from normlab.probes.modes import batch_correlation, coverage, judge, mode_counts
+from normlab.probes.modes import batch_correlation, coverage, judge, mode_counts, recognizable
 from normlab.spec.config import RunConfig
 from normlab.train.loop import Schedule, train_stack
 from normlab.train.optimizers import make_optimizer
@@ -45,6 +45,8 @@ def test_the_gan_family_has_its_own_defaults_and_checks():
         ({"latent": 8}, "latent describes a gan model"),
         ({"model": "gan", "dropout": 0.2}, "dropout: the GAN family has none"),
         ({"model": "gan", "discriminator_norm": "virtual_batch"}, "virtual BN is for the gen"),
+        ({"model": "gan", "discriminator_norm": "noisy_batch"}, "noise injection is for cl"),
+        ({"model": "gan", "discriminator_batch": "mixed"}, "'separate' or 'joint'"),
         ({"model": "gan", "probes": ("bn",)}, "probes: the instruments measure classifiers"),
         ({"model": "gan", "gan_samples": 100}, r"at least two batches \(2 × 64\), got 100"),
     ]:
@@ -92,6 +94,28 @@ def test_a_gan_member_alone_equals_the_same_member_in_a_stack(mnist_raw, norm):
     assert runs[0][0].step_losses != stacked.step_losses  # members really differ
 
 
+def _losses_of_one_gan(mnist_raw, **settings):
+    raw = RawDataset("mnist", mnist_raw.x_train[:640], mnist_raw.y_train[:640],
+                     mnist_raw.x_test[:100], mnist_raw.y_test[:100])  # fmt: skip
+    splits = prepare(raw, "symmetric", val_size=64)
+    config, model = _gan([7], **settings)
+    (run,) = train_stack(model, make_optimizer(config), splits, [7], [config.lr],
+                         Schedule(config.batch_size, 1))  # fmt: skip
+    return torch.tensor([loss for _, loss in run.step_losses])
+
+
+def test_a_joint_discriminator_batch_matters_only_to_a_norm_over_the_batch(mnist_raw):
+    # Without BN the discriminator treats each image alone: one joint batch or two
+    # batches give the same losses (to float rounding); with BN its statistics mix
+    # real and generated images, and the losses move.
+    for norm, same in (("none", True), ("batch", False)):
+        apart, joint = (
+            _losses_of_one_gan(mnist_raw, discriminator_norm=norm, discriminator_batch=b)
+            for b in ("separate", "joint")
+        )
+        assert torch.allclose(apart, joint, rtol=1e-4, atol=1e-5) == same, norm
+
+
 def test_stacked_mnist_stacks_three_real_digits(data_root, mnist_raw):
     from normlab.data.locate import load
 
@@ -125,6 +149,19 @@ def test_mode_counts_coverage_and_batch_correlation():
     assert batch_correlation(shared, 64).item() > 0.5  # images of a batch share a pattern
 
 
+def test_an_image_is_recognizable_when_as_near_a_real_digit_as_real_digits_are():
+    torch.manual_seed(0)
+    strokes = (torch.rand(300, 784) > 0.85).float()  # stand-ins for digits: sparse strokes
+    pool, held_out = strokes[:200], strokes[200:]
+    near = (strokes[:50] + 0.05 * torch.rand(50, 784)).clamp(0, 1)  # a real one, retouched
+    blots = torch.rand(50, 784)  # a generator that never learned
+    images = torch.stack([near, blots, torch.cat([near[:20], blots[:30]])])
+    assert recognizable(images, pool, held_out).tolist() == pytest.approx([1.0, 0.0, 0.4])
+    # stacked images: every channel must be near a real digit
+    three = torch.cat([near[:10], near[10:20], blots[:10]], 1).unsqueeze(0)
+    assert recognizable(three, pool.repeat(1, 3), held_out.repeat(1, 3)).item() == 0.0
+
+
 def test_judging_a_gan_counts_what_the_classifier_sees():
     _, model = _gan([0, 1])
     seen = []
@@ -155,6 +192,14 @@ def test_a_stack_of_gans_without_bn_covers_every_digit_on_real_mnist(data_root):
                 Schedule(config.batch_size, config.epochs, 100))  # fmt: skip
     reference = reference_classifier(data_root)
     assert reference.test_acc >= 0.99
-    j = judge(model, reference.classify, 5000, config.batch_size, channels=1)
+    real = (splits.train.x[:1280], splits.val.x[:512])
+    j = judge(model, reference.classify, 5000, config.batch_size, channels=1, real=real)
     assert j.modes.tolist() == [10, 10]
     assert (j.kl < 0.1).all(), j.kl
+    assert (j.recognizable > 0.5).all(), j.recognizable  # they trained: not failures
+    untrained = config.family.build(config.model_spec(), seeds)
+    failed = judge(untrained, reference.classify, 5000, config.batch_size, 1, real)
+    # An untrained generator's blots all land on one digit: KL log 10, as a total
+    # collapse's, but none of them is near a real digit.
+    assert failed.recognizable.tolist() == [0.0, 0.0]
+    assert failed.kl.tolist() == pytest.approx([math.log(10)] * 2)

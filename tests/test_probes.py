@@ -294,6 +294,9 @@ def test_gradient_noise_by_hand_and_its_one_over_batch_law():
     assert signal > 0
     torch.testing.assert_close(out["trace"][1], trace, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(out["noise"][1], trace / signal, rtol=1e-3, atol=1e-6)
+    losses = [F.cross_entropy(_plain_forward(params, x[i * 64 : (i + 1) * 64]),
+                              y[i * 64 : (i + 1) * 64]) for i in range(8)]  # fmt: skip
+    torch.testing.assert_close(out["loss"][1], torch.stack(losses).mean(), rtol=1e-5, atol=1e-6)
     small, large = (gradient_noise(model, x, y, b, batches=4096 // b)["trace"] for b in (8, 32))
     assert torch.all((small / large - 4).abs() < 0.6), small / large
     norm = StackedMLP(MLPSpec(10, (16,), 3, norm="batch"), [0])

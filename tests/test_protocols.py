@@ -215,3 +215,22 @@ def test_evaluations_per_epoch_resolve_every_batch_size_alike():
     assert RunConfig(eval_every=50).eval_interval == 50
     with pytest.raises(ValueError, match="eval_every or eval_per_epoch"):
         RunConfig(eval_every=50, eval_per_epoch=10)
+
+
+def test_a_gan_that_failed_to_train_has_no_collapse_value():
+    from normlab.claims.measures import collapse_note, failed_to_train, mode_kl
+
+    def gan(status="done", recognizable=0.9, kl=0.05, modes=10):
+        rows = [ProbeRow(100, "modes", -1, name, v) for name, v in
+                (("recognizable", recognizable), ("kl", kl), ("modes", modes))]  # fmt: skip
+        return RunRecord(RunConfig(model="gan"), Status(status), [], [], rows)
+
+    trained, collapsed = gan(), gan(kl=math.log(10), modes=1)
+    blots, diverged = gan(recognizable=0.1, kl=math.log(10), modes=1), gan(status="diverged")
+    assert [failed_to_train(r) for r in (trained, collapsed, blots, diverged)] == [0, 0, 1, 1]
+    assert mode_kl(trained) == 0.05 and mode_kl(collapsed) == pytest.approx(math.log(10))
+    assert math.isnan(mode_kl(blots)) and math.isnan(mode_kl(diverged))
+    note = collapse_note([trained, collapsed, blots, diverged])
+    assert note.startswith("of 4 GANs 2 failed to train (1 diverged;")
+    assert "1 collapsed totally (one mode)" in note
+    assert collapse_note([trained]) == "every one of 1 GANs trained; none collapsed totally"

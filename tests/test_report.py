@@ -326,7 +326,7 @@ def test_claims_report_says_what_is_not_run(claims_db, tmp_path):
     assert done.exit_code == 0, done.output
     assert "missing: claim 1: not run" in done.output and "claim 4" not in done.output
     page = (tmp_path / "all.html").read_text()
-    assert "3 judged of 24" in page
+    assert "3 judged of 25" in page
     assert "<code>normlab claims --budget quick --only 3</code> runs its study" in page
 
 

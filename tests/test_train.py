@@ -43,7 +43,9 @@ def _losses(result):
     return torch.tensor([loss for _, loss in result.step_losses])
 
 
-@pytest.mark.parametrize("norm", ["none", "batch", "ghost_batch", "batch_renorm", "group"])
+@pytest.mark.parametrize(
+    "norm", ["none", "batch", "ghost_batch", "batch_renorm", "group", "noisy_batch"]
+)
 def test_member_alone_equals_member_in_stack_of_8(norm):
     spec = MLPSpec(
         12,
@@ -175,7 +177,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 
 @needs_cuda
-@pytest.mark.parametrize("norm", ["none", "batch", "ghost_batch"])
+@pytest.mark.parametrize("norm", ["none", "batch", "ghost_batch", "noisy_batch"])
 def test_cuda_graph_matches_cpu(norm):
     # Same seeds give the same data order and dropout masks on both devices, so the
     # losses differ only by float rounding. Batch renorm is left out: its shift d depends

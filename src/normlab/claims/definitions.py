@@ -14,6 +14,7 @@ factors equal; the arms share seeds, so the comparison is paired by seed.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 from normlab.analysis.verdict import Rule
 from normlab.claims.claim import Claim, claim_study
@@ -25,6 +26,7 @@ from normlab.claims.measures import (
     covariate_shift,
     difference_in_differences,
     epochs_to,
+    failed_to_train,
     final_test_accuracy,
     final_val_accuracy,
     fold_note,
@@ -36,6 +38,7 @@ from normlab.claims.measures import (
     log_mean_probe,
     mode_kl,
     modes_missed,
+    phase_gradient_noise,
     sample_correlation,
     spread_of_final_accuracy,
     steps_to,
@@ -60,6 +63,20 @@ NEAR_CONVERGED = {
     ("mlp", "fashion-mnist"): 0.86,
     ("cnn", "fashion-mnist"): 0.87,
 }
+
+# Claims 15 and 16: the phase of training their gradient noise is compared in, a band of
+# training loss per dataset that every batch size and norm of the quick budget passes
+# through after its first measurement (measured in issue 23's session: see
+# docs/STATISTICS.md); the mean over all of training, phases unmatched, is context.
+LOSS_PHASE = {"mnist": (0.2, 0.5), "fashion-mnist": (0.45, 0.8)}
+
+
+def _in_phase(setting: Setting) -> dict[str, Callable[..., float]]:
+    low, high = LOSS_PHASE[setting.dataset]
+    return {f"training loss {low}–{high}": phase_gradient_noise(low, high)}
+
+
+_UNMATCHED = {"mean over training (phases unmatched)": gradient_noise}
 
 # Claim 23: the step its lag is measured at (the quick CNN's running statistics trail
 # its weights at steps 100-200 in real Keras too).
@@ -310,6 +327,24 @@ CLAIMS: dict[int, Claim] = {
             title="smoother landscape",
         ),
         Claim(
+            25,
+            "BN helps because it reduces internal covariate shift: BN with noise injected "
+            "after it (more shift) loses its benefit (Santurkar et al. 2018; part of 8)",
+            "25-noise-injection",
+            "final test accuracy at each arm's best learning rate, trained to a plateau "
+            "(noisy BN − BN; negative = the injected shift hurts, as the claim predicts)",
+            {"": final_test_accuracy},
+            Rule(direction=-1, min_effect=0.005),
+            by=(),
+            arm="noisy_batch",
+            baselines=("batch",),
+            context=("none",),
+            context_measures={"covariate shift (1 − cos), the step's noise held": covariate_shift},
+            tune=("lr",),
+            part_of=8,
+            title="shift explains BN",
+        ),
+        Claim(
             12,
             "Dropout before BN hurts through a variance shift (Li et al. 2019; part 2 of 4)",
             "12-dropout-before-bn",
@@ -374,14 +409,17 @@ CLAIMS: dict[int, Claim] = {
             15,
             "Large batches give more stable gradients",
             "15-batch-size-dynamics",
-            "log10 of one step's gradient noise (tr Σ_B / |G|², mean over training), "
-            "batch 1024 − batch 16 and 64 (negative = large batches quieter)",
-            {"": gradient_noise},
+            "log10 of one step's gradient noise (tr Σ_B / |G|²) while the training loss is "
+            "within one band (the same phase of training for every batch size), batch 1024 "
+            "− batch 16 and 64 (negative = large batches quieter)",
+            {},
             Rule(direction=-1, min_effect=0.3),
             by=("norm",),
             factor="batch_size",
             arm="1024",
             baselines=("16", "64"),
+            measures_by_setting=_in_phase,
+            context_measures=_UNMATCHED,
             title="large-batch stability",
             evidence=_FIGURES + "NOISE",
         ),
@@ -409,12 +447,15 @@ CLAIMS: dict[int, Claim] = {
             16,
             "Small batches give noisier, more erratic updates, which BN mitigates",
             "15-batch-size-dynamics",
-            "log10 of one step's gradient noise (tr Σ_B / |G|², mean over training) at "
+            "log10 of one step's gradient noise (tr Σ_B / |G|²) while the training loss is "
+            "within one band (the same phase of training, though BN gets there sooner) at "
             "batch sizes 16 and 64 (BN − none; negative = BN quieter)",
-            {"": gradient_noise},
+            {},
             Rule(direction=-1, min_effect=0.1),
             by=("batch_size",),
             where=lambda c: c.batch_size in (16, 64),
+            measures_by_setting=_in_phase,
+            context_measures=_UNMATCHED,
             title="BN calms small batches",
             evidence=_FIGURES + "NOISE",
         ),
@@ -460,11 +501,14 @@ CLAIMS: dict[int, Claim] = {
             "BN in a GAN's generator can lead to mode collapse: it draws a subset of modes",
             "13-mode-collapse",
             "KL(generated mode distribution ‖ uniform), nats, judged by normlab's reference "
-            "MNIST classifier, on MNIST (10 modes) and stacked MNIST (1,000): generator "
-            "with BN − without (positive = BN collapses more); virtual BN shown beside it",
+            "MNIST classifier, on MNIST (10 modes) and stacked MNIST (1,000), of GANs that "
+            "trained (a GAN that diverged or drew under half recognizable digits failed, "
+            "and has no value): generator with BN − without (positive = BN collapses "
+            "more); virtual BN shown beside it",
             **MODE_COVERAGE,
             context=("virtual_batch",),
             context_measures={
+                "failed to train (1 = failed)": failed_to_train,
                 "modes missed (fraction)": modes_missed,
                 "within − between-batch image correlation": sample_correlation,
             },
@@ -475,11 +519,16 @@ CLAIMS: dict[int, Claim] = {
             22,
             "BN in a GAN's discriminator also narrows what the generator draws (part of 13)",
             "22-discriminator-bn",
-            "KL(generated mode distribution ‖ uniform), nats, on MNIST and stacked MNIST: "
-            "discriminator with BN − without, generator without (positive = more collapse)",
-            **MODE_COVERAGE,
+            "KL(generated mode distribution ‖ uniform), nats, on MNIST and stacked MNIST, "
+            "of GANs that trained (as 13): discriminator with BN − without, generator "
+            "without, the discriminator seeing real and generated images as separate "
+            "batches (as the seed's) or as one joint batch (positive = more collapse)",
+            **{**MODE_COVERAGE, "by": ("dataset", "discriminator_batch")},
             factor="discriminator_norm",
-            context_measures={"modes missed (fraction)": modes_missed},
+            context_measures={
+                "failed to train (1 = failed)": failed_to_train,
+                "modes missed (fraction)": modes_missed,
+            },
             part_of=13,
             title="GAN discriminator BN",
             evidence=_FIGURES + "DISCRIMINATOR_COVERAGE",

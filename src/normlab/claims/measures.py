@@ -240,21 +240,58 @@ def gradient_noise(run: RunRecord) -> float:
     return math.log10(float(np.mean(trace)) / float(np.mean(signal)))
 
 
-def mode_kl(run: RunRecord) -> float:
-    """KL(generated mode distribution ‖ uniform) after a GAN's training, in nats. A
-    diverged GAN draws nothing useful: it counts as total collapse, log(modes)."""
-    if run.status == Status.DIVERGED:
-        return math.log(run.config.source.classes)
-    return run.last("modes", "kl") if run.status == Status.DONE else math.nan
+def phase_gradient_noise(low: float, high: float) -> Callable[[RunRecord], float]:
+    """``gradient_noise`` over the measurements taken while the training loss on the
+    probe's batches (``loss``) was within [``low``, ``high``]: one phase of training,
+    the same for every batch size and norm however fast each gets there. NaN for a run
+    with no measurement in that phase."""
+
+    def measure(run: RunRecord) -> float:
+        if run.status != Status.DONE:
+            return math.nan
+        loss = dict(_whole(run, "noise", "loss"))
+        inside = {step for step, v in loss.items() if low <= v <= high and step > 1}
+        trace = [v for step, v in _whole(run, "noise", "trace") if step in inside]
+        signal = [v for step, v in _whole(run, "noise", "signal") if step in inside]
+        if not trace or not np.mean(signal) > 0:
+            return math.nan
+        return math.log10(float(np.mean(trace)) / float(np.mean(signal)))
+
+    return measure
 
 
-def modes_missed(run: RunRecord) -> float:
-    """The fraction of the dataset's modes a GAN's images never hit (1 if it diverged)."""
+# A GAN whose images are mostly not digits the reference classifier recognizes (below
+# this fraction; real MNIST test digits: 98.6%) failed to train: it did not collapse onto a
+# few modes, it never learned the data, and its KL says nothing about collapse.
+TRAINED_FROM = 0.5
+
+
+def failed_to_train(run: RunRecord) -> float:
+    """1 if a GAN diverged or drew fewer than ``TRAINED_FROM`` recognizable digits, else
+    0 (NaN: unfinished)."""
     if run.status == Status.DIVERGED:
         return 1.0
     if run.status != Status.DONE:
         return math.nan
-    return 1.0 - run.last("modes", "modes") / run.config.source.classes
+    return float(run.last("modes", "recognizable") < TRAINED_FROM)
+
+
+def _trained(run: RunRecord, value: Callable[[RunRecord], float]) -> float:
+    """``value`` of a GAN that trained; NaN (no value) for one that failed to."""
+    return value(run) if failed_to_train(run) == 0.0 else math.nan
+
+
+def mode_kl(run: RunRecord) -> float:
+    """KL(generated mode distribution ‖ uniform) after a GAN's training, in nats; no
+    value for a GAN that failed to train (``failed_to_train``: its KL is near log M
+    whether or not it collapsed)."""
+    return _trained(run, lambda r: r.last("modes", "kl"))
+
+
+def modes_missed(run: RunRecord) -> float:
+    """The fraction of the dataset's modes a GAN's images never hit (no value for a GAN
+    that failed to train)."""
+    return _trained(run, lambda r: 1.0 - r.last("modes", "modes") / r.config.source.classes)
 
 
 def sample_correlation(run: RunRecord) -> float:
@@ -263,15 +300,20 @@ def sample_correlation(run: RunRecord) -> float:
 
 
 def collapse_note(runs: list[RunRecord]) -> str:
-    """How many GANs collapsed totally (their images all one mode) or diverged."""
-    collapsed = [r for r in runs if r.status == Status.DONE and r.last("modes", "modes") <= 1]
-    diverged = [r for r in runs if r.status == Status.DIVERGED]
-    if not collapsed and not diverged:
-        return f"no total collapse or divergence among {len(runs)} GANs"
-    parts = [f"{len(collapsed)} collapsed totally (one mode)"] if collapsed else []
-    parts += [f"{len(diverged)} diverged"] if diverged else []
+    """How many GANs failed to train (diverged, or drew few recognizable digits) and how
+    many of the rest collapsed totally (their images all one mode), in which arms."""
+    failed = [r for r in runs if failed_to_train(r) == 1.0]
+    collapsed = [r for r in runs if r not in failed and r.status == Status.DONE
+                 and r.last("modes", "modes") <= 1]  # fmt: skip
+    if not collapsed and not failed:
+        return f"every one of {len(runs)} GANs trained; none collapsed totally"
+    diverged = sum(r.status == Status.DIVERGED for r in failed)
+    parts = [f"{len(failed)} failed to train ({diverged} diverged; the rest drew under "
+             f"{TRAINED_FROM:.0%} recognizable digits), no value"] if failed else []  # fmt: skip
+    parts += [f"{len(collapsed)} collapsed totally (one mode)"] if collapsed else []
     arms = sorted({f"{r.config.dataset} G={r.config.norm} D={r.config.discriminator_norm}"
-                   for r in collapsed + diverged})  # fmt: skip
+                   f"{' joint' if r.config.arch.discriminator_batch == 'joint' else ''}"
+                   for r in collapsed + failed})  # fmt: skip
     return f"of {len(runs)} GANs {' and '.join(parts)}: {'; '.join(arms)}"
 
 

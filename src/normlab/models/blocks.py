@@ -16,6 +16,7 @@ from torch import nn
 
 from normlab.models import fused
 from normlab.models.dropout import reference_mask
+from normlab.models.norms import normalize
 from normlab.models.settings import BlockSpec
 
 Keys = np.ndarray | torch.Tensor  # one layer's dropout keys [K] (uint64 / int64)
@@ -37,9 +38,11 @@ def hidden_block(
     keys: Keys | None,
     training: bool,
     taps: list[torch.Tensor] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One dense hidden block on ``h`` [K, B, width]; ``keys`` this layer's dropout keys
-    (None: no dropout). ``taps`` receives the pre-activation (the activation's input)."""
+    (None: no dropout), ``noise`` its noisy norm's keys (None: none). ``taps`` receives
+    the pre-activation (the activation's input)."""
     p = spec.dropout if keys is not None else 0.0
     dropout_first = spec.dropout_position == "before"
     if taps is None and h.device.type == "cpu" and spec.activation == "relu":
@@ -62,10 +65,10 @@ def hidden_block(
                 return h
     if dropout_first:
         h = dropout(h, keys, p)
-    pre = norm(h) if spec.norm_position == "before" else h
+    pre = normalize(norm, h, noise) if spec.norm_position == "before" else h
     if taps is not None:
         taps.append(pre)
-    h = act(pre) if spec.norm_position == "before" else norm(act(pre))
+    h = act(pre) if spec.norm_position == "before" else normalize(norm, act(pre), noise)
     return h if dropout_first else dropout(h, keys, p)
 
 

@@ -254,3 +254,9 @@ def make_norm(kind: str, k: int, units: int, settings: NormSettings) -> nn.Modul
     """A stacked normalization layer of ``kind`` for ``units`` units (``none``: identity)."""
     entry = NORMS[kind]
     return NoNorm() if entry.layer is None else load(entry.layer)(k, units, settings)
+
+
+def normalize(norm: nn.Module, x: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
+    """``norm`` applied to ``x``; a noisy kind also gets its layer's noise ``keys`` [K]
+    (None: no noise, as in evaluation)."""
+    return norm(x, keys) if norm.kind.noisy else norm(x)

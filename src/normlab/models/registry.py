@@ -33,8 +33,10 @@ class NormKind:
     needs at least 2 examples and members see their own batch only. ``running_statistics``:
     keeps running averages of them that inference uses (the ``bn`` probe's discrepancy,
     precise BN, variance shift). ``foldable``: at inference it is a per-unit affine map,
-    so it folds into the dense or convolutional layer right before it. ``check``: what
-    else a run must satisfy, given its layers' widths (None: nothing).
+    so it folds into the dense or convolutional layer right before it. ``noisy``: in
+    training it perturbs its output with random noise drawn from the step's keys (one
+    key per norm layer, after the dropout layers'), so only classifiers take it.
+    ``check``: what else a run must satisfy, given its layers' widths (None: nothing).
     """
 
     name: str
@@ -43,6 +45,7 @@ class NormKind:
     running_statistics: bool = False
     foldable: bool = False
     reference_batch: bool = False  # normalizes by a reference batch its network feeds along
+    noisy: bool = False
     check: Callable[[NormedRun, tuple[int, ...]], str | None] | None = None
 
     def problem(self, run: NormedRun, units: tuple[int, ...], generative: bool) -> str | None:
@@ -51,6 +54,8 @@ class NormKind:
         if self.reference_batch and not generative:
             return (f"norm {self.name!r} needs a reference batch fed through the network, "
                     "which only the GAN family's generator does")  # fmt: skip
+        if self.noisy and generative:
+            return f"norm {self.name!r} injects noise into classifiers only, not a GAN"
         if self.layer is None and (not run.norm_affine or run.norm_gain != 1.0):
             return "norm_affine and norm_gain need a norm; norm 'none' has no γ, β"
         if self.batch_statistics and run.batch_size < 2:
@@ -84,6 +89,7 @@ for _kind in (
     NormKind("batch_renorm", "normlab.models.norms:BatchRenorm", True, True, True),
     NormKind("ghost_batch", "normlab.models.norms:GhostBatchNorm", True, True, True,
              check=_ghosts_divide),
+    NormKind("noisy_batch", "normlab.models.noisy:NoisyBatchNorm", True, True, True, noisy=True),
     NormKind("virtual_batch", "normlab.models.gan.vbn:VirtualBatchNorm", reference_batch=True),
 ):
     NORMS.register(_kind.name, _kind)

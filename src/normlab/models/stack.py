@@ -9,7 +9,7 @@ the loop, the optimizers, the probes and BN folding work on any family (a GAN's,
   convolution ``[K, out, in, k, k]``), the output layer last;
 - ``norms[i]``: the normalization after hidden layer i (``NoNorm`` for none), each
   answering ``kind`` (``models.registry.NormKind``);
-- ``forward(x, dropout_keys, shared=, taps=)``: logits ``[K, B, classes]`` for inputs
+- ``forward(x, keys, shared=, taps=)``: logits ``[K, B, classes]`` for inputs
   ``[K, B, D]`` (a batch per member) or ``[B, D]`` (shared by all members, as in
   evaluation); ``shared`` is ``shared_input()``, computed once by a caller that feeds
   many chunks of shared inputs; ``taps`` receives each hidden layer's pre-activation
@@ -57,10 +57,26 @@ class StackedModel(nn.Module):
         return len(self.spec.hidden) if self.spec.dropout > 0 else 0
 
     @property
+    def noise_layers(self) -> int:
+        """Layers whose norm injects noise in training (``NormKind.noisy``), each taking
+        a key per step: every norm layer of a noisy kind, else 0."""
+        return len(self.norms) if any(norm.kind.noisy for norm in self.norms) else 0
+
+    @property
     def step_keys(self) -> int:
         """Random keys [n, K] a training step draws (``train.step``): a classifier's are
-        its dropout layers'."""
-        return self.dropout_layers
+        its dropout layers', then its noisy norm layers'."""
+        return self.dropout_layers + self.noise_layers
+
+    def split_keys(
+        self, keys: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """A step's keys as (dropout keys [dropout layers, K], noise keys [norm layers,
+        K]), each None where there are none."""
+        if keys is None:
+            return None, None
+        d = self.dropout_layers
+        return (keys[:d] if d else None), (keys[d:] if self.noise_layers else None)
 
     def parameter_groups(self) -> list[list[nn.Parameter]]:
         """The parameters each phase of a training step updates, in phase order."""

@@ -72,6 +72,7 @@ _LATER_FIELDS = {
     "latent": 64,
     "discriminator_hidden": [512, 256],
     "discriminator_norm": "none",
+    "discriminator_batch": "separate",
     "gan_samples": 10000,
     "beta1": 0.9,
     "patience": 0,

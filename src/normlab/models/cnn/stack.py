@@ -23,7 +23,7 @@ from normlab.models.cnn.fused import BatchNormPoolRelu, bn_pool_relu_eval
 from normlab.models.cnn.spec import CNNSpec
 from normlab.models.init import init_layer
 from normlab.models.mlp.stack import dense_head, dense_layers
-from normlab.models.norms import make_norm
+from normlab.models.norms import make_norm, normalize
 from normlab.models.registry import ACTIVATIONS
 from normlab.models.stack import StackedModel
 from normlab.registry import load
@@ -77,14 +77,14 @@ class StackedCNN(StackedModel):
     def forward(
         self,
         x: torch.Tensor,
-        dropout_keys: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None,
         *,
         shared: object | None = None,
         taps: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits [K, B, C] for flattened images [K, B, D] (one batch per member) or
         [B, D] (shared: the first convolution is then one plain convolution with all
-        members' kernels). ``dropout_keys`` ([dense hidden layers, K]) as for the MLP."""
+        members' kernels). ``keys`` ([``step_keys``, K]) as for the MLP."""
         k, (c, h, w) = self.k, self.spec.image
         if x.dim() == 2:
             b, groups = x.shape[0], 1
@@ -96,31 +96,38 @@ class StackedCNN(StackedModel):
         # vectorize over the channels, 1.3-3× faster here than on NCHW.
         z = z.contiguous(memory_format=torch.channels_last)
         blocks = len(self.spec.channels)
+        noise_keys = self.split_keys(keys)[1]
         for i in range(blocks):
             weight = self.weights[i]
             z = F.conv2d(z, weight.reshape(-1, *weight.shape[2:]), self.biases[i].reshape(-1),
                          padding="same", groups=groups)  # fmt: skip
-            z = self._conv_block(self.norms[i], z, taps)
+            noise = None if noise_keys is None else noise_keys[i]
+            z = self._conv_block(self.norms[i], z, taps, noise)
             groups = k
         flat = z.reshape(b, k, -1).transpose(0, 1)  # [K, B, features]
         h = torch.baddbmm(self.biases[blocks].unsqueeze(1), flat, self.weights[blocks])
-        return dense_head(self, h, blocks, dropout_keys, taps)
+        return dense_head(self, h, blocks, keys, taps)
 
     def _conv_block(
-        self, norm: nn.Module, z: torch.Tensor, taps: list[torch.Tensor] | None
+        self,
+        norm: nn.Module,
+        z: torch.Tensor,
+        taps: list[torch.Tensor] | None,
+        noise: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Norm, activation and 2×2 max-pooling of a convolution's output ``z``."""
+        """Norm, activation and 2×2 max-pooling of a convolution's output ``z``
+        (``noise``: a noisy norm's keys for this layer)."""
         if taps is None and z.device.type == "cpu" and self.spec.activation == "relu":
             fused = self._fused_block(norm, z)
             if fused is not None:
                 return fused
         if self.spec.norm_position == "after":
             pre = z
-            z = F.max_pool2d(norm(self.act(pre)), 2)
+            z = F.max_pool2d(normalize(norm, self.act(pre), noise), 2)
         else:
             # The activation is non-decreasing, so it commutes with taking a maximum:
             # pooling first applies it to a quarter of the values.
-            pre = norm(z)
+            pre = normalize(norm, z, noise)
             z = self.act(F.max_pool2d(pre, 2))
         if taps is not None:  # as [K, examples × positions, channels]
             b, kc, h, w = pre.shape

@@ -63,6 +63,8 @@ class GANFamily:
                     f"(2 × {settings.batch_size}), got {gan.gan_samples}")  # fmt: skip
         if NORMS[gan.discriminator_norm].reference_batch:
             return "discriminator_norm: virtual BN is for the generator (norm)"
+        if NORMS[gan.discriminator_norm].noisy:
+            return "discriminator_norm: noise injection is for classifiers"
         return None
 
     def units(self, settings: ModelSettings) -> tuple[int, ...]:
@@ -76,7 +78,8 @@ class GANFamily:
         options.update(activation=DISCRIMINATOR_ACTIVATION, norm=gan.discriminator_norm)
         discriminator = MLPSpec(n_inputs=data.n_features, n_classes=1,
                                 hidden=tuple(gan.discriminator_hidden), **options)  # fmt: skip
-        return GANSpec(gan.latent, data.n_features, generator, discriminator)
+        joint = gan.discriminator_batch == "joint"
+        return GANSpec(gan.latent, data.n_features, generator, discriminator, joint)
 
     def build(self, spec: GANSpec, seeds: Sequence[int]):
         from normlab.models.gan.stack import StackedGAN

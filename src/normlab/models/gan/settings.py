@@ -22,6 +22,11 @@ class GANSettings(BaseModel):
         (512, 256), description="gan: the discriminator's hidden layers' widths"
     )
     discriminator_norm: str = Field("none", description="gan: the discriminator's norm")
+    discriminator_batch: Literal["separate", "joint"] = Field(
+        "separate",
+        description="gan: the discriminator sees real and generated images as separate "
+        "batches or as one joint batch (its BN statistics then mix both)",
+    )
     gan_samples: int = Field(
         10000, ge=100, description="gan: images generated per run and judged after training"
     )

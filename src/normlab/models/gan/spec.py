@@ -14,12 +14,14 @@ class GANSpec:
     image of ``n_features`` values in [0, 1] (a sigmoid after its last layer) and a
     ``discriminator`` from an image to one logit (real: positive). A generator whose norm
     needs a reference batch (virtual BN) carries ``reference_batch`` fixed latent vectors
-    through every forward pass."""
+    through every forward pass. With ``joint_batch`` the discriminator sees each step's
+    real and generated images as one batch, in both phases (``models.gan.stack``)."""
 
     latent: int
     n_features: int
     generator: MLPSpec
     discriminator: MLPSpec
+    joint_batch: bool = False  # the discriminator sees real and generated images as one batch
 
     @property
     def reference_batch(self) -> int:

@@ -5,8 +5,9 @@ weights, normalization statistics and random streams, and a member trains alone 
 as it trains in a stack. A training step has two phases (``parameter_groups``): the
 discriminator's, on the step's real batch and a generated batch, then the generator's,
 on a fresh generated batch with the non-saturating loss −log D(G(z)) (Goodfellow et al.
-2014). Each phase draws its latent noise from the member's step key, so the noise is
-a pure function of (seed, step) on every device.
+2014). The discriminator sees the real and generated batches apart, or as one joint
+batch (``GANSpec.joint_batch``). Each phase draws its latent noise from the member's
+step key, so the noise is a pure function of (seed, step) on every device.
 """
 
 from __future__ import annotations
@@ -78,11 +79,21 @@ class StackedGAN(StackedModel):
         if phase == 0:
             with torch.no_grad():
                 fake = self.generate(self.noise(keys[0], b))
-            real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
+            real_logits, fake_logits = self.judge(x, fake)
             losses = F.softplus(-real_logits).mean((1, 2)) + F.softplus(fake_logits).mean((1, 2))
             return losses, (real_logits > 0).sum((1, 2))
-        fake_logits = self.discriminator(self.generate(self.noise(keys[1], b)))
+        _, fake_logits = self.judge(x, self.generate(self.noise(keys[1], b)))
         return F.softplus(-fake_logits).mean((1, 2)), None
+
+    def judge(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The discriminator's logits on a step's ``real`` and ``fake`` images [K, B, D]:
+        as two batches, or with ``joint_batch`` as one (a BN discriminator then
+        normalizes both together, in the generator's phase too, so that its statistics
+        mean the same in both phases; the generator gets no gradient from the real half)."""
+        if not self.spec.joint_batch:
+            return self.discriminator(real), self.discriminator(fake)
+        logits = self.discriminator(torch.cat([real, fake], 1))
+        return logits[:, : real.shape[1]], logits[:, real.shape[1] :]
 
     def forward(
         self,

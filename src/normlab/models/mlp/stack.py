@@ -61,15 +61,15 @@ class StackedMLP(StackedModel):
     def forward(
         self,
         x: torch.Tensor,
-        dropout_keys: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None,
         *,
         shared: tuple[torch.Tensor, torch.Tensor] | None = None,
         taps: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits [K, B, C] for inputs [K, B, D] (one batch per member) or [B, D] (shared).
 
-        ``dropout_keys`` ([hidden layers, K], from ``dropout.step_keys_tensor``) applies
-        dropout with those masks; eval passes none.
+        ``keys`` ([``step_keys``, K], from ``dropout.step_keys_tensor``) applies dropout
+        with their masks and a noisy norm's noise (``split_keys``); eval passes none.
         """
         if x.dim() == 2:
             # All members read the same examples: one [B, D] x [D, K*out] GEMM instead of
@@ -78,7 +78,7 @@ class StackedMLP(StackedModel):
             h = torch.addmm(b_cat, x, w_cat).view(x.shape[0], self.k, -1).transpose(0, 1)
         else:
             h = torch.baddbmm(self.biases[0].unsqueeze(1), x, self.weights[0])
-        return dense_head(self, h, 0, dropout_keys, taps)
+        return dense_head(self, h, 0, keys, taps)
 
     def shared_input(self) -> tuple[torch.Tensor, torch.Tensor]:
         """First-layer weights [D, K*out] and bias [K*out] laid out for shared inputs."""
@@ -90,16 +90,19 @@ def dense_head(
     model: StackedModel,
     h: torch.Tensor,
     first: int,
-    dropout_keys: torch.Tensor | None,
+    keys: torch.Tensor | None,
     taps: list[torch.Tensor] | None,
 ) -> torch.Tensor:
     """The dense hidden blocks and layers of ``model`` from layer ``first`` on, for ``h``
-    [K, B, width], the output of layer ``first`` before its norm. Dropout keys are
-    numbered from the first dense hidden layer."""
-    keys = host_keys(dropout_keys) if model.spec.dropout > 0 else None
+    [K, B, width], the output of layer ``first`` before its norm. ``keys`` are the
+    step's (``StackedModel.split_keys``): dropout keys are numbered from the first dense
+    hidden layer, noise keys from the first norm layer."""
+    dropout_keys, noise_keys = model.split_keys(keys)
+    dropout_keys = host_keys(dropout_keys) if model.spec.dropout > 0 else None
     for j, norm in enumerate(model.norms[first:]):
         i = first + j
-        layer_keys = None if keys is None else keys[j]
-        h = hidden_block(model.spec, model.act, norm, h, layer_keys, model.training, taps)
+        layer_keys = None if dropout_keys is None else dropout_keys[j]
+        noise = None if noise_keys is None else noise_keys[i]
+        h = hidden_block(model.spec, model.act, norm, h, layer_keys, model.training, taps, noise)
         h = torch.baddbmm(model.biases[i + 1].unsqueeze(1), h, model.weights[i + 1])
     return h
