@@ -201,7 +201,7 @@ def _made_up(config, rng) -> RunResult:
     evals = [EvalPoint(s, s / config.steps_per_epoch, 1.0, 0.4, acc) for s in (20, 40)]
     probes = []
     if config.model == "gan":
-        modes = {"modes": 9.0, "kl": acc, "batch_correlation": acc - 0.9}
+        modes = {"modes": 9.0, "kl": acc, "batch_correlation": acc - 0.9, "recognizable": acc}
         probes = [ProbeRow(9, "modes", -1, n, v) for n, v in modes.items()]
     return RunResult(epochs=epochs, evals=evals, probes=probes, seconds=1.0)
 
@@ -224,7 +224,7 @@ def test_measures_export_from_every_claims_study_in_every_setting(tmp_path):
                 if todo:
                     assert store.claim([c.run_id for c in todo], owner, 60.0, {})
                     assert store.save_results(owner, [(c.run_id, _made_up(c, rng)) for c in todo])
-    assert len(judged) == 20 + 15 + 17 + 15  # MLP/MNIST, CNN/MNIST, MLP/Fashion, CNN/Fashion
+    assert len(judged) == 21 + 16 + 18 + 16  # MLP/MNIST, CNN/MNIST, MLP/Fashion, CNN/Fashion
     for name, claims in judged.items():
         out = tmp_path / f"{name}.csv"
         done = CliRunner().invoke(app, ["export", "--table", "measures", "--study", name,

@@ -51,7 +51,7 @@ def test_grid_expands_to_cartesian_product_grouped_by_cohort(tmp_path):
         (
             'name="x"\n[grid]\nnorm=["none","batchy"]',
             "study.toml: grid.norm: Input should be 'none', 'batch', 'layer', 'group', 'rms', "
-            "'batch_renorm', 'ghost_batch' or 'virtual_batch' (got 'batchy')",
+            "'batch_renorm', 'ghost_batch', 'noisy_batch' or 'virtual_batch' (got 'batchy')",
         ),
         ('name="x"\n[fixed]\nlr=-1', "study.toml: fixed.lr: Input should be greater than 0"),
         ('name="x"\n[fixed]\nlearning_rate=0.1', "study.toml: fixed.learning_rate: unknown field"),

@@ -391,7 +391,7 @@ CLAIMS: dict[int, Claim] = {
             "of momentum, ε and γ's initial value, chosen per seed on validation accuracy "
             "(an equivalence test: supported when the defaults are shown to lose less than "
             "the size that matters)",
-            {"": against_best(
+            {"defaults − best other": against_best(
                 final_test_accuracy,
                 lambda c: tuple(getattr(c, f) for f in BN_HYPERPARAMETERS) == _KERAS_BN,
             )},
