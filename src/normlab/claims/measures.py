@@ -226,6 +226,16 @@ def _whole(run: RunRecord, probe: str, name: str) -> list[tuple[int, float]]:
             (probe, name, WHOLE) and r.value is not None]  # fmt: skip
 
 
+def _noise_ratio(run: RunRecord, steps: Callable[[int], bool]) -> float:
+    """log10(mean tr Σ_B / mean |G|²) over the ``noise`` measurements at the ``steps``
+    kept; NaN for an unfinished run, or without measurements or a positive mean signal."""
+    trace = [v for step, v in _whole(run, "noise", "trace") if steps(step)]
+    signal = [v for step, v in _whole(run, "noise", "signal") if steps(step)]
+    if run.status != Status.DONE or not trace or not signal or not np.mean(signal) > 0:
+        return math.nan
+    return math.log10(float(np.mean(trace)) / float(np.mean(signal)))
+
+
 def gradient_noise(run: RunRecord) -> float:
     """log10 of one step's gradient noise over training (probe ``noise``: tr Σ_B over
     |G|² at the run's batch size), the measurement at initialization aside: the ratio of
@@ -233,11 +243,7 @@ def gradient_noise(run: RunRecord) -> float:
     whose unbiased signal estimate came out negative (the noisiest ones) is weighed,
     never dropped. NaN for an unfinished run, or one whose mean signal is not positive
     (a seed without a value, counted under the verdict)."""
-    trace = [v for step, v in _whole(run, "noise", "trace") if step > 1]
-    signal = [v for step, v in _whole(run, "noise", "signal") if step > 1]
-    if run.status != Status.DONE or not trace or not signal or not np.mean(signal) > 0:
-        return math.nan
-    return math.log10(float(np.mean(trace)) / float(np.mean(signal)))
+    return _noise_ratio(run, lambda step: step > 1)
 
 
 def phase_gradient_noise(low: float, high: float) -> Callable[[RunRecord], float]:
@@ -247,15 +253,8 @@ def phase_gradient_noise(low: float, high: float) -> Callable[[RunRecord], float
     with no measurement in that phase."""
 
     def measure(run: RunRecord) -> float:
-        if run.status != Status.DONE:
-            return math.nan
         loss = dict(_whole(run, "noise", "loss"))
-        inside = {step for step, v in loss.items() if low <= v <= high and step > 1}
-        trace = [v for step, v in _whole(run, "noise", "trace") if step in inside]
-        signal = [v for step, v in _whole(run, "noise", "signal") if step in inside]
-        if not trace or not np.mean(signal) > 0:
-            return math.nan
-        return math.log10(float(np.mean(trace)) / float(np.mean(signal)))
+        return _noise_ratio(run, lambda step: step > 1 and low <= loss.get(step, -1.0) <= high)
 
     return measure
 
