@@ -11,8 +11,12 @@ Keras-semantics Adam, real MNIST (55,000 training images, validation 5,000 and t
   stack     normlab, K=16 (on a GPU also without the CUDA graph): seconds per
             model-epoch (median of the epochs after the first), evaluation share of the
             epoch, ratio to floor
-  profile   (CPU) a K=16 step at B=32 and 256: ms per step against the floor's, and the
-            profiled time's split into matmul, Adam, fused kernels, gather and the rest
+  step      (CPU) a K=16 step at B=32 and 256, BN and none: ms per step of the direct step
+            (no autograd; the input layer's gradient, Adam and next forward in one sweep)
+            and of the autograd step it replaces, against the floor's ms per step
+  func      torch.func ensembling (stack_module_state + functional_call + vmap) of 16 seed
+            networks beside normlab's K=16, B=32 and 256, BN and none: seconds per
+            model-epoch, evaluation included
   reproduce `normlab reproduce --seeds 5` end to end (a fresh process and database), with
             its floor and the final test accuracies
   curves    seconds per model-epoch of training steps for K = 1..32 and widths 128-2048
@@ -56,8 +60,9 @@ from normlab.models.mlp.stack import StackedMLP
 from normlab.spec.config import RunConfig
 from normlab.store.db import Store
 from normlab.train.loop import Schedule, train_stack
-from normlab.train.optim import Adam
+from normlab.train.optim import Adam, Rates
 from normlab.train.optimizers import make_optimizer
+from normlab.train.step import StepState, train_step
 
 BATCHES = (32, 64, 128, 256)
 K = 16
@@ -204,49 +209,75 @@ def _steps_seconds(model, opt, splits, batch: int) -> float:
     return per_step * (N_TRAIN // batch) / model.k
 
 
-PROFILE_GROUPS = {  # profiler op name -> where its time goes
-    "aten::baddbmm": "matmul",
-    "aten::bmm": "matmul",
-    "aten::addmm": "matmul",
-    "aten::_fused_adam_": "adam",
-    "aten::index_select": "gather",
-}
-
-
-PROFILE_GROUPS_ORDER = ("matmul", "adam", "fused block", "gather", "other")
-
-
-def profile_step(splits, batch: int, norm: str, steps: int = 100) -> dict[str, float]:
-    """Milliseconds per K=16 training step, and how the profiled CPU time splits.
-
-    Groups: matmul and adam (the floor's own operations, here as they run inside the
-    loop), the fused BN/ReLU/dropout kernels, the batch gather, and everything else
-    (loss, bookkeeping, autograd, small ops).
-    """
-    from torch.profiler import ProfilerActivity, profile
-
+def step_ms(splits, batch: int, norm: str, direct_step: bool, steps: int) -> float:
+    """Milliseconds per K=16 training step of the seed network: the CPU's direct step
+    (``train.direct``: no autograd, the input layer's fused sweep) or the autograd step
+    it replaces; the fastest of three rounds' means, after warm-up steps."""
     spec = MLPSpec(784, (512,), 10, norm=norm, dropout=0.2)
-    model = StackedMLP(spec, list(range(K)))
-    x, y = splits.train.x[: steps * batch], splits.train.y[: steps * batch]
-    tiny = Splits(Split(x, y), Split(x[:0], y[:0]), Split(x[:batch], y[:batch]), "raw", 10)
+    model = StackedMLP(spec, list(range(K))).train()
+    state = StepState.create(K, len(splits.train), batch, list(range(K)), torch.device("cpu"))
+    state.direct = None if direct_step else False
+    state.start_epoch(torch.stack([torch.randperm(len(splits.train)) for _ in range(K)]))
     opt = Adam(eps=1e-7, eps_before_bias_correction=True)
+    opt_state = [opt.init([p.detach() for p in model.parameters()])]
+    data, rates = (splits.train.x, splits.train.y), Rates.of([1e-3] * K)
 
-    def epoch() -> None:
-        train_stack(model, opt, tiny, list(range(K)), [1e-3] * K, Schedule(batch, 1))
+    def steps_of(n: int) -> None:
+        for _ in range(n):
+            train_step(model, opt, opt_state, state, data, rates)
 
-    epoch()
-    start = time.perf_counter()
-    epoch()
-    wall_ms = (time.perf_counter() - start) / steps * 1e3
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        epoch()
-    groups = dict.fromkeys(PROFILE_GROUPS_ORDER, 0.0)
-    for event in prof.key_averages():
-        name = event.key
-        group = PROFILE_GROUPS.get(name, "fused block" if "ReluDropout" in name else "other")
-        groups[group] += event.self_cpu_time_total
-    total = sum(groups.values())
-    return {"ms_per_step": wall_ms, **{g: v / total for g, v in groups.items()}}
+    steps_of(5)
+    rounds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        steps_of(steps)
+        rounds.append((time.perf_counter() - start) / steps * 1e3)
+    return min(rounds)
+
+
+def func_mlp(splits, batch: int, norm: str, epochs: int, k: int = K) -> float:
+    """What a savvy PyTorch user writes instead of normlab: ``torch.func`` ensembling of
+    k seed networks (``stack_module_state`` + ``functional_call`` + ``vmap``, dropout
+    "different" per model), fused Adam over the stacked parameters, the data in memory,
+    each model its own data order, validation and test evaluated every epoch. Seconds per
+    model-epoch (median of the epochs after the first), as ``stack`` reports."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    torch.manual_seed(0)
+    layers = [nn.Linear(784, 512)] + ([nn.BatchNorm1d(512)] if norm == "batch" else [])
+    models = [nn.Sequential(*layers, nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10))]
+    models += [copy.deepcopy(models[0]) for _ in range(k - 1)]
+    for m in models:
+        for p in m.parameters():
+            nn.init.normal_(p, std=0.05) if p.dim() > 1 else nn.init.zeros_(p)
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    opt = torch.optim.Adam(list(params.values()), 1e-3, eps=1e-7, fused=True)
+    x, y = splits.train.x, splits.train.y
+
+    def loss(p, b, xs, ys):
+        return F.cross_entropy(functional_call(base, (p, b), (xs,)), ys)
+
+    train_losses = vmap(loss, randomness="different")
+    held_out = vmap(lambda p, b, xs: functional_call(base, (p, b), (xs,)), in_dims=(0, 0, None))
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        base.train()
+        order = torch.stack([torch.randperm(len(y)) for _ in range(k)])
+        for i in range(len(y) // batch):
+            idx = order[:, i * batch : (i + 1) * batch]
+            opt.zero_grad()
+            train_losses(params, buffers, x[idx], y[idx]).sum().backward()
+            opt.step()
+        base.eval()
+        with torch.no_grad():
+            for split in (splits.val, splits.test):
+                for rows in range(0, len(split), 2500):
+                    logits = held_out(params, buffers, split.x[rows : rows + 2500])
+                    (logits.argmax(-1) == split.y[rows : rows + 2500]).sum(1)
+        times.append((time.perf_counter() - start) / k)
+    return statistics.median(times[1:] if len(times) > 1 else times)
 
 
 def reproduce(db: Path, data_dir: str | None, device: torch.device, executor: str) -> dict:
@@ -381,7 +412,7 @@ def cnn_section(splits, batch: int, steps: int) -> dict[str, float]:
     return out
 
 
-SECTIONS = ("baselines", "stack", "profile", "reproduce", "curves", "cnn", "report")
+SECTIONS = ("baselines", "stack", "step", "func", "reproduce", "curves", "cnn", "report")
 
 
 def main() -> None:
@@ -440,18 +471,34 @@ def main() -> None:
             out["peak_gpu_mb_after_k16"] = torch.cuda.max_memory_allocated(device) / 2**20
         save()
 
-    if "profile" in sections and device.type == "cpu":
-        print("## where a K=16 step's time goes (CPU profile)", flush=True)
-        out["profile"] = {}
+    if "step" in sections and device.type == "cpu":
+        print("## a K=16 step, ms: the direct step and the autograd step against the floor",
+              flush=True)  # fmt: skip
+        out["step"] = {}
         for b in (32, 256):
             for norm in ("none", "batch"):
-                p = profile_step(splits, b, norm)
+                steps = 40 if args.quick or b == 256 else 150
                 floor_ms = out["floor"][b]["floor"] * K / (N_TRAIN // b) * 1e3
-                p["floor_ms_per_step"] = floor_ms
-                out["profile"][f"{norm}/{b}"] = p
-                shares = "  ".join(f"{g} {100 * p[g]:.0f}%" for g in PROFILE_GROUPS_ORDER)
-                print(f"{norm:<5} B={b:<4} {p['ms_per_step']:.2f} ms/step (floor "
-                      f"{floor_ms:.2f})  {shares}", flush=True)  # fmt: skip
+                r = {"floor": floor_ms}
+                for name, on in (("autograd", False), ("direct", True)):
+                    r[name] = step_ms(splits, b, norm, on, steps)
+                out["step"][f"{norm}/{b}"] = r
+                print(f"{norm:<5} B={b:<4} direct {r['direct']:.2f} ({r['direct'] / floor_ms:.2f}x "
+                      f"floor)  autograd {r['autograd']:.2f} ({r['autograd'] / floor_ms:.2f}x)  "
+                      f"floor {floor_ms:.2f}", flush=True)  # fmt: skip
+        save()
+
+    if "func" in sections:
+        print("## torch.func ensembling of 16 against normlab's K=16, s/model-epoch with "
+              "evaluation", flush=True)  # fmt: skip
+        out["func"] = {}
+        for b in (32, 256):
+            for norm in ("none", "batch"):
+                ours = stack(splits, b, norm, epochs)["seconds"]
+                theirs = func_mlp(splits, b, norm, epochs)
+                out["func"][f"{norm}/{b}"] = {"normlab": ours, "torch.func": theirs}
+                print(f"{norm:<5} B={b:<4} normlab {ours:.3f}  torch.func {theirs:.3f}  "
+                      f"normlab {theirs / ours:.2f}x faster", flush=True)  # fmt: skip
         save()
 
     if "reproduce" in sections:
@@ -553,12 +600,18 @@ def render(out: dict) -> str:
             lines.append(f"  width {width:<5}" + "".join(
                 f"  K={k}: {out['curves'][f'{width}/{k}']:.3f}" for k in ks
             ))  # fmt: skip
-    if "profile" in out:
-        lines.append("where a K=16 step's CPU time goes (profiler, 100 steps):")
-        for key, p in out["profile"].items():
-            shares = ", ".join(f"{g} {100 * p[g]:.0f}%" for g in PROFILE_GROUPS_ORDER)
-            lines.append(f"  {key:<10} {p['ms_per_step']:.2f} ms/step (floor "
-                         f"{p['floor_ms_per_step']:.2f}): {shares}")  # fmt: skip
+    if "step" in out:
+        lines.append("a K=16 step, ms (× the floor's ms per step): direct | autograd")
+        for key, r in out["step"].items():
+            f, d, a = r["floor"], r["direct"], r["autograd"]
+            lines.append(f"  {key:<10} {d:.2f} ({d / f:.2f}×) | {a:.2f} ({a / f:.2f}×), "
+                         f"floor {f:.2f}")  # fmt: skip
+    if "func" in out:
+        lines.append("torch.func ensemble of 16 vs normlab K=16, s/model-epoch with evaluation:")
+        for key, r in out["func"].items():
+            ours, theirs = r["normlab"], r["torch.func"]
+            lines.append(f"  {key:<10} normlab {ours:.3f}, torch.func {theirs:.3f}: normlab "
+                         f"{theirs / ours:.2f}× faster")  # fmt: skip
     if "cnn" in out:
         lines.append("CNN (conv 32-64, dense 128, BN), training steps, s/model-epoch:")
         for b, r in out["cnn"].items():

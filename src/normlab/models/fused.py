@@ -178,10 +178,14 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
+def _dropout_scale(p: float) -> float:
+    return 1.0 / (1.0 - p)
+
+
 def _dropout_args(keys: np.ndarray | None, p: float) -> tuple[np.ndarray, np.uint64, float, bool]:
     if keys is None or p == 0.0:
         return np.zeros(1, np.uint64), np.uint64(0), 1.0, False
-    return keys, np.uint64(threshold(p)), 1.0 / (1.0 - p), True
+    return keys, np.uint64(threshold(p)), _dropout_scale(p), True
 
 
 def mask(keys: np.ndarray, batch: int, width: int, p: float) -> torch.Tensor:
@@ -191,61 +195,86 @@ def mask(keys: np.ndarray, batch: int, width: int, p: float) -> torch.Tensor:
     return out.view(len(keys), batch, width)
 
 
+def relu_dropout(x: torch.Tensor, keys: np.ndarray | None, p: float) -> torch.Tensor:
+    """relu(x) * mask for x [K, B, F] (``keys`` None or ``p`` 0: no dropout)."""
+    x = x.contiguous()
+    keys_, thr, scale, use_mask = _dropout_args(keys, p)
+    out = torch.empty_like(x)
+    _relu_dropout_forward(_np(x), keys_, thr, np.float32(scale), use_mask, _np(out))
+    return out
+
+
+def relu_dropout_grad(grad: torch.Tensor, out: torch.Tensor, p: float) -> torch.Tensor:
+    """The input gradient of ``relu_dropout`` given its output ``out``: ``grad`` where the
+    output is > 0, scaled by the kept elements' 1 / (1 − p)."""
+    grad_in = torch.empty_like(out)
+    scale = np.float32(_dropout_scale(p))
+    _relu_dropout_backward(_np(grad.contiguous()), _np(out), scale, _np(grad_in))
+    return grad_in
+
+
+def bn_relu_dropout(x, weight, bias, eps: float, keys: np.ndarray | None, p: float):
+    """Training-mode batch norm, ReLU and dropout of x [K, B, F]: the output and the
+    batch mean and biased variance [K, F]."""
+    x = x.contiguous()
+    k, _, f = x.shape
+    keys_, thr, scale, use_mask = _dropout_args(keys, p)
+    out = torch.empty_like(x)
+    mean, var = torch.empty(k, f), torch.empty(k, f)
+    _bn_relu_dropout_forward(
+        _np(x), _np(weight), _np(bias), np.float32(eps), True, _np(mean), _np(var),
+        keys_, thr, np.float32(scale), use_mask, _np(out),
+    )  # fmt: skip
+    return out, mean, var
+
+
+def bn_relu_dropout_grad(grad, out, x, mean, var, eps: float, weight, p: float):
+    """The gradients of ``bn_relu_dropout`` (input, gain, shift) given its input ``x``,
+    output ``out`` and batch statistics."""
+    grad_in = torch.empty_like(x)
+    grad_weight, grad_bias = torch.empty_like(weight), torch.empty_like(weight)
+    _bn_relu_dropout_backward(
+        _np(grad.contiguous()), _np(out), _np(x), _np(mean), _np(var), np.float32(eps),
+        _np(weight), np.float32(_dropout_scale(p)), _np(grad_in), _np(grad_weight),
+        _np(grad_bias),
+    )  # fmt: skip
+    return grad_in, grad_weight, grad_bias
+
+
 class ReluDropout(torch.autograd.Function):
-    """relu(x) * mask for x [K, B, F]; backward passes the gradient where the output is > 0."""
+    """``relu_dropout`` with its gradient, for autograd."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, keys: np.ndarray | None, p: float) -> torch.Tensor:
-        x = x.contiguous()
-        keys_, thr, scale, use_mask = _dropout_args(keys, p)
-        out = torch.empty_like(x)
-        _relu_dropout_forward(_np(x), keys_, thr, np.float32(scale), use_mask, _np(out))
+        out = relu_dropout(x, keys, p)
         ctx.save_for_backward(out)
-        ctx.scale = scale
+        ctx.p = p if keys is not None else 0.0
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (out,) = ctx.saved_tensors
-        grad_in = torch.empty_like(out)
-        scale = np.float32(ctx.scale)
-        _relu_dropout_backward(_np(grad.contiguous()), _np(out), scale, _np(grad_in))
-        return grad_in, None, None
+        return relu_dropout_grad(grad, out, ctx.p), None, None
 
 
 class BatchNormReluDropout(torch.autograd.Function):
-    """Training-mode batch norm, ReLU and dropout in one kernel each way.
-
-    Returns the output and the batch mean and biased variance [K, F] (for the running
-    statistics; not differentiable).
-    """
+    """``bn_relu_dropout`` with its gradients, for autograd (mean and variance are not
+    differentiable; they feed the running statistics)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps: float, keys: np.ndarray | None, p: float):
         x = x.contiguous()
-        k, _, f = x.shape
-        keys_, thr, scale, use_mask = _dropout_args(keys, p)
-        out = torch.empty_like(x)
-        mean, var = torch.empty(k, f), torch.empty(k, f)
-        _bn_relu_dropout_forward(
-            _np(x), _np(weight), _np(bias), np.float32(eps), True, _np(mean), _np(var),
-            keys_, thr, np.float32(scale), use_mask, _np(out),
-        )  # fmt: skip
+        out, mean, var = bn_relu_dropout(x, weight, bias, eps, keys, p)
         ctx.save_for_backward(x, out, mean, var, weight)
-        ctx.eps, ctx.scale = eps, scale
+        ctx.eps, ctx.p = eps, p if keys is not None else 0.0
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     def backward(ctx, grad, _grad_mean, _grad_var):
         x, out, mean, var, weight = ctx.saved_tensors
-        grad_in = torch.empty_like(x)
-        grad_weight, grad_bias = torch.empty_like(weight), torch.empty_like(weight)
-        _bn_relu_dropout_backward(
-            _np(grad.contiguous()), _np(out), _np(x), _np(mean), _np(var), np.float32(ctx.eps),
-            _np(weight), np.float32(ctx.scale), _np(grad_in), _np(grad_weight), _np(grad_bias),
-        )  # fmt: skip
-        return grad_in, grad_weight, grad_bias, None, None, None
+        grads = bn_relu_dropout_grad(grad, out, x, mean, var, ctx.eps, weight, ctx.p)
+        return *grads, None, None, None
 
 
 @torch.no_grad()

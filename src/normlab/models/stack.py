@@ -88,14 +88,14 @@ class StackedModel(nn.Module):
         """The loss [K] that ``phase`` minimises on the step's batch ``x`` [K, B, D],
         ``y`` [K, B], and how many of the batch each member got right [K] (None: the
         phase counts nothing). A classifier: cross-entropy and correct predictions."""
-        return _scored(self(x, keys), y)
+        return scored(self(x, keys), y)
 
     def held_out(
         self, x: torch.Tensor, y: torch.Tensor, shared: object | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss [K] and correct count [K] of every member on held-out examples
         ``x`` [B, D] (shared by all members), ``y`` [B]."""
-        return _scored(self(x, shared=shared), y)
+        return scored(self(x, shared=shared), y)
 
     def shared_input(self) -> object | None:
         """What a forward pass on shared inputs can reuse across chunks (None: nothing)."""
@@ -173,6 +173,6 @@ class StackedModel(nn.Module):
         return one
 
 
-def _scored(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def scored(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy [K] and correct predictions [K] of logits [K, B, C] for labels ``y``."""
     return member_losses(logits, y), (logits.argmax(-1) == y).sum(1)

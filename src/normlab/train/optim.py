@@ -134,13 +134,18 @@ class Adam(_TwoForms):
     def _count(self, state: AdamState) -> None:
         state.count += 1
 
-    def _fused(self, state, params, grads, rates: Rates, active: list[bool]) -> None:
-        t = int(state.count)
-        eps = self.eps
+    def eps_at(self, t: int) -> float:
+        """The epsilon of step ``t`` in PyTorch's placement (added after the bias
+        correction of sqrt(v))."""
         if self.eps_before_bias_correction:
             # Keras adds eps to sqrt(v) before dividing by sqrt(1 - beta2^t); PyTorch after.
             # The two agree when PyTorch's eps is Keras's divided by sqrt(1 - beta2^t).
-            eps = self.eps / math.sqrt(1.0 - self.beta2**t)
+            return self.eps / math.sqrt(1.0 - self.beta2**t)
+        return self.eps
+
+    def _fused(self, state, params, grads, rates: Rates, active: list[bool]) -> None:
+        t = int(state.count)
+        eps = self.eps_at(t)
         for lr, members in _runs(rates.host, active):
             adam_kernel(
                 [p[members] for p in params],

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import torch
 
 from normlab.models.dropout import key_bases, step_keys_tensor
-from normlab.models.stack import StackedModel
+from normlab.models.stack import StackedModel, scored
+from normlab.train import direct
+from normlab.train.direct import DirectStep
 from normlab.train.optim import Optimizer, OptimizerState, Rates
 
 
@@ -39,6 +41,9 @@ class StepState:
     loss_sum: torch.Tensor
     correct: torch.Tensor
     losses: torch.Tensor
+    # The CPU's autograd-free step for this stack (``train.direct``), decided on the
+    # first step: None until then, False where it does not apply.
+    direct: DirectStep | bool | None = None
 
     @classmethod
     def create(
@@ -103,29 +108,86 @@ def train_step(
     before the update, so the instruments measure the gradients that this step's update
     will use. The epoch's loss is the last phase's.
     """
-    x_all, y_all = data
-    k, b = model.k, len(state.positions)
-    idx = state.order.index_select(1, state.i * b + state.positions).reshape(-1)
-    x = x_all.index_select(0, idx).view(k, b, -1)
-    y = y_all.index_select(0, idx).view(k, b)
     n_keys = model.step_keys
     keys = step_keys_tensor(state.key_bases, state.step, n_keys) if n_keys else None
     with torch.no_grad():
         state.step += 1
+    fast = _direct(model, optimizer, state, data[0]) if before_update is None else None
+    if fast is not None:
+        losses = _direct_step(fast, opt_state[0], state, data, rates, keys)
+    else:
+        args = (model, optimizer, opt_state, state, data, rates, keys, before_update)
+        losses = _autograd_step(*args)
+    with torch.no_grad():
+        state.loss_sum += losses
+        state.losses.index_copy_(0, state.i.view(1), losses.view(1, model.k))
+        state.i += 1
+
+
+def _autograd_step(model, optimizer, opt_state, state, data, rates, keys, before_update):
+    """Each phase's forward, autograd's backward, divergence flags and update; the last
+    phase's losses."""
+    x, y = _batch(state, data, state.i, model.k)
     for phase, (params, phase_state) in enumerate(
         zip(model.parameter_groups(), opt_state, strict=True)
     ):
         losses, correct = model.phase_loss(phase, x, y, keys)
         grads = list(torch.autograd.grad(losses.sum(), params))
         with torch.no_grad():
-            newly_bad = ~torch.isfinite(losses) & (state.first_bad == 0)
-            state.first_bad.copy_(torch.where(newly_bad, state.step, state.first_bad))
+            _flag(state, losses)
             if before_update is not None:
                 before_update(Batch(x, y, keys, losses.detach(), grads))
             optimizer.update(phase_state, params, grads, rates, state.first_bad == 0)
             if correct is not None:
                 state.correct += correct
-    with torch.no_grad():
-        state.loss_sum += losses
-        state.losses.index_copy_(0, state.i.view(1), losses.view(1, k))
-        state.i += 1
+    return losses
+
+
+def _batch(
+    state: StepState, data: tuple[torch.Tensor, torch.Tensor], i: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs [K, B, D] and labels [K, B] of the epoch's step ``i``."""
+    idx = _indices(state, i)
+    return _rows(data[0], idx, k), _rows(data[1], idx, k)
+
+
+def _rows(t: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
+    """Rows ``idx`` [K·B] of ``t``, member by member: [K, B, ...]."""
+    return t.index_select(0, idx).view(k, -1, *t.shape[1:])
+
+
+def _indices(state: StepState, i: torch.Tensor) -> torch.Tensor:
+    """The training examples of the epoch's step ``i``, member by member [K·B]."""
+    b = len(state.positions)
+    return state.order.index_select(1, i * b + state.positions).reshape(-1)
+
+
+def _flag(state: StepState, losses: torch.Tensor) -> None:
+    """Mark the members whose loss stopped being finite at this step."""
+    newly_bad = ~torch.isfinite(losses) & (state.first_bad == 0)
+    state.first_bad.copy_(torch.where(newly_bad, state.step, state.first_bad))
+
+
+def _direct(model, optimizer, state: StepState, x_all: torch.Tensor) -> DirectStep | None:
+    if state.direct is None:
+        applies = direct.applies(model, optimizer, x_all)
+        state.direct = DirectStep(model, optimizer) if applies else False
+    return state.direct or None
+
+
+@torch.no_grad()
+def _direct_step(fast: DirectStep, opt_state, state: StepState, data, rates, keys):
+    """The step by ``train.direct``: forward, flags, backward and update, and the next
+    step's input layer on the way when it is in this epoch; the losses."""
+    k, step = fast.model.k, int(state.step)
+    idx = _indices(state, state.i)
+    logits, xt = fast.forward(step, lambda: _rows(data[0], idx, k), keys)
+    y = _rows(data[1], idx, k)
+    losses, correct = scored(logits, y)
+    _flag(state, losses)
+    next_step = None
+    if int(state.i) + 1 < state.losses.shape[0]:
+        next_step = (step + 1, _batch(state, data, state.i + 1, k)[0])
+    fast.backward_update(logits, y, xt, opt_state, rates, state.first_bad == 0, next_step)
+    state.correct += correct
+    return losses
