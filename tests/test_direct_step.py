@@ -10,6 +10,8 @@ at most 1.9e-4; 99.9 % within 1.1e-5 (input layer) and 2.4e-5 (BN's shifts). A b
 BN is left out (see ``_cancelled``).
 """
 
+import os
+
 import pytest
 import torch
 from torch.optim.adam import adam as adam_kernel
@@ -18,6 +20,7 @@ from normlab.models.mlp.spec import MLPSpec
 from normlab.models.mlp.stack import StackedMLP
 from normlab.models.registry import NORMS
 from normlab.models.settings import NormSettings
+from normlab.runtime import set_threads
 from normlab.train import direct, input_layer
 from normlab.train.loop import Schedule, train_stack
 from normlab.train.optim import SGD, Adam
@@ -171,3 +174,23 @@ def test_weights_changed_between_steps_are_not_read_from_the_look_ahead(mnist_sm
     unchanged = _steps(StackedMLP(spec, [0]).train(), mnist_small, True, change_at=-1)
     torch.testing.assert_close(torch.tensor(fast), torch.tensor(slow), rtol=RTOL, atol=1e-6)
     assert fast[:3] == unchanged[:3] and abs(fast[3] - unchanged[3]) > 1e-3
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to compare 1 and 2 threads")
+def test_a_run_is_the_same_on_one_thread_as_on_two(mnist_small, monkeypatch):
+    spec = MLPSpec(784, (128,), 10, norm="batch", dropout=0.2)
+    runs, before = [], set_threads(None)
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            runs.append(_train(spec, mnist_small, [1, 2, 3], [1e-3] * 3, use_direct=True,
+                               monkeypatch=monkeypatch))  # fmt: skip
+    finally:
+        set_threads(before)
+    (model_1, results_1, taken), (model_2, results_2, _) = runs
+    assert taken
+    for r1, r2 in zip(results_1, results_2, strict=True):
+        assert torch.equal(_losses(r1), _losses(r2))
+    state_2 = model_2.state_dict()
+    for name, p1 in model_1.state_dict().items():
+        assert torch.equal(p1, state_2[name]), name

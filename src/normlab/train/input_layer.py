@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -35,6 +34,7 @@ from numba import njit, prange
 # diverging run must stay visibly non-finite.
 _FAST = {"reassoc", "contract"}
 MIN_ROWS = 32  # the fewest rows a parallel task sweeps (its partial sums cost B x F)
+TASKS = 8  # parallel tasks a sweep offers at least: 2-8 threads stay busy at any K
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -91,10 +91,11 @@ def transposed(x: torch.Tensor) -> np.ndarray:
 
 
 def _parts(k: int, rows: int) -> int:
-    """Row ranges per member: enough parallel tasks for every thread (several each, so
-    that members of unequal cost balance), none shorter than ``MIN_ROWS``."""
-    want = -(-4 * numba.get_num_threads() // k)
-    return max(1, min(want, rows // MIN_ROWS))
+    """Row ranges per member: at least ``TASKS`` parallel tasks, none shorter than
+    ``MIN_ROWS``. The ranges' partial sums of the next forward are added in order, so
+    the result depends on the ranges; they depend on K alone, never on the thread count,
+    so that a run's numbers are the same on 1 thread as on 2 (a test holds them to it)."""
+    return max(1, min(-(-TASKS // k), rows // MIN_ROWS))
 
 
 def _forward(partial: np.ndarray, bias: torch.Tensor) -> torch.Tensor:
