@@ -4,7 +4,10 @@ Everything a step reads or advances lives in device tensors (``StepState``): the
 order, the position in the epoch, the step count (and from it the dropout keys), the
 members' divergence flags and the epoch's sums. So a step never needs the host: on a
 GPU it can be captured once and replayed (``train.graph``), and on a CPU the same
-function runs eagerly.
+function runs eagerly. There, the seed's MLP under Adam takes the step's one other
+form: the same forward, loss, flags and update with the backward written out instead of
+autograd's (``train.direct``), as fast as the hardware allows; every other model, and
+any step an instrument looks inside, takes autograd's.
 
 A member whose loss stops being finite is marked at that step (``first_bad``) and is no
 longer active: the optimizer leaves it where it was. The others go on.
