@@ -68,14 +68,25 @@ class _Saved:
     var: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class _Ahead:
+    """The next step's input-layer pre-activations ``h`` [K, B, F], computed in this
+    step's sweep: for step ``step``, from its transposed inputs ``xt``, with the input
+    layer's weights and bias at ``versions``."""
+
+    step: int
+    xt: np.ndarray
+    h: torch.Tensor
+    versions: tuple[int, ...]
+
+
 @dataclass
 class DirectStep:
-    """The direct step of one stack; it keeps the next step's input-layer pre-activations
-    (computed in this step's sweep) and the inputs they came from."""
+    """The direct step of one stack; it keeps what the last sweep computed ahead."""
 
     model: StackedMLP
     optimizer: Adam
-    ahead: tuple[int, np.ndarray, torch.Tensor, tuple[int, int]] | None = None
+    ahead: _Ahead | None = None
     saved: list[_Saved] = field(default_factory=list)
 
     def forward(
@@ -87,8 +98,9 @@ class DirectStep:
         look ahead to this one."""
         model = self.model
         w0, b0 = model.weights[0], model.biases[0]
-        if self.ahead is not None and self.ahead[0] == step and self.ahead[3] == _versions(w0, b0):
-            _, xt, h, _ = self.ahead
+        ahead = self.ahead
+        if ahead is not None and ahead.step == step and ahead.versions == _versions(w0, b0):
+            xt, h = ahead.xt, ahead.h
         else:
             xt = input_layer.transposed(inputs())
             h = input_layer.forward(xt, w0, b0)
@@ -126,8 +138,8 @@ class DirectStep:
         grads = self._grads(logits, y)
         w0, b0 = model.weights[0], model.biases[0]
         params = list(model.parameters())
-        rest = [i for i, p in enumerate(params) if p is not w0]
-        i0 = params.index(w0)
+        i0 = next(i for i, p in enumerate(params) if p is w0)
+        rest = [i for i in range(len(params)) if i != i0]
         # The small parameters first, with the optimizer's own kernel (which counts the
         # step): the sweep's look ahead needs the updated input-layer bias.
         opt.update(
@@ -145,7 +157,7 @@ class DirectStep:
             xt, grads[id(w0)], w0, state.exp_avg[i0], state.exp_avg_sq[i0], adam, xt_next, b0
         )
         if next_step is not None:
-            self.ahead = (next_step[0], xt_next, h, _versions(w0, b0))
+            self.ahead = _Ahead(next_step[0], xt_next, h, _versions(w0, b0))
 
     def _grads(self, logits: torch.Tensor, y: torch.Tensor) -> dict[int, torch.Tensor]:
         """Every parameter's gradient by ``id``; the input layer's weights get their
