@@ -202,3 +202,16 @@ def test_a_run_is_the_same_on_one_thread_as_on_two(mnist_small, monkeypatch):
     state_2 = model_2.state_dict()
     for name, p1 in model_1.state_dict().items():
         assert torch.equal(p1, state_2[name]), name
+
+
+def test_fashion_mnist_pixels_are_too_dense_for_the_sweep(tmp_path, debian_fashion, mnist_small):
+    # Fashion-MNIST's pixels are ~51% zeros, where the direct step was no faster at
+    # B=32 and slower at B=256 (BENCHMARKS.md); MNIST's are ~81%.
+    from normlab.data.locate import load
+    from normlab.data.prepare import prepare
+
+    fashion = prepare(load("fashion-mnist", tmp_path, download=False), "raw").train.x
+    model = StackedMLP(MLPSpec(784, (16,), 10), [0]).train()
+    assert 0.4 < float((fashion[:1000] == 0).float().mean()) < direct.SPARSE
+    assert not direct.applies(model, Adam(), fashion)
+    assert direct.applies(model, Adam(), mnist_small.train.x)
