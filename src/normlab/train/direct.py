@@ -91,6 +91,13 @@ class DirectStep:
     optimizer: Adam
     ahead: _Ahead | None = None
     saved: list[_Saved] = field(default_factory=list)
+    params: list[torch.Tensor] = field(init=False)  # in the optimizer state's order
+    i0: int = field(init=False)  # the input layer's weights among them
+
+    def __post_init__(self) -> None:
+        # Once per stack, not per step: the step is the hot path.
+        self.params = list(self.model.parameters())
+        self.i0 = next(i for i, p in enumerate(self.params) if p is self.model.weights[0])
 
     def forward(
         self, step: int, inputs: Callable[[], torch.Tensor], keys: torch.Tensor | None
@@ -140,8 +147,7 @@ class DirectStep:
         model, opt = self.model, self.optimizer
         grads = self._grads(logits, y)
         w0, b0 = model.weights[0], model.biases[0]
-        params = list(model.parameters())
-        i0 = next(i for i, p in enumerate(params) if p is w0)
+        params, i0 = self.params, self.i0
         rest = [i for i in range(len(params)) if i != i0]
         # The small parameters first, with the optimizer's own kernel (which counts the
         # step): the sweep's look ahead needs the updated input-layer bias.
