@@ -93,11 +93,13 @@ class DirectStep:
     saved: list[_Saved] = field(default_factory=list)
     params: list[torch.Tensor] = field(init=False)  # in the optimizer state's order
     i0: int = field(init=False)  # the input layer's weights among them
+    rest: list[int] = field(init=False)  # and every other parameter's index
 
     def __post_init__(self) -> None:
         # Once per stack, not per step: the step is the hot path.
         self.params = list(self.model.parameters())
         self.i0 = next(i for i, p in enumerate(self.params) if p is self.model.weights[0])
+        self.rest = [i for i in range(len(self.params)) if i != self.i0]
 
     def forward(
         self, step: int, inputs: Callable[[], torch.Tensor], keys: torch.Tensor | None
@@ -147,8 +149,7 @@ class DirectStep:
         model, opt = self.model, self.optimizer
         grads = self._grads(logits, y)
         w0, b0 = model.weights[0], model.biases[0]
-        params, i0 = self.params, self.i0
-        rest = [i for i in range(len(params)) if i != i0]
+        params, i0, rest = self.params, self.i0, self.rest
         # The small parameters first, with the optimizer's own kernel (which counts the
         # step): the sweep's look ahead needs the updated input-layer bias.
         opt.update(

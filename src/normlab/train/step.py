@@ -190,7 +190,7 @@ def _direct_step(fast: DirectStep, opt_state, state: StepState, data, rates, key
     _flag(state, losses)
     next_step = None
     if int(state.i) + 1 < state.losses.shape[0]:
-        next_step = (step + 1, _batch(state, data, state.i + 1, k)[0])
+        next_step = (step + 1, _rows(data[0], _indices(state, state.i + 1), k))
     fast.backward_update(logits, y, xt, opt_state, rates, state.first_bad == 0, next_step)
     state.correct += correct
     return losses
